@@ -1,0 +1,104 @@
+//! `herald display`: an event-display subscriber (like Knative's) that prints every event it
+//! receives, readably, and acknowledges it with 202.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use cloudevents::{AttributesReader, Data, Event};
+use std::fmt::Write;
+use std::sync::Arc;
+
+/// Where formatted events go (stdout for the CLI, a channel in tests).
+pub type Printer = Arc<dyn Fn(String) + Send + Sync>;
+
+pub fn router(printer: Printer) -> Router {
+    Router::new()
+        .route("/", post(receive))
+        .route("/{*path}", post(receive))
+        .with_state(printer)
+}
+
+async fn receive(State(printer): State<Printer>, request: Request) -> (StatusCode, String) {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("cannot read body: {e}\n")),
+    };
+    match cloudevents::binding::http::to_event(&parts.headers, body.to_vec()) {
+        Ok(event) => {
+            printer(format_event(&event));
+            (StatusCode::ACCEPTED, String::new())
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("not a CloudEvent: {e}\n")),
+    }
+}
+
+/// Formats an event the way Knative's event-display does: attributes, extensions, data.
+pub fn format_event(event: &Event) -> String {
+    let mut out = String::from("☁️  cloudevents.Event\nContext Attributes,\n");
+    for (name, value) in event.iter_attributes() {
+        let _ = writeln!(out, "  {name}: {value}");
+    }
+    let mut extensions: Vec<_> = event.iter_extensions().collect();
+    extensions.sort_by_key(|(n, _)| *n);
+    if !extensions.is_empty() {
+        out.push_str("Extensions,\n");
+        for (name, value) in extensions {
+            let _ = writeln!(out, "  {name}: {value}");
+        }
+    }
+    if let Some(data) = event.data() {
+        out.push_str("Data,\n");
+        let text = match data {
+            Data::Json(v) => serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()),
+            Data::String(s) => pretty_if_json(s, event.datacontenttype()),
+            Data::Binary(b) => match std::str::from_utf8(b) {
+                Ok(s) => pretty_if_json(s, event.datacontenttype()),
+                Err(_) => format!("<{} bytes of binary data>", b.len()),
+            },
+        };
+        for line in text.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
+}
+
+fn pretty_if_json(s: &str, content_type: Option<&str>) -> String {
+    if content_type.is_some_and(|ct| ct.contains("json")) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(s) {
+            return serde_json::to_string_pretty(&v).unwrap_or_else(|_| s.to_string());
+        }
+    }
+    s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudevents::{EventBuilder, EventBuilderV10};
+
+    #[test]
+    fn formats_attributes_extensions_and_json_data() {
+        let e = EventBuilderV10::new()
+            .id("42")
+            .source("/s")
+            .ty("com.example")
+            .extension("region", "eu")
+            .data("application/json", serde_json::json!({"a": 1}))
+            .build()
+            .unwrap();
+        let text = format_event(&e);
+        for needle in [
+            "id: 42",
+            "type: com.example",
+            "Extensions,",
+            "region: eu",
+            "Data,",
+            "\"a\": 1",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The `herald` binary: `serve`, `send` and `display`.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use herald_broker::{display, send, serve};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "A CloudEvents broker and trigger system, compatible with Knative Eventing"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run ingress and dispatcher for the Brokers and Triggers in --config.
+    Serve(ServeArgs),
+    /// Build a CloudEvent and POST it to a Broker.
+    Send(SendArgs),
+    /// Run an event-display subscriber that prints every event it receives.
+    Display(DisplayArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// A Knative-style YAML file, or a directory of them.
+    #[arg(long, short, env = "HERALD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address the ingress listens on.
+    #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Largest accepted request body, in bytes (larger ones get 413).
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Events a Broker's in-memory channel holds before ingress answers 429.
+    #[arg(long, default_value_t = 10_000)]
+    memory_capacity: usize,
+    /// Deliveries in flight per Trigger.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// Seconds shutdown waits for accepted events to be delivered.
+    #[arg(long, default_value_t = 30)]
+    drain_timeout: u64,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// Broker URL, e.g. http://127.0.0.1:8080/default/default
+    #[arg(long, default_value = "http://127.0.0.1:8080/default/default")]
+    to: String,
+    /// A CloudEvent in JSON format (or an array, sent as a batch) instead of the flags below.
+    #[arg(long, conflicts_with_all = ["ty", "source", "data"])]
+    file: Option<PathBuf>,
+    #[arg(long = "type", default_value = "dev.herald.example")]
+    ty: String,
+    #[arg(long, default_value = "herald-cli")]
+    source: String,
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long)]
+    subject: Option<String>,
+    /// Event data (sent with --content-type).
+    #[arg(long)]
+    data: Option<String>,
+    #[arg(long, default_value = "application/json")]
+    content_type: String,
+    /// Extension attribute, name=value (repeatable).
+    #[arg(long = "ext")]
+    extensions: Vec<String>,
+    /// Send in structured mode instead of binary mode.
+    #[arg(long)]
+    structured: bool,
+}
+
+#[derive(Args)]
+struct DisplayArgs {
+    /// Port to listen on (127.0.0.1).
+    #[arg(long, default_value_t = 9000)]
+    port: u16,
+    /// Full listen address; overrides --port.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(a) => run_serve(a).await,
+        Command::Send(a) => run_send(a).await,
+        Command::Display(a) => run_display(a).await,
+    }
+}
+
+async fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
+    let resources = match &a.config {
+        Some(path) => herald_core::load_path(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => {
+            tracing::warn!("no --config given: serving no Brokers");
+            Default::default()
+        }
+    };
+    let config = serve::ServeConfig {
+        listen: a.listen,
+        max_body_bytes: a.max_body_bytes,
+        memory: herald_channels::MemoryChannelConfig {
+            capacity: a.memory_capacity,
+            ..Default::default()
+        },
+        max_in_flight: a.max_in_flight,
+        drain_timeout: Duration::from_secs(a.drain_timeout),
+        ..Default::default()
+    };
+    let server = serve::start(&resources, config).await?;
+    for b in &resources.brokers {
+        let key = b.resource.key();
+        eprintln!(
+            "Broker {key}: {}",
+            server.broker_url(&key.namespace, &key.name)
+        );
+    }
+    let token = server.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining accepted events");
+        token.cancel();
+    });
+    server.wait().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("can install a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run_send(a: SendArgs) -> anyhow::Result<()> {
+    let events = match &a.file {
+        Some(path) => send::read_events(path)?,
+        None => vec![send::build_event(&send::EventOptions {
+            id: a.id,
+            source: a.source,
+            ty: a.ty,
+            subject: a.subject,
+            data: a.data,
+            content_type: a.content_type,
+            extensions: a.extensions,
+        })?],
+    };
+    let count = events.len();
+    let (status, body) = send::send(&a.to, events, a.structured)
+        .await
+        .with_context(|| format!("sending to {}", a.to))?;
+    if !(200..300).contains(&status) {
+        bail!("{} answered {status}: {}", a.to, body.trim());
+    }
+    println!("sent {count} event(s) to {}: {status}", a.to);
+    Ok(())
+}
+
+async fn run_display(a: DisplayArgs) -> anyhow::Result<()> {
+    let addr = a
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], a.port)));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    eprintln!(
+        "event display listening on http://{}",
+        listener.local_addr()?
+    );
+    let printer: display::Printer = Arc::new(|text| println!("{text}"));
+    axum::serve(listener, display::router(printer))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}

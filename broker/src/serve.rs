@@ -1,0 +1,221 @@
+//! `herald serve`: builds each Broker's channel, starts one consumer per Trigger and the
+//! ingress, and shuts down gracefully (stop accepting, drain, then stop).
+
+use crate::ingress::{router, Brokers, IngressState};
+use herald_channels::{Channel, MemoryChannel, MemoryChannelConfig};
+use herald_core::{DeliverySpec, Resolver, ResourceKey, ResourceSet};
+use herald_dispatcher::{DeliveryEngine, EngineConfig, RouteError, TriggerConsumer, TriggerRoute};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub memory: MemoryChannelConfig,
+    pub engine: EngineConfig,
+    /// Delivery for Triggers whose Trigger and Broker both set none (Knative's
+    /// config-br-defaults: 10 retries, exponential, PT0.2S).
+    pub default_delivery: DeliverySpec,
+    /// Deliveries in flight per Trigger.
+    pub max_in_flight: usize,
+    /// How long shutdown waits for accepted events to drain before abandoning them.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 4 * 1024 * 1024,
+            memory: MemoryChannelConfig::default(),
+            engine: EngineConfig::default(),
+            default_delivery: DeliverySpec {
+                retry: Some(10),
+                backoff_policy: Some(herald_core::BackoffPolicy::Exponential),
+                backoff_delay: Some("PT0.2S".parse().expect("valid literal")),
+                ..Default::default()
+            },
+            max_in_flight: 256,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Route(#[from] RouteError),
+    #[error(transparent)]
+    Engine(#[from] herald_dispatcher::engine::EngineError),
+}
+
+/// A running Herald: ingress plus dispatcher.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    /// Triggers that are not ready (unknown Broker, unresolvable subscriber), with why.
+    pub warnings: Vec<String>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Base URL of the ingress, e.g. `http://127.0.0.1:8080`.
+    pub fn url(&self) -> Url {
+        Url::parse(&format!("http://{}", self.addr)).expect("socket address is a valid host")
+    }
+
+    pub fn broker_url(&self, namespace: &str, name: &str) -> Url {
+        Resolver::new(self.url()).broker_url(&ResourceKey::new(namespace, name))
+    }
+
+    /// Stops accepting, drains accepted events (up to the drain timeout) and stops.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (after `shutdown` from elsewhere, e.g. a signal).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+pub async fn start(
+    resources: &ResourceSet,
+    config: ServeConfig,
+) -> Result<RunningServer, ServeError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let base = Url::parse(&format!("http://{addr}")).expect("socket address is a valid host");
+    let resolver = Resolver::new(base);
+
+    let mut channels: HashMap<ResourceKey, Arc<dyn Channel>> = HashMap::new();
+    for b in &resources.brokers {
+        let key = b.resource.key();
+        let channel: Arc<dyn Channel> =
+            Arc::new(MemoryChannel::new(key.to_string(), config.memory.clone()));
+        channels.insert(key, channel);
+    }
+
+    let mut warnings = Vec::new();
+    let mut routes = Vec::new();
+    for t in &resources.triggers {
+        let trigger = &t.resource;
+        let broker_key = trigger.broker_key();
+        let Some(broker) = resources.broker(&broker_key) else {
+            warnings.push(format!(
+                "{}: Trigger {} is not ready: Broker {broker_key} does not exist",
+                t.origin,
+                trigger.key()
+            ));
+            continue;
+        };
+        match TriggerRoute::build(
+            trigger,
+            broker,
+            &resolver,
+            &config.default_delivery,
+            config.engine.default_timeout,
+        ) {
+            Ok(route) => routes.push(route),
+            // A bad filter is a configuration error; refuse to start rather than misroute.
+            Err(e @ RouteError::Filter { .. }) => return Err(e.into()),
+            Err(e) => warnings.push(format!("{}: not ready: {e}", t.origin)),
+        }
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    for d in &resources.deferred {
+        tracing::warn!(
+            "{}: {} {} ({}) is recognised but not served by this version of Herald",
+            d.origin,
+            d.kind,
+            d.name,
+            d.api_version
+        );
+    }
+
+    let engine = DeliveryEngine::new(config.engine.clone())?;
+    let abort = CancellationToken::new();
+    let mut consumers = JoinSet::new();
+    for route in routes {
+        let consumer = TriggerConsumer {
+            channel: channels[&route.broker].clone(),
+            route: Arc::new(route),
+            engine: engine.clone(),
+            max_in_flight: config.max_in_flight,
+        };
+        let trigger = consumer.route.trigger.clone();
+        tracing::info!(%trigger, subscriber = %consumer.route.subscriber, "trigger ready");
+        let abort = abort.clone();
+        consumers.spawn(async move {
+            if let Err(e) = consumer.run(abort).await {
+                tracing::error!(%trigger, error = %e, "trigger consumer stopped");
+            }
+        });
+    }
+
+    let brokers: Brokers = Arc::new(channels);
+    let app = router(IngressState {
+        brokers: brokers.clone(),
+        max_body_bytes: config.max_body_bytes,
+    });
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let drain_timeout = config.drain_timeout;
+    let task = tokio::spawn(async move {
+        // Stop accepting first; requests already inside finish publishing.
+        let server = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "ingress failed");
+        }
+        for channel in brokers.values() {
+            channel.close().await;
+        }
+        let drained = tokio::time::timeout(drain_timeout, async {
+            while consumers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::error!(
+                ?drain_timeout,
+                "drain timeout passed; abandoning remaining deliveries"
+            );
+            abort.cancel();
+            while consumers.join_next().await.is_some() {}
+        }
+        tracing::info!("stopped");
+    });
+    tracing::info!(%addr, brokers = resources.brokers.len(), triggers = resources.triggers.len(), "herald serving");
+    Ok(RunningServer {
+        addr,
+        warnings,
+        shutdown,
+        task,
+    })
+}

@@ -1,0 +1,103 @@
+//! Channels: where a Broker keeps accepted events until every Trigger has handled them.
+//!
+//! One trait, [`Channel`], with one module per backend. Callers (ingress, dispatcher, later
+//! Channel/Subscription fan-out) know channels only through this trait.
+
+pub mod memory;
+
+use async_trait::async_trait;
+use cloudevents::Event;
+use std::time::Duration;
+
+pub use memory::{MemoryChannel, MemoryChannelConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// Capacity or lag limit reached: the caller should back off and retry.
+    #[error("channel {channel} is full ({detail})")]
+    Full {
+        channel: String,
+        detail: String,
+        retry_after: Duration,
+    },
+    /// The backend cannot be reached right now.
+    #[error("channel {channel} is unavailable: {detail}")]
+    Unavailable {
+        channel: String,
+        detail: String,
+        retry_after: Duration,
+    },
+    #[error("channel {channel}: {detail}")]
+    Backend { channel: String, detail: String },
+}
+
+impl ChannelError {
+    /// How long a publisher should wait before trying again, for errors that are transient.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ChannelError::Full { retry_after, .. }
+            | ChannelError::Unavailable { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// An ordered log of events with independent, acknowledged subscriptions.
+#[async_trait]
+pub trait Channel: Send + Sync + 'static {
+    fn name(&self) -> &str;
+
+    /// Appends the events as one unit. Returns only once the channel holds all of them (for
+    /// durable backends: durable per their sync policy), so the caller may acknowledge them.
+    async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError>;
+
+    /// Opens the named subscription, resuming from its committed position if it has one.
+    /// Each subscription sees every event; deliveries within one are shared by its readers.
+    async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError>;
+
+    /// Starts shutdown: subscriptions end once it is safe. A volatile channel first hands out
+    /// and waits for acknowledgement of everything it holds (nothing survives it otherwise); a
+    /// durable one ends them at once, since unacknowledged events are redelivered on restart.
+    async fn close(&self);
+}
+
+/// One reader of a subscription.
+#[async_trait]
+pub trait Subscription: Send {
+    /// The next event, or `None` once the channel is closed and this subscription is done.
+    async fn next(&mut self) -> Result<Option<Delivery>, ChannelError>;
+}
+
+/// An event handed to a subscriber; it stays owed until acknowledged.
+pub struct Delivery {
+    pub event: Event,
+    /// Position in the channel's log, where the backend has one (for logs and replay).
+    pub offset: Option<u64>,
+    ack: Box<dyn Acknowledge>,
+}
+
+impl Delivery {
+    pub fn new(event: Event, offset: Option<u64>, ack: Box<dyn Acknowledge>) -> Self {
+        Self { event, offset, ack }
+    }
+
+    /// Marks the event handled (delivered or dead-lettered) for this subscription.
+    pub async fn ack(self) -> Result<(), ChannelError> {
+        self.ack.ack().await
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("id", &cloudevents::AttributesReader::id(&self.event))
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+/// Backend-specific acknowledgement of one delivery.
+#[async_trait]
+pub trait Acknowledge: Send {
+    async fn ack(self: Box<Self>) -> Result<(), ChannelError>;
+}

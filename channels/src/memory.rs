@@ -1,0 +1,344 @@
+//! The in-memory channel: a bounded log shared by all subscriptions of one broker.
+//!
+//! Each subscription has a read cursor and a committed offset (everything below it is
+//! acknowledged). Events are dropped from the log once every subscription has committed past
+//! them, so memory is bounded by `capacity` events of the slowest subscription's backlog; past
+//! that, `publish` answers [`ChannelError::Full`] instead of growing.
+
+use crate::{Acknowledge, Channel, ChannelError, Delivery, Subscription};
+use async_trait::async_trait;
+use cloudevents::Event;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+#[derive(Clone, Debug)]
+pub struct MemoryChannelConfig {
+    /// Most events held at once (the slowest subscription's unacknowledged backlog).
+    pub capacity: usize,
+    /// Retry-After suggested to publishers when full.
+    pub retry_after: Duration,
+}
+
+impl Default for MemoryChannelConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+pub struct MemoryChannel {
+    name: String,
+    config: MemoryChannelConfig,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    log: Mutex<Log>,
+    /// Woken on publish, on ack while closing, and on close.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct Log {
+    /// Offset of `events[0]`.
+    base: u64,
+    events: VecDeque<Event>,
+    subscriptions: HashMap<String, Cursor>,
+    closing: bool,
+}
+
+struct Cursor {
+    next: u64,
+    committed: u64,
+    /// Acknowledged offsets at or above `committed` (acks arrive out of order).
+    acked: BTreeSet<u64>,
+}
+
+impl Log {
+    fn head(&self) -> u64 {
+        self.base + self.events.len() as u64
+    }
+
+    fn trim(&mut self) {
+        let head = self.head();
+        let low = self
+            .subscriptions
+            .values()
+            .map(|c| c.committed)
+            .min()
+            .unwrap_or(head);
+        while self.base < low && !self.events.is_empty() {
+            self.events.pop_front();
+            self.base += 1;
+        }
+        if self.events.is_empty() {
+            self.base = low.max(self.base);
+        }
+    }
+
+    fn drained(&self) -> bool {
+        let head = self.head();
+        self.subscriptions.values().all(|c| c.committed >= head)
+    }
+}
+
+impl MemoryChannel {
+    pub fn new(name: impl Into<String>, config: MemoryChannelConfig) -> Self {
+        Self {
+            name: name.into(),
+            config,
+            shared: Arc::new(Shared {
+                log: Mutex::new(Log::default()),
+                changed: Notify::new(),
+            }),
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Log> {
+        // A panic while holding this lock cannot leave the log half-updated in a way that
+        // loses events, so poisoning is not a reason to stop serving.
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Channel for MemoryChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
+        {
+            let mut log = self.shared.lock();
+            log.trim();
+            if log.events.len() + events.len() > self.config.capacity {
+                return Err(ChannelError::Full {
+                    channel: self.name.clone(),
+                    detail: format!(
+                        "{} events held, capacity {}",
+                        log.events.len(),
+                        self.config.capacity
+                    ),
+                    retry_after: self.config.retry_after,
+                });
+            }
+            log.events.extend(events);
+        }
+        self.shared.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError> {
+        let mut log = self.shared.lock();
+        let head = log.head();
+        // A new subscription starts at the head, like a Trigger created after events flowed.
+        log.subscriptions
+            .entry(subscription.to_string())
+            .or_insert_with(|| Cursor {
+                next: head,
+                committed: head,
+                acked: BTreeSet::new(),
+            });
+        Ok(Box::new(MemoryReader {
+            shared: self.shared.clone(),
+            subscription: subscription.to_string(),
+        }))
+    }
+
+    async fn close(&self) {
+        self.shared.lock().closing = true;
+        self.shared.changed.notify_waiters();
+    }
+}
+
+struct MemoryReader {
+    shared: Arc<Shared>,
+    subscription: String,
+}
+
+#[async_trait]
+impl Subscription for MemoryReader {
+    async fn next(&mut self) -> Result<Option<Delivery>, ChannelError> {
+        loop {
+            let notified = self.shared.changed.notified();
+            tokio::pin!(notified);
+            // Register for wake-ups before looking, so a publish between the look and the
+            // await is not missed.
+            notified.as_mut().enable();
+            {
+                let mut log = self.shared.lock();
+                let (base, head, closing) = (log.base, log.head(), log.closing);
+                let drained = log.drained();
+                let Some(cursor) = log.subscriptions.get_mut(&self.subscription) else {
+                    return Ok(None);
+                };
+                if cursor.next < base {
+                    cursor.next = base;
+                }
+                if cursor.next < head {
+                    let offset = cursor.next;
+                    cursor.next += 1;
+                    let event = log.events[(offset - base) as usize].clone();
+                    let ack = MemoryAck {
+                        shared: self.shared.clone(),
+                        subscription: self.subscription.clone(),
+                        offset,
+                    };
+                    return Ok(Some(Delivery::new(event, Some(offset), Box::new(ack))));
+                }
+                // Only end once every subscription has acknowledged everything: a reply
+                // published by another trigger's in-flight delivery may still arrive.
+                if closing && drained {
+                    return Ok(None);
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+struct MemoryAck {
+    shared: Arc<Shared>,
+    subscription: String,
+    offset: u64,
+}
+
+#[async_trait]
+impl Acknowledge for MemoryAck {
+    async fn ack(self: Box<Self>) -> Result<(), ChannelError> {
+        let closing = {
+            let mut log = self.shared.lock();
+            if let Some(c) = log.subscriptions.get_mut(&self.subscription) {
+                if self.offset >= c.committed {
+                    c.acked.insert(self.offset);
+                    while c.acked.remove(&c.committed) {
+                        c.committed += 1;
+                    }
+                }
+            }
+            log.closing
+        };
+        if closing {
+            self.shared.changed.notify_waiters();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
+
+    fn event(id: &str) -> Event {
+        EventBuilderV10::new()
+            .id(id)
+            .source("/test")
+            .ty("t")
+            .build()
+            .unwrap()
+    }
+
+    fn small(capacity: usize) -> MemoryChannel {
+        MemoryChannel::new(
+            "test",
+            MemoryChannelConfig {
+                capacity,
+                ..Default::default()
+            },
+        )
+    }
+
+    async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
+        tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("no delivery within 5s")
+            .unwrap()
+            .expect("subscription ended")
+    }
+
+    #[tokio::test]
+    async fn every_subscription_sees_every_event_in_order() {
+        let ch = small(10);
+        let mut a = ch.subscribe("a").await.unwrap();
+        let mut b = ch.subscribe("b").await.unwrap();
+        ch.publish(vec![event("1"), event("2")]).await.unwrap();
+        for sub in [&mut a, &mut b] {
+            let d1 = next(sub).await;
+            let d2 = next(sub).await;
+            assert_eq!((d1.event.id(), d2.event.id()), ("1", "2"));
+            assert_eq!((d1.offset, d2.offset), (Some(0), Some(1)));
+        }
+    }
+
+    #[tokio::test]
+    async fn full_until_the_slowest_subscription_acknowledges() {
+        let ch = small(2);
+        let mut a = ch.subscribe("a").await.unwrap();
+        ch.publish(vec![event("1"), event("2")]).await.unwrap();
+        let err = ch.publish(vec![event("3")]).await.unwrap_err();
+        assert!(matches!(err, ChannelError::Full { .. }), "{err}");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+        // Acknowledging out of order frees nothing until the lowest offset is acknowledged.
+        let d1 = next(&mut a).await;
+        let d2 = next(&mut a).await;
+        d2.ack().await.unwrap();
+        assert!(ch.publish(vec![event("3")]).await.is_err());
+        d1.ack().await.unwrap();
+        ch.publish(vec![event("3"), event("4")]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_all_or_nothing() {
+        let ch = small(2);
+        let _a = ch.subscribe("a").await.unwrap();
+        assert!(ch
+            .publish(vec![event("1"), event("2"), event("3")])
+            .await
+            .is_err());
+        ch.publish(vec![event("1"), event("2")]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn close_ends_subscriptions_only_after_everything_is_acknowledged() {
+        let ch = Arc::new(small(10));
+        let mut a = ch.subscribe("a").await.unwrap();
+        ch.publish(vec![event("1")]).await.unwrap();
+        ch.close().await;
+        let d = next(&mut a).await;
+        // Unacknowledged: the reader must keep waiting rather than end.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), a.next()).await;
+        assert!(
+            waiting.is_err(),
+            "ended before the in-flight event was acknowledged"
+        );
+        // A reply published while closing is still handed out.
+        ch.publish(vec![event("reply")]).await.unwrap();
+        d.ack().await.unwrap();
+        let r = next(&mut a).await;
+        assert_eq!(r.event.id(), "reply");
+        r.ack().await.unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(5), a.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(end.is_none());
+    }
+
+    #[tokio::test]
+    async fn readers_of_one_subscription_share_its_events() {
+        let ch = small(10);
+        let mut r1 = ch.subscribe("a").await.unwrap();
+        let mut r2 = ch.subscribe("a").await.unwrap();
+        ch.publish(vec![event("1"), event("2")]).await.unwrap();
+        let d1 = next(&mut r1).await;
+        let d2 = next(&mut r2).await;
+        assert_ne!(d1.event.id(), d2.event.id());
+    }
+}

@@ -1,0 +1,12 @@
+//! Herald's core: the resource model every control plane feeds (the standalone YAML loader
+//! today, Kubernetes CRDs later) and the small value types the data plane shares.
+
+pub mod duration;
+pub mod loader;
+pub mod resolve;
+pub mod resources;
+
+pub use duration::IsoDuration;
+pub use loader::{load_path, load_str, LoadError, Loaded, Origin, ResourceSet};
+pub use resolve::{ResolveError, Resolver};
+pub use resources::*;

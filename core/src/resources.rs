@@ -1,0 +1,387 @@
+//! The resource model: Knative Eventing's Broker, Trigger and DeliverySpec with Knative's field
+//! names, so a manifest written for Knative deserializes unchanged. Both the YAML loader and
+//! (later) the Kubernetes CRDs produce these types; the data plane only ever sees them.
+
+use crate::duration::IsoDuration;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub const EVENTING_API_VERSION: &str = "eventing.knative.dev/v1";
+pub const BROKER_CLASS_ANNOTATION: &str = "eventing.knative.dev/broker.class";
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The subset of Kubernetes ObjectMeta Herald reads. Other metadata (uid, resourceVersion, ...)
+/// is accepted and ignored, because `kubectl get -o yaml` output must load too.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl ObjectMeta {
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+    }
+}
+
+/// A namespaced name, the identity of a Broker or Trigger.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ResourceKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Broker {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: BrokerSpec,
+}
+
+impl Broker {
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey::new(self.metadata.namespace(), &self.metadata.name)
+    }
+
+    pub fn class(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .get(BROKER_CLASS_ANNOTATION)
+            .map(String::as_str)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BrokerSpec {
+    /// Reference to backend settings (Knative points this at a ConfigMap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<KReference>,
+    /// Default delivery for every Trigger of this Broker that has none of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliverySpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub metadata: ObjectMeta,
+    pub spec: TriggerSpec,
+}
+
+impl Trigger {
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey::new(self.metadata.namespace(), &self.metadata.name)
+    }
+
+    /// The Broker this Trigger reads from: `spec.brokerRef` when given, else `spec.broker` in
+    /// the Trigger's own namespace.
+    pub fn broker_key(&self) -> ResourceKey {
+        match &self.spec.broker_ref {
+            Some(r) => ResourceKey::new(
+                r.namespace.as_deref().unwrap_or(self.metadata.namespace()),
+                &r.name,
+            ),
+            None => ResourceKey::new(self.metadata.namespace(), &self.spec.broker),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TriggerSpec {
+    #[serde(default)]
+    pub broker: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_ref: Option<KReference>,
+    /// The legacy exact-match filter; ignored when `filters` is non-empty, as in Knative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<TriggerFilter>,
+    /// The Subscriptions API filter dialect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<SubscriptionsApiFilter>,
+    pub subscriber: Destination,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliverySpec>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerFilter {
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// One entry of `spec.filters`: exactly one dialect is set (validated when compiled).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionsApiFilter {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub all: Vec<SubscriptionsApiFilter>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub any: Vec<SubscriptionsApiFilter>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not: Option<Box<SubscriptionsApiFilter>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exact: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prefix: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub suffix: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cesql: Option<String>,
+}
+
+/// Where events go: a `uri`, or a `ref` to an addressable resource plus an optional relative
+/// `uri` appended to its address.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Destination {
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<KReference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    #[serde(rename = "CACerts", default, skip_serializing_if = "Option::is_none")]
+    pub ca_certs: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KReference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+impl KReference {
+    /// API group of the reference (`eventing.knative.dev` for `eventing.knative.dev/v1`).
+    pub fn group(&self) -> &str {
+        if let Some(g) = &self.group {
+            return g;
+        }
+        match &self.api_version {
+            Some(v) => v.split_once('/').map(|(g, _)| g).unwrap_or(""),
+            None => "",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackoffPolicy {
+    Linear,
+    #[default]
+    Exponential,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryFormat {
+    Json,
+    Binary,
+}
+
+/// Knative's DeliverySpec: how failed deliveries are retried and where they end up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeliverySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_sink: Option<Destination>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_policy: Option<BackoffPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_delay: Option<IsoDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<IsoDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_max: Option<IsoDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<DeliveryFormat>,
+}
+
+/// A problem with one field of one resource, e.g. `spec.delivery.retry: must be >= 0`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl Broker {
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = validate_name(&self.metadata);
+        if let Some(d) = &self.spec.delivery {
+            d.validate("spec.delivery", &mut errors);
+        }
+        errors
+    }
+}
+
+impl Trigger {
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = validate_name(&self.metadata);
+        if self.spec.broker.is_empty() && self.spec.broker_ref.is_none() {
+            errors.push(FieldError::new("spec.broker", "must name a Broker"));
+        }
+        if let Some(f) = &self.spec.filter {
+            for name in f.attributes.keys() {
+                if !is_valid_attribute_name(name) {
+                    errors.push(FieldError::new(
+                        format!("spec.filter.attributes.{name}"),
+                        "not a valid CloudEvents attribute name (lower-case a-z and 0-9 only)",
+                    ));
+                }
+            }
+        }
+        self.spec
+            .subscriber
+            .validate("spec.subscriber", &mut errors);
+        if let Some(d) = &self.spec.delivery {
+            d.validate("spec.delivery", &mut errors);
+        }
+        errors
+    }
+}
+
+impl Destination {
+    fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
+        match (&self.reference, &self.uri) {
+            (None, None) => errors.push(FieldError::new(field, "must set `ref` or `uri`")),
+            (None, Some(uri)) => match url::Url::parse(uri) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                Ok(u) => errors.push(FieldError::new(
+                    format!("{field}.uri"),
+                    format!("scheme {:?} is not http or https", u.scheme()),
+                )),
+                Err(e) => errors.push(FieldError::new(
+                    format!("{field}.uri"),
+                    format!("{uri:?} is not an absolute URL: {e}"),
+                )),
+            },
+            (Some(r), uri) => {
+                if r.name.is_empty() {
+                    errors.push(FieldError::new(
+                        format!("{field}.ref.name"),
+                        "must not be empty",
+                    ));
+                }
+                if r.kind.is_empty() {
+                    errors.push(FieldError::new(
+                        format!("{field}.ref.kind"),
+                        "must not be empty",
+                    ));
+                }
+                if let Some(uri) = uri {
+                    if url::Url::parse(uri).is_ok() {
+                        errors.push(FieldError::new(
+                            format!("{field}.uri"),
+                            "with `ref`, `uri` must be a relative path (e.g. /path)",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl DeliverySpec {
+    fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
+        if let Some(retry) = self.retry {
+            if retry < 0 {
+                errors.push(FieldError::new(
+                    format!("{field}.retry"),
+                    format!("must be >= 0, got {retry}"),
+                ));
+            }
+        }
+        if let Some(dls) = &self.dead_letter_sink {
+            dls.validate(&format!("{field}.deadLetterSink"), errors);
+        }
+        if let Some(t) = &self.timeout {
+            if t.as_duration().is_zero() {
+                errors.push(FieldError::new(
+                    format!("{field}.timeout"),
+                    format!("must be greater than zero, got {t}"),
+                ));
+            }
+        }
+    }
+}
+
+fn validate_name(meta: &ObjectMeta) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (field, value) in [
+        ("metadata.name", meta.name.as_str()),
+        ("metadata.namespace", meta.namespace()),
+    ] {
+        if !is_dns_label(value) {
+            errors.push(FieldError::new(
+                field,
+                format!("{value:?} is not a DNS-1123 label (lower-case alphanumerics and '-')"),
+            ));
+        }
+    }
+    errors
+}
+
+/// Kubernetes names used in URL paths must be DNS-1123 labels.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// CloudEvents 1.0 attribute names: lower-case ASCII letters and digits.
+pub fn is_valid_attribute_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}

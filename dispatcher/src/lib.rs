@@ -1,0 +1,21 @@
+//! The dispatcher: one consumer per Trigger reads the Broker's channel, applies the Trigger's
+//! filter and delivers matching events with retries, dead-lettering and reply handling.
+//!
+//! Data path, one module per step: [`consumer`] -> [`filter`] -> [`delivery`] (one attempt over
+//! HTTP) under [`retry`] (the DeliverySpec's policy) -> [`dead_letter`] or [`reply`].
+
+pub mod attributes;
+pub mod consumer;
+pub mod dead_letter;
+pub mod delivery;
+pub mod engine;
+pub mod filter;
+pub mod reply;
+pub mod retry;
+pub mod route;
+
+pub use consumer::TriggerConsumer;
+pub use engine::{DeliveryEngine, EngineConfig};
+pub use filter::{Filter, FilterError};
+pub use retry::RetryPolicy;
+pub use route::{RouteError, TriggerRoute};

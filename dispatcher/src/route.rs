@@ -1,0 +1,90 @@
+//! A Trigger resolved for the data plane: its compiled filter, subscriber URL and delivery.
+
+use crate::filter::{Filter, FilterError};
+use crate::retry::RetryPolicy;
+use herald_core::{Broker, DeliverySpec, ResolveError, Resolver, ResourceKey, Trigger};
+use std::time::Duration;
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("Trigger {trigger}: invalid filter: {source}")]
+    Filter {
+        trigger: ResourceKey,
+        source: FilterError,
+    },
+    #[error("Trigger {trigger}: spec.subscriber: {source}")]
+    Subscriber {
+        trigger: ResourceKey,
+        source: ResolveError,
+    },
+    #[error("Trigger {trigger}: {field}.deadLetterSink: {source}")]
+    DeadLetterSink {
+        trigger: ResourceKey,
+        field: &'static str,
+        source: ResolveError,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct TriggerRoute {
+    pub trigger: ResourceKey,
+    pub broker: ResourceKey,
+    pub filter: Filter,
+    pub subscriber: Url,
+    pub policy: RetryPolicy,
+    pub dead_letter_sink: Option<Url>,
+}
+
+impl TriggerRoute {
+    /// Resolves `trigger` against its `broker`. Delivery is the Trigger's own DeliverySpec,
+    /// else the Broker's, else `default_delivery` (as Knative, a spec replaces, not merges).
+    pub fn build(
+        trigger: &Trigger,
+        broker: &Broker,
+        resolver: &Resolver,
+        default_delivery: &DeliverySpec,
+        default_timeout: Duration,
+    ) -> Result<Self, RouteError> {
+        let key = trigger.key();
+        let namespace = trigger.metadata.namespace();
+        let filter = Filter::compile(&trigger.spec).map_err(|source| RouteError::Filter {
+            trigger: key.clone(),
+            source,
+        })?;
+        let subscriber = resolver
+            .resolve(&trigger.spec.subscriber, namespace)
+            .map_err(|source| RouteError::Subscriber {
+                trigger: key.clone(),
+                source,
+            })?;
+        let (delivery, field) = match (&trigger.spec.delivery, &broker.spec.delivery) {
+            (Some(d), _) => (d, "spec.delivery"),
+            (None, Some(d)) => (d, "Broker spec.delivery"),
+            (None, None) => (default_delivery, "default delivery"),
+        };
+        let dead_letter_sink = delivery
+            .dead_letter_sink
+            .as_ref()
+            .map(|d| resolver.resolve(d, namespace))
+            .transpose()
+            .map_err(|source| RouteError::DeadLetterSink {
+                trigger: key.clone(),
+                field,
+                source,
+            })?;
+        Ok(Self {
+            trigger: key,
+            broker: broker.key(),
+            filter,
+            subscriber,
+            policy: RetryPolicy::from_spec(delivery, default_timeout),
+            dead_letter_sink,
+        })
+    }
+
+    /// Name of this Trigger's subscription on the Broker's channel.
+    pub fn subscription(&self) -> String {
+        format!("trigger.{}.{}", self.trigger.namespace, self.trigger.name)
+    }
+}
