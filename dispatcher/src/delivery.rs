@@ -12,7 +12,7 @@ use url::Url;
 pub enum Outcome {
     /// The recipient accepted the event; a 200 may carry a reply event.
     Delivered {
-        reply: Option<Event>,
+        reply: Option<Box<Event>>,
     },
     Failed(Failure),
 }
@@ -99,7 +99,9 @@ fn classify(status: u16, headers: &HeaderMap, body: Bytes, want_reply: bool) -> 
             return Outcome::Delivered { reply: None };
         }
         return match cloudevents::binding::http::to_event(headers, body.to_vec()) {
-            Ok(reply) => Outcome::Delivered { reply: Some(reply) },
+            Ok(reply) => Outcome::Delivered {
+                reply: Some(Box::new(reply)),
+            },
             // A reply we cannot read would be silently lost: treat it as a failed attempt.
             Err(e) => Outcome::Failed(Failure {
                 status: Some(status),

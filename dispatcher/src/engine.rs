@@ -119,7 +119,7 @@ impl DeliveryEngine {
                 match send(&self.client, url, event, policy.timeout, reply_to.is_some()).await {
                     Outcome::Delivered { reply } => match (reply, reply_to) {
                         (Some(reply), Some((ttl, broker))) => {
-                            match publish_reply(reply, ttl, event, broker).await {
+                            match publish_reply(*reply, ttl, event, broker).await {
                                 Ok(()) => return Ok(()),
                                 Err(f) => f,
                             }

@@ -16,13 +16,13 @@ pub enum RouteError {
     #[error("Trigger {trigger}: spec.subscriber: {source}")]
     Subscriber {
         trigger: ResourceKey,
-        source: ResolveError,
+        source: Box<ResolveError>,
     },
     #[error("Trigger {trigger}: {field}.deadLetterSink: {source}")]
     DeadLetterSink {
         trigger: ResourceKey,
         field: &'static str,
-        source: ResolveError,
+        source: Box<ResolveError>,
     },
 }
 
@@ -56,7 +56,7 @@ impl TriggerRoute {
             .resolve(&trigger.spec.subscriber, namespace)
             .map_err(|source| RouteError::Subscriber {
                 trigger: key.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let (delivery, field) = match (&trigger.spec.delivery, &broker.spec.delivery) {
             (Some(d), _) => (d, "spec.delivery"),
@@ -71,7 +71,7 @@ impl TriggerRoute {
             .map_err(|source| RouteError::DeadLetterSink {
                 trigger: key.clone(),
                 field,
-                source,
+                source: Box::new(source),
             })?;
         Ok(Self {
             trigger: key,

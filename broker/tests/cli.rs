@@ -1,0 +1,249 @@
+//! The `herald` binary as a user runs it: serve, send and display as separate processes, the
+//! README quickstart script, and bad configuration.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A child process whose output lines are collected by a thread, readable with a deadline.
+struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut child = Command::new(HERALD)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("herald starts");
+        let (tx, lines) = channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle` and returns it.
+    fn wait_line(&mut self, needle: &str) -> String {
+        let end = Instant::now() + DEADLINE;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no line containing {needle:?} within {DEADLINE:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < end, "herald did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn url_in(line: &str) -> String {
+    let start = line.find("http://").expect("line has a URL");
+    line[start..].split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn serve_send_and_display_as_separate_processes() {
+    let mut display = Proc::spawn(&["display", "--listen", "127.0.0.1:0"]);
+    let display_url = url_in(&display.wait_line("listening on"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: default, namespace: default}}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: all, namespace: default}}\n\
+         spec:\n  broker: default\n  filter:\n    attributes:\n      type: com.example.cli\n  subscriber:\n    uri: {display_url}/events\n"
+    );
+    std::fs::write(dir.path().join("herald.yaml"), config).unwrap();
+    let mut serve = Proc::spawn(&[
+        "serve",
+        "--config",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let broker = url_in(&serve.wait_line("Broker default/default:"));
+
+    for (id, ty) in [
+        ("cli-skip", "com.example.other"),
+        ("cli-1", "com.example.cli"),
+    ] {
+        let out = Command::new(HERALD)
+            .args([
+                "send",
+                "--to",
+                &broker,
+                "--id",
+                id,
+                "--type",
+                ty,
+                "--data",
+                r#"{"n": 1}"#,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "send failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    display.wait_line("id: cli-1");
+    display.wait_line("\"n\": 1");
+    assert!(
+        !display.seen.iter().any(|l| l.contains("cli-skip")),
+        "the filtered-out event was displayed"
+    );
+
+    let status = serve.terminate();
+    assert!(
+        status.success(),
+        "herald serve exited with {status} after SIGTERM"
+    );
+}
+
+#[test]
+fn send_reports_a_rejection_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\n",
+    )
+    .unwrap();
+    let mut serve = Proc::spawn(&[
+        "serve",
+        "--config",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let broker = url_in(&serve.wait_line("Broker default/b:"));
+    let missing = broker.replace("/default/b", "/default/nope");
+    let out = Command::new(HERALD)
+        .args(["send", "--to", &missing])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("404") && stderr.contains("default/nope"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_refuses_an_invalid_configuration_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t}\nspec:\n  broker: default\n  subscriber: {uri: 'http://127.0.0.1:1/'}\n  delivery: {retry: 3, backofPolicy: linear}\n",
+    )
+    .unwrap();
+    let out = Command::new(HERALD)
+        .args([
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "bad.yaml",
+        "Trigger default/t",
+        "spec.delivery",
+        "backofPolicy",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} missing from: {stderr}");
+    }
+}
+
+/// The README's first command, in its checking mode: events visibly reach both displays.
+#[test]
+fn readme_quickstart_shows_events_reaching_the_displays() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new("bash")
+        .arg(root.join("examples/quickstart/run.sh"))
+        .arg("--check")
+        .env("HERALD_BIN", HERALD)
+        .env("HERALD_PORT", port.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "quickstart failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[orders display]   ") && stdout.contains("id: order-1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("id: payment-1"), "{stdout}");
+}
+
+#[test]
+fn the_example_configuration_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
+    let set = herald_core::load_path(&dir).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((set.brokers.len(), set.triggers.len()), (1, 2));
+}
