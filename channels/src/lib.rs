@@ -29,6 +29,13 @@ pub enum ChannelError {
     },
     #[error("channel {channel}: {detail}")]
     Backend { channel: String, detail: String },
+    /// The requested replay position is no longer (or was never) retained.
+    #[error("channel {channel} cannot replay from {position}: {detail}")]
+    NotRetained {
+        channel: String,
+        position: String,
+        detail: String,
+    },
 }
 
 impl ChannelError {
@@ -55,10 +62,33 @@ pub trait Channel: Send + Sync + 'static {
     /// Each subscription sees every event; deliveries within one are shared by its readers.
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError>;
 
+    /// Moves a subscription back (or forward) so its readers resume at `position`; the
+    /// events from there on are delivered to this subscription only, again. Returns the
+    /// offset the subscription now resumes from.
+    async fn seek(&self, subscription: &str, position: Position) -> Result<u64, ChannelError>;
+
     /// Starts shutdown: subscriptions end once it is safe. A volatile channel first hands out
     /// and waits for acknowledgement of everything it holds (nothing survives it otherwise); a
     /// durable one ends them at once, since unacknowledged events are redelivered on restart.
     async fn close(&self);
+}
+
+/// Where a replay starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// The first event at or after this log offset.
+    Offset(u64),
+    /// The first event the channel accepted at or after this time.
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Offset(o) => write!(f, "offset {o}"),
+            Position::Time(t) => write!(f, "{}", t.to_rfc3339()),
+        }
+    }
 }
 
 /// One reader of a subscription.

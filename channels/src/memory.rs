@@ -5,7 +5,7 @@
 //! them, so memory is bounded by `capacity` events of the slowest subscription's backlog; past
 //! that, `publish` answers [`ChannelError::Full`] instead of growing.
 
-use crate::{Acknowledge, Channel, ChannelError, Delivery, Subscription};
+use crate::{Acknowledge, Channel, ChannelError, Delivery, Position, Subscription};
 use async_trait::async_trait;
 use cloudevents::Event;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -149,6 +149,39 @@ impl Channel for MemoryChannel {
             shared: self.shared.clone(),
             subscription: subscription.to_string(),
         }))
+    }
+
+    /// The memory channel drops events once every subscription has acknowledged them, so
+    /// only positions still held (a lagging subscription's backlog) can be replayed.
+    async fn seek(&self, subscription: &str, position: Position) -> Result<u64, ChannelError> {
+        let offset = {
+            let mut log = self.shared.lock();
+            let (base, head) = (log.base, log.head());
+            let offset = match &position {
+                Position::Offset(o) if *o >= base && *o <= head => *o,
+                _ => {
+                    return Err(ChannelError::NotRetained {
+                        channel: self.name.clone(),
+                        position: position.to_string(),
+                        detail: format!(
+                            "the in-memory channel keeps only unacknowledged events (offsets {base}..{head})"
+                        ),
+                    })
+                }
+            };
+            let Some(cursor) = log.subscriptions.get_mut(subscription) else {
+                return Err(ChannelError::Backend {
+                    channel: self.name.clone(),
+                    detail: format!("no subscription {subscription:?}"),
+                });
+            };
+            cursor.next = offset;
+            cursor.committed = offset;
+            cursor.acked.clear();
+            offset
+        };
+        self.shared.changed.notify_waiters();
+        Ok(offset)
     }
 
     async fn close(&self) {
