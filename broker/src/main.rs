@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use herald_broker::{display, send, serve};
+use herald_broker::{bench, display, send, serve};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +27,27 @@ enum Command {
     Send(SendArgs),
     /// Run an event-display subscriber that prints every event it receives.
     Display(DisplayArgs),
+    /// Benchmark Herald against a bare HTTP forwarder on this machine.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Events per case.
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Concurrent senders.
+    #[arg(long, default_value_t = 32)]
+    senders: usize,
+    /// Bytes of data per event.
+    #[arg(long, default_value_t = 1024)]
+    event_size: usize,
+    /// Skip the open-loop run at half the maximum rate.
+    #[arg(long)]
+    no_half_load: bool,
+    /// Skip the fan-out case (10 of 100 triggers match).
+    #[arg(long)]
+    no_fan_out: bool,
 }
 
 #[derive(Args)]
@@ -102,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(a) => run_serve(a).await,
         Command::Send(a) => run_send(a).await,
         Command::Display(a) => run_display(a).await,
+        Command::Bench(a) => run_bench(a).await,
     }
 }
 
@@ -196,5 +218,28 @@ async fn run_display(a: DisplayArgs) -> anyhow::Result<()> {
     axum::serve(listener, display::router(printer))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    Ok(())
+}
+
+async fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
+    let config = bench::BenchConfig {
+        events: a.events,
+        senders: a.senders,
+        event_size: a.event_size,
+        half_load: !a.no_half_load,
+        fan_out: !a.no_fan_out,
+        ..Default::default()
+    };
+    eprintln!(
+        "herald bench: {} events of {} bytes per case, {} senders, {} cores",
+        config.events,
+        config.event_size,
+        config.senders,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    let results = bench::run(&config).await?;
+    print!("{}", bench::render(&results));
     Ok(())
 }

@@ -1,0 +1,156 @@
+//! `herald bench`: measures, in one run on one machine, a bare HTTP forwarder (the baseline)
+//! and Herald end to end on each channel backend, plus a fan-out case, and prints events/s,
+//! ingress-to-subscriber latency percentiles, peak RSS and each Herald figure as a ratio of
+//! the baseline.
+//!
+//! Everything runs in this process (load generator, Herald or forwarder, sink), so each case
+//! competes for the same cores the same way and the ratios compare like with like.
+
+mod forwarder;
+mod load;
+mod report;
+mod sink;
+
+use crate::serve::{self, ServeConfig};
+pub use report::{render, CaseResult};
+use sink::Sink;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Events per case (closed loop, as fast as the system accepts them).
+    pub events: usize,
+    /// Concurrent senders.
+    pub senders: usize,
+    /// Size of each event's data, in bytes.
+    pub event_size: usize,
+    /// Also run each case open-loop at half its measured maximum rate, for latency.
+    pub half_load: bool,
+    /// Backends to run Herald on.
+    pub channels: Vec<ChannelKind>,
+    pub fan_out: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelKind {
+    Memory,
+}
+
+impl std::fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChannelKind::Memory => "memory",
+        })
+    }
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            events: 20_000,
+            senders: 32,
+            event_size: 1024,
+            half_load: true,
+            channels: vec![ChannelKind::Memory],
+            fan_out: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot start {0}: {1}")]
+    Start(String, String),
+    #[error("case {case}: {detail}")]
+    Case { case: String, detail: String },
+}
+
+/// Runs every case and returns the results in print order (the baseline first).
+pub async fn run(config: &BenchConfig) -> Result<Vec<CaseResult>, BenchError> {
+    let mut results = Vec::new();
+    let sink = Sink::start().await?;
+
+    let fwd = forwarder::start(sink.url()).await?;
+    let baseline = measure("forwarder (baseline)", &fwd.url, &sink, config, 1).await?;
+    fwd.stop().await;
+    results.push(baseline);
+
+    for kind in &config.channels {
+        let server = start_herald(*kind, sink.url(), 1, 1).await?;
+        let url = server.broker_url("bench", "b").to_string();
+        let r = measure(&format!("herald {kind}"), &url, &sink, config, 1).await;
+        server.shutdown().await;
+        results.push(r?);
+    }
+
+    if config.fan_out {
+        let server = start_herald(ChannelKind::Memory, sink.url(), 100, 10).await?;
+        let url = server.broker_url("bench", "b").to_string();
+        let mut fan = config.clone();
+        fan.events = (config.events / 10).max(1000);
+        let r = measure("herald memory fan-out 10/100", &url, &sink, &fan, 10).await;
+        server.shutdown().await;
+        results.push(r?);
+    }
+    Ok(results)
+}
+
+/// Closed-loop maximum, then (optionally) open-loop at half that rate for latency.
+async fn measure(
+    name: &str,
+    url: &str,
+    sink: &Sink,
+    config: &BenchConfig,
+    deliveries_per_event: usize,
+) -> Result<CaseResult, BenchError> {
+    report::reset_peak_rss();
+    let max = load::run(name, url, sink, config, deliveries_per_event, None).await?;
+    let half = if config.half_load {
+        let rate = max.events_per_sec / 2.0;
+        Some(load::run(name, url, sink, config, deliveries_per_event, Some(rate)).await?)
+    } else {
+        None
+    };
+    Ok(CaseResult {
+        name: name.to_string(),
+        max,
+        half,
+        peak_rss_kib: report::peak_rss_kib(),
+    })
+}
+
+/// Herald with one Broker `bench/b` and `triggers` Triggers, of which `matching` match the
+/// benchmark's events, all delivering to the sink.
+async fn start_herald(
+    kind: ChannelKind,
+    sink: String,
+    triggers: usize,
+    matching: usize,
+) -> Result<serve::RunningServer, BenchError> {
+    let mut yaml = String::from(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b, namespace: bench}\n\
+         spec:\n  delivery: {retry: 3, backoffPolicy: exponential, backoffDelay: PT0.1S}\n",
+    );
+    for i in 0..triggers {
+        let ty = if i < matching {
+            load::EVENT_TYPE.to_string()
+        } else {
+            format!("bench.other.{i}")
+        };
+        yaml.push_str(&format!(
+            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: t{i}, namespace: bench}}\n\
+             spec:\n  broker: b\n  filter: {{attributes: {{type: {ty}}}}}\n  subscriber: {{uri: '{sink}'}}\n"
+        ));
+    }
+    let resources = herald_core::load_str(std::path::Path::new("bench.yaml"), &yaml)
+        .map_err(|e| BenchError::Start("herald".into(), e.to_string()))?;
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("valid literal"),
+        drain_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let _ = kind;
+    serve::start(&resources, config)
+        .await
+        .map_err(|e| BenchError::Start(format!("herald {kind}"), e.to_string()))
+}
