@@ -1,6 +1,7 @@
 //! Herald's broker: the HTTP ingress that accepts CloudEvents into a Broker's channel, and the
 //! `serve` path that wires ingress, channels and the dispatcher together.
 
+pub mod admin;
 pub mod bench;
 pub mod display;
 pub mod ingress;

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use herald_broker::{bench, display, send, serve};
+use herald_broker::{admin, bench, display, send, serve};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +29,24 @@ enum Command {
     Display(DisplayArgs),
     /// Benchmark Herald against a bare HTTP forwarder on this machine.
     Bench(BenchArgs),
+    /// Re-deliver retained events to one Trigger of a running Herald.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The running Herald's ingress URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Broker, as namespace/name or name (namespace "default").
+    #[arg(long)]
+    broker: String,
+    /// Trigger, as name (in the Broker's namespace) or namespace/name.
+    #[arg(long)]
+    trigger: String,
+    /// Where to start: a log offset or an RFC 3339 time (e.g. 2026-11-24T10:00:00Z).
+    #[arg(long)]
+    from: String,
 }
 
 #[derive(Args)]
@@ -124,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Send(a) => run_send(a).await,
         Command::Display(a) => run_display(a).await,
         Command::Bench(a) => run_bench(a).await,
+        Command::Replay(a) => run_replay(a).await,
     }
 }
 
@@ -241,5 +260,23 @@ async fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
     );
     let results = bench::run(&config).await?;
     print!("{}", bench::render(&results));
+    Ok(())
+}
+
+async fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
+    // Reject a bad position before contacting the server.
+    admin::parse_position(&a.from).map_err(anyhow::Error::msg)?;
+    let request = admin::ReplayRequest {
+        broker: a.broker,
+        trigger: a.trigger,
+        from: a.from,
+    };
+    let response = admin::request_replay(&a.server, &request)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "replaying to trigger {} from offset {}",
+        response.trigger, response.offset
+    );
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `herald serve`: builds each Broker's channel, starts one consumer per Trigger and the
 //! ingress, and shuts down gracefully (stop accepting, drain, then stop).
 
+use crate::admin::{self, TriggerHandle};
 use crate::ingress::{router, Brokers, IngressState};
 use herald_channels::{Channel, MemoryChannel, MemoryChannelConfig};
 use herald_core::{DeliverySpec, Resolver, ResourceKey, ResourceSet};
@@ -163,7 +164,16 @@ pub async fn start(
     let engine = DeliveryEngine::new(config.engine.clone())?;
     let abort = CancellationToken::new();
     let mut consumers = JoinSet::new();
+    let mut triggers = HashMap::new();
     for route in routes {
+        triggers.insert(
+            route.trigger.clone(),
+            TriggerHandle {
+                broker: route.broker.clone(),
+                channel: channels[&route.broker].clone(),
+                subscription: route.subscription(),
+            },
+        );
         let consumer = TriggerConsumer {
             channel: channels[&route.broker].clone(),
             route: Arc::new(route),
@@ -184,7 +194,8 @@ pub async fn start(
     let app = router(IngressState {
         brokers: brokers.clone(),
         max_body_bytes: config.max_body_bytes,
-    });
+    })
+    .merge(admin::router(Arc::new(triggers)));
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let drain_timeout = config.drain_timeout;
