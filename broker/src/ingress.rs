@@ -179,6 +179,8 @@ fn parse_events(headers: &HeaderMap, body: bytes::Bytes) -> Result<Vec<Event>, R
             .into_iter()
             .enumerate()
             .map(|(i, v)| {
+                check_json_time(&v)
+                    .map_err(|m| bad(format!("invalid event {i} of the batch: {m}")))?;
                 serde_json::from_value::<Event>(v)
                     .map_err(|e| bad(format!("invalid event {i} of the batch: {e}")))
             })
@@ -192,9 +194,28 @@ fn parse_events(headers: &HeaderMap, body: bytes::Bytes) -> Result<Vec<Event>, R
                 .into(),
         ));
     }
+    if structured {
+        // The SDK's JSON parser reports a bad time without naming the attribute.
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+            check_json_time(&v).map_err(|m| bad(format!("invalid CloudEvent: {m}")))?;
+        }
+    }
     cloudevents::binding::http::to_event(headers, body.to_vec())
         .map(|e| vec![e])
         .map_err(|e| bad(format!("invalid CloudEvent: {e}")))
+}
+
+/// A structured event's `time`, if present, must be an RFC 3339 timestamp.
+fn check_json_time(event: &serde_json::Value) -> Result<(), String> {
+    match event.get("time") {
+        None | Some(serde_json::Value::Null) => Ok(()),
+        Some(serde_json::Value::String(t)) if chrono::DateTime::parse_from_rfc3339(t).is_ok() => {
+            Ok(())
+        }
+        Some(other) => Err(format!(
+            "attribute time must be an RFC 3339 timestamp, got {other}"
+        )),
+    }
 }
 
 /// Checks the SDK leaves to us: non-empty required attributes and valid extension names.

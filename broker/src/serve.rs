@@ -60,6 +60,11 @@ pub enum ServeError {
     Route(#[from] RouteError),
     #[error(transparent)]
     Engine(#[from] herald_dispatcher::engine::EngineError),
+    #[error("Trigger {trigger}: cannot open its subscription: {source}")]
+    Subscribe {
+        trigger: ResourceKey,
+        source: herald_channels::ChannelError,
+    },
 }
 
 /// A running Herald: ingress plus dispatcher.
@@ -180,14 +185,15 @@ pub async fn start(
             engine: engine.clone(),
             max_in_flight: config.max_in_flight,
         };
-        let trigger = consumer.route.trigger.clone();
-        tracing::info!(%trigger, subscriber = %consumer.route.subscriber, "trigger ready");
-        let abort = abort.clone();
-        consumers.spawn(async move {
-            if let Err(e) = consumer.run(abort).await {
-                tracing::error!(%trigger, error = %e, "trigger consumer stopped");
-            }
-        });
+        let subscription = consumer
+            .subscribe()
+            .await
+            .map_err(|source| ServeError::Subscribe {
+                trigger: consumer.route.trigger.clone(),
+                source,
+            })?;
+        tracing::info!(trigger = %consumer.route.trigger, subscriber = %consumer.route.subscriber, "trigger ready");
+        consumers.spawn(consumer.run(subscription, abort.clone()));
     }
 
     let brokers: Brokers = Arc::new(channels);

@@ -4,7 +4,7 @@
 use crate::engine::DeliveryEngine;
 use crate::route::TriggerRoute;
 use cloudevents::AttributesReader;
-use herald_channels::{Channel, ChannelError, Delivery};
+use herald_channels::{Channel, ChannelError, Delivery, Subscription};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -21,14 +21,24 @@ pub struct TriggerConsumer {
 }
 
 impl TriggerConsumer {
+    /// Opens the Trigger's subscription. Done before ingress starts, so no accepted event
+    /// can precede the subscription and be missed.
+    pub async fn subscribe(&self) -> Result<Box<dyn Subscription>, ChannelError> {
+        self.channel.subscribe(&self.route.subscription()).await
+    }
+
     /// Runs until the channel ends the subscription (after `Channel::close`), then waits for
     /// in-flight deliveries. `abort` stops it at once (a shutdown whose drain took too long).
-    pub async fn run(self, abort: CancellationToken) -> Result<(), ChannelError> {
-        let mut subscription = self.channel.subscribe(&self.route.subscription()).await?;
+    pub async fn run(self, mut subscription: Box<dyn Subscription>, abort: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.max_in_flight.max(1)));
         let mut tasks = JoinSet::new();
         loop {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
+            // With every slot busy on stuck deliveries, abort must still get through.
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p,
+                _ = abort.cancelled() => break,
+            };
+            let Ok(permit) = permit else {
                 break;
             };
             let next = tokio::select! {
@@ -80,7 +90,6 @@ impl TriggerConsumer {
             tasks.abort_all();
         }
         while tasks.join_next().await.is_some() {}
-        Ok(())
     }
 }
 
