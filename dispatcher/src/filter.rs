@@ -1,7 +1,7 @@
 //! Trigger filters, compiled once per Trigger: the legacy `filter.attributes` exact match and
-//! the Subscriptions API `filters` dialect (exact, prefix, suffix, all, any, not).
+//! the Subscriptions API `filters` dialect (exact, prefix, suffix, all, any, not, cesql).
 
-use crate::attributes::attribute;
+use crate::attributes::{attribute, CesqlEvent};
 use cloudevents::Event;
 use herald_core::{is_valid_attribute_name, SubscriptionsApiFilter, TriggerSpec};
 use std::collections::BTreeMap;
@@ -28,6 +28,8 @@ pub enum Filter {
     All(Vec<Filter>),
     Any(Vec<Filter>),
     Not(Box<Filter>),
+    /// A CloudEvents SQL expression, compiled once; an evaluation error is a no-match.
+    Cesql(herald_cesql::Expression),
 }
 
 impl Filter {
@@ -69,6 +71,7 @@ impl Filter {
             Filter::All(fs) => fs.iter().all(|f| f.matches(event)),
             Filter::Any(fs) => fs.iter().any(|f| f.matches(event)),
             Filter::Not(f) => !f.matches(event),
+            Filter::Cesql(e) => e.matches(&CesqlEvent(event)),
         }
     }
 }
@@ -116,10 +119,15 @@ fn compile_one(f: &SubscriptionsApiFilter, field: &str) -> Result<Filter, Filter
             } else if let Some(not) = &f.not {
                 compile_one(not, &format!("{field}.not")).map(|f| Filter::Not(Box::new(f)))
             } else {
-                Err(err(
-                    format!("{field}.cesql"),
-                    "CESQL filters are not supported yet".into(),
-                ))
+                let text = f.cesql.as_deref().unwrap_or_default();
+                herald_cesql::Expression::parse(text)
+                    .map(Filter::Cesql)
+                    .map_err(|e| {
+                        err(
+                            format!("{field}.cesql"),
+                            format!("invalid CESQL expression {text:?}: {e}"),
+                        )
+                    })
             }
         }
         many => Err(err(
@@ -236,6 +244,31 @@ mod tests {
         assert!(!m("- not: {not: {exact: {region: us}}}"));
         // Several entries of `filters` must all match.
         assert!(!m("[{exact: {region: eu}}, {exact: {type: x}}]"));
+    }
+
+    #[test]
+    fn cesql_filters_use_typed_extensions_and_treat_errors_as_no_match() {
+        let m = |y: &str| filters(y).unwrap().matches(&event());
+        assert!(m(r#"- cesql: "amount > 1000 AND region IN ('eu', 'us')""#));
+        assert!(!m(r#"- cesql: "amount > 2000""#));
+        assert!(m(
+            r#"- cesql: "type LIKE 'com.example.%' AND EXISTS region""#
+        ));
+        // Division by zero and a missing attribute are evaluation errors: no match.
+        assert!(!m(r#"- cesql: "amount / 0 = 0""#));
+        assert!(!m(r#"- cesql: "missing = 'x'""#));
+        // Nested inside the other dialects.
+        assert!(m(
+            r#"- all: [{prefix: {type: com.}}, {not: {cesql: "region = 'us'"}}]"#
+        ));
+    }
+
+    #[test]
+    fn invalid_cesql_is_rejected_at_compile_time_with_its_position() {
+        let e = filters(r#"- any: [{exact: {type: a}}, {cesql: "type = 'a' AND (source"}]"#)
+            .unwrap_err();
+        assert_eq!(e.field, "spec.filters[0].any[1].cesql");
+        assert!(e.message.contains("column"), "{e}");
     }
 
     #[test]

@@ -58,7 +58,10 @@ pub(crate) enum Expr {
     },
     /// A left-associative chain of one logic operator (`a OR b OR c`), at least two operands;
     /// flattening keeps long generated filters shallow.
-    Logic { op: LogicOp, operands: Vec<Expr> },
+    Logic {
+        op: LogicOp,
+        operands: Vec<Expr>,
+    },
     Like {
         operand: Box<Expr>,
         pattern: LikePattern,

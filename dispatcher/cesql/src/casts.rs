@@ -84,7 +84,17 @@ mod tests {
         assert_eq!(to_integer(&"42".into(), Implicit), Ok(42));
         assert_eq!(to_integer(&"+42".into(), Implicit), Ok(42));
         assert_eq!(to_integer(&"-2147483648".into(), Implicit), Ok(i32::MIN));
-        for bad in ["", " 1", "1 ", "2147483648", "1.5", "abc", "+", "--1", "0x10"] {
+        for bad in [
+            "",
+            " 1",
+            "1 ",
+            "2147483648",
+            "1.5",
+            "abc",
+            "+",
+            "--1",
+            "0x10",
+        ] {
             let err = to_integer(&bad.into(), Explicit).unwrap_err();
             assert_eq!(err.kind(), "cast", "{bad:?}");
         }

@@ -101,8 +101,14 @@ mod tests {
     #[test]
     fn kinds() {
         assert_eq!(EvalError::Math(String::new()).kind(), "math");
-        assert_eq!(EvalError::MissingFunction("F".into(), 0).kind(), "missingFunction");
-        assert_eq!(EvalError::MissingAttribute("a".into()).kind(), "missingAttribute");
+        assert_eq!(
+            EvalError::MissingFunction("F".into(), 0).kind(),
+            "missingFunction"
+        );
+        assert_eq!(
+            EvalError::MissingAttribute("a".into()).kind(),
+            "missingAttribute"
+        );
         assert_eq!(ParseError::at("", 0, "").kind(), "parse");
     }
 }

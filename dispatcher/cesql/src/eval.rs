@@ -17,7 +17,7 @@ use crate::casts::{self, CastMode};
 use crate::error::EvalError;
 use crate::functions::Param;
 use crate::value::{Value, ValueType};
-use crate::{EventAttributes, Evaluation};
+use crate::{Evaluation, EventAttributes};
 
 /// Evaluates `expr` against `event`.
 pub(crate) fn evaluate(expr: &Expr, event: &dyn EventAttributes) -> Evaluation {
@@ -173,8 +173,10 @@ impl Evaluator<'_> {
             ArithOp::Sub => a.checked_sub(b),
             ArithOp::Mul => a.checked_mul(b),
             ArithOp::Div | ArithOp::Rem if b == 0 => {
-                self.errors
-                    .push(EvalError::Math(format!("{a} {} 0: division by zero", op.symbol())));
+                self.errors.push(EvalError::Math(format!(
+                    "{a} {} 0: division by zero",
+                    op.symbol()
+                )));
                 return 0;
             }
             // Rust's `/` and `%` truncate toward zero, the spec's definition.

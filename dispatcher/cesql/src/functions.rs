@@ -132,9 +132,7 @@ impl Builtin {
                 let Ok(n) = usize::try_from(*n) else {
                     let name = if self == Left { "LEFT" } else { "RIGHT" };
                     return fail(
-                        EvalError::FunctionEvaluation(format!(
-                            "{name}: length {n} is negative"
-                        )),
+                        EvalError::FunctionEvaluation(format!("{name}: length {n} is negative")),
                         Value::String(s.clone()),
                     );
                 };
@@ -210,7 +208,10 @@ mod tests {
     #[test]
     fn resolution_by_arity() {
         assert_eq!(Builtin::resolve("SUBSTRING", 2), Some(Builtin::Substring));
-        assert_eq!(Builtin::resolve("SUBSTRING", 3), Some(Builtin::SubstringLen));
+        assert_eq!(
+            Builtin::resolve("SUBSTRING", 3),
+            Some(Builtin::SubstringLen)
+        );
         assert_eq!(Builtin::resolve("SUBSTRING", 1), None);
         assert_eq!(Builtin::resolve("CONCAT", 0), Some(Builtin::Concat));
         assert_eq!(Builtin::resolve("CONCAT_WS", 0), None);

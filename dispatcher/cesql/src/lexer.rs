@@ -39,7 +39,7 @@ pub(crate) enum TokenKind {
     Eof,
 }
 
-/// A token and the byte range of its text.
+/// A token and the byte offset where its text starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Token {
     pub kind: TokenKind,

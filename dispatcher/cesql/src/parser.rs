@@ -165,106 +165,126 @@ impl Parser<'_> {
             }
             let at = self.advance().start;
             // level + 1 for the right operand makes equal-precedence operators left-associative.
-            let (right, right_depth) = self.binary(level + 1)?;
-            (left, depth) = match op {
-                BinOp::Arith(op) => self.node(
-                    Expr::Arith {
-                        op,
-                        left: Box::new(left),
-                        right: Box::new(right),
-                    },
-                    depth.max(right_depth) + 1,
-                    at,
-                )?,
-                BinOp::Cmp(op) => self.node(
-                    Expr::Cmp {
-                        op,
-                        left: Box::new(left),
-                        right: Box::new(right),
-                    },
-                    depth.max(right_depth) + 1,
-                    at,
-                )?,
-                BinOp::Logic(op) => match left {
-                    // Extend a chain of the same operator instead of nesting.
-                    Expr::Logic {
-                        op: chain_op,
-                        mut operands,
-                    } if chain_op == op => {
-                        operands.push(right);
-                        let d = depth.max(right_depth + 1);
-                        self.node(Expr::Logic { op, operands }, d, at)?
-                    }
-                    left => self.node(
-                        Expr::Logic {
-                            op,
-                            operands: vec![left, right],
-                        },
-                        depth.max(right_depth) + 1,
-                        at,
-                    )?,
-                },
-            };
+            let right = self.binary(level + 1)?;
+            (left, depth) = self.combine(op, (left, depth), right, at)?;
         }
         Ok((left, depth))
     }
 
+    /// Builds `left op right`; kept out of `binary` so the recursion's frames stay small.
+    fn combine(
+        &self,
+        op: BinOp,
+        (left, left_depth): (Expr, usize),
+        (right, right_depth): (Expr, usize),
+        at: usize,
+    ) -> Parsed {
+        let depth = left_depth.max(right_depth) + 1;
+        match op {
+            BinOp::Arith(op) => self.node(
+                Expr::Arith {
+                    op,
+                    left: Box::new(left),
+                    right: Box::new(right),
+                },
+                depth,
+                at,
+            ),
+            BinOp::Cmp(op) => self.node(
+                Expr::Cmp {
+                    op,
+                    left: Box::new(left),
+                    right: Box::new(right),
+                },
+                depth,
+                at,
+            ),
+            BinOp::Logic(op) => match left {
+                // Extend a chain of the same operator instead of nesting.
+                Expr::Logic {
+                    op: chain_op,
+                    mut operands,
+                } if chain_op == op => {
+                    operands.push(right);
+                    let depth = left_depth.max(right_depth + 1);
+                    self.node(Expr::Logic { op, operands }, depth, at)
+                }
+                left => self.node(
+                    Expr::Logic {
+                        op,
+                        operands: vec![left, right],
+                    },
+                    depth,
+                    at,
+                ),
+            },
+        }
+    }
+
     /// A unary operand followed by any number of `[NOT] LIKE 'pattern'` / `[NOT] IN (...)`.
     fn postfix(&mut self) -> Parsed {
-        let (mut operand, mut depth) = self.unary()?;
+        let mut parsed = self.unary()?;
         loop {
-            let mut negated = false;
-            if self.peek().kind == TokenKind::Not {
-                let after = &self.peek_at(1).kind;
-                if *after != TokenKind::Like && *after != TokenKind::In {
-                    let at = self.peek_at(1).start;
-                    let found = after.describe();
-                    return Err(
-                        self.error_at(at, format!("expected LIKE or IN after NOT but found {found}"))
-                    );
-                }
-                self.advance();
-                negated = true;
-            }
-            match self.peek().kind {
-                TokenKind::Like => {
-                    let at = self.advance().start;
-                    let token = self.advance();
-                    let TokenKind::String(pattern) = token.kind else {
-                        return Err(self.error_at(
-                            token.start,
-                            format!(
-                                "the LIKE pattern must be a string literal but found {}",
-                                token.kind.describe()
-                            ),
-                        ));
-                    };
-                    (operand, depth) = self.node(
-                        Expr::Like {
-                            operand: Box::new(operand),
-                            pattern: LikePattern::new(pattern),
-                            negated,
-                        },
-                        depth + 1,
-                        at,
-                    )?;
-                }
-                TokenKind::In => {
-                    let at = self.advance().start;
-                    let (set, set_depth) = self.nested(at, |p| p.list(false, "IN"))?;
-                    (operand, depth) = self.node(
-                        Expr::In {
-                            operand: Box::new(operand),
-                            set,
-                            negated,
-                        },
-                        depth.max(set_depth) + 1,
-                        at,
-                    )?;
-                }
-                _ => return Ok((operand, depth)),
-            }
+            let negated = self.peek().kind == TokenKind::Not;
+            let keyword = self.peek_at(usize::from(negated)).kind.clone();
+            parsed = match keyword {
+                TokenKind::Like => self.like(parsed, negated)?,
+                TokenKind::In => self.in_set(parsed, negated)?,
+                _ if negated => return Err(self.not_without_like_or_in()),
+                _ => return Ok(parsed),
+            };
         }
+    }
+
+    /// `[NOT] LIKE 'pattern'` after `operand`; the pattern must be a string literal.
+    fn like(&mut self, (operand, depth): (Expr, usize), negated: bool) -> Parsed {
+        if negated {
+            self.advance();
+        }
+        let at = self.advance().start;
+        let token = self.advance();
+        let TokenKind::String(pattern) = token.kind else {
+            return Err(self.error_at(
+                token.start,
+                format!(
+                    "the LIKE pattern must be a string literal but found {}",
+                    token.kind.describe()
+                ),
+            ));
+        };
+        let like = Expr::Like {
+            operand: Box::new(operand),
+            pattern: LikePattern::new(pattern),
+            negated,
+        };
+        self.node(like, depth + 1, at)
+    }
+
+    /// `[NOT] IN (y1, ...)` after `operand`.
+    fn in_set(&mut self, (operand, depth): (Expr, usize), negated: bool) -> Parsed {
+        if negated {
+            self.advance();
+        }
+        let at = self.advance().start;
+        let (set, set_depth) = self.nested(at, |p| p.list(false, "IN"))?;
+        let in_set = Expr::In {
+            operand: Box::new(operand),
+            set,
+            negated,
+        };
+        self.node(in_set, depth.max(set_depth) + 1, at)
+    }
+
+    #[cold]
+    fn not_without_like_or_in(&self) -> ParseError {
+        let after = self.peek_at(1);
+        self.error_at(
+            after.start,
+            format!(
+                "expected LIKE or IN after NOT but found {}",
+                after.kind.describe()
+            ),
+        )
     }
 
     /// `NOT x`, `-x`, signed integer literals, or a primary expression.
@@ -320,45 +340,14 @@ impl Parser<'_> {
             TokenKind::String(s) => Ok((Expr::Literal(Value::String(s)), 1)),
             TokenKind::True => Ok((Expr::Literal(Value::Boolean(true)), 1)),
             TokenKind::False => Ok((Expr::Literal(Value::Boolean(false)), 1)),
-            TokenKind::Exists => {
-                let name_token = self.advance();
-                match name_token.kind {
-                    TokenKind::Word(word) => {
-                        let name = self.identifier(&word, name_token.start)?;
-                        Ok((Expr::Exists(name), 1))
-                    }
-                    other => Err(self.error_at(
-                        name_token.start,
-                        format!(
-                            "expected an attribute name after EXISTS but found {}",
-                            other.describe()
-                        ),
-                    )),
-                }
-            }
+            TokenKind::Exists => self.exists(),
             TokenKind::LParen => {
-                let (inner, depth) = self.nested(token.start, Self::expression)?;
+                let inner = self.nested(token.start, Self::expression)?;
                 self.expect(TokenKind::RParen, "')'")?;
-                Ok((inner, depth))
+                Ok(inner)
             }
             TokenKind::Word(word) if self.peek().kind == TokenKind::LParen => {
-                let name = function_name(&word).ok_or_else(|| {
-                    self.error_at(
-                        token.start,
-                        format!("invalid function name '{word}': use letters and '_' only"),
-                    )
-                })?;
-                let (args, depth) = self.nested(token.start, |p| p.list(true, "function"))?;
-                let function = Builtin::resolve(&name, args.len());
-                self.node(
-                    Expr::Call {
-                        name,
-                        function,
-                        args,
-                    },
-                    depth + 1,
-                    token.start,
-                )
+                self.call(&word, token.start)
             }
             TokenKind::Word(word) => Ok((Expr::Attribute(self.identifier(&word, token.start)?), 1)),
             other => Err(self.error_at(
@@ -366,6 +355,39 @@ impl Parser<'_> {
                 format!("expected an expression but found {}", other.describe()),
             )),
         }
+    }
+
+    /// `EXISTS name`, after the keyword.
+    fn exists(&mut self) -> Parsed {
+        let token = self.advance();
+        match token.kind {
+            TokenKind::Word(word) => Ok((Expr::Exists(self.identifier(&word, token.start)?), 1)),
+            other => Err(self.error_at(
+                token.start,
+                format!(
+                    "expected an attribute name after EXISTS but found {}",
+                    other.describe()
+                ),
+            )),
+        }
+    }
+
+    /// `NAME(args...)`, resolved against the built-ins by name and arity.
+    fn call(&mut self, word: &str, at: usize) -> Parsed {
+        let Some(name) = function_name(word) else {
+            return Err(self.error_at(
+                at,
+                format!("invalid function name '{word}': use letters and '_' only"),
+            ));
+        };
+        let (args, depth) = self.nested(at, |p| p.list(true, "function"))?;
+        let function = Builtin::resolve(&name, args.len());
+        let call = Expr::Call {
+            name,
+            function,
+            args,
+        };
+        self.node(call, depth + 1, at)
     }
 
     /// `( expr, expr, ... )`; returns the items and their greatest depth.
@@ -449,7 +471,10 @@ mod tests {
             Expr::Literal(Value::Integer(i32::MIN))
         );
         assert_eq!(parse("MyExt").unwrap(), Expr::Attribute("myext".into()));
-        assert_eq!(parse("EXISTS SOURCE").unwrap(), Expr::Exists("source".into()));
+        assert_eq!(
+            parse("EXISTS SOURCE").unwrap(),
+            Expr::Exists("source".into())
+        );
         assert_eq!(parse("tRuE").unwrap(), Expr::Literal(Value::Boolean(true)));
     }
 
@@ -519,7 +544,10 @@ mod tests {
         assert_eq!(e.position, 4);
         assert!(e.message.contains("end of input"), "{}", e.message);
         let e = err("(a = 1");
-        assert_eq!(e.to_string(), "line 1, column 7: expected ')' but found end of input");
+        assert_eq!(
+            e.to_string(),
+            "line 1, column 7: expected ')' but found end of input"
+        );
         let e = err("x LIKE 123");
         assert_eq!(e.position, 7);
         assert!(e.message.contains("string literal"));
@@ -540,7 +568,11 @@ mod tests {
 
     #[test]
     fn depth_is_limited() {
-        let ok = format!("{}1{}", "(".repeat(MAX_DEPTH - 1), ")".repeat(MAX_DEPTH - 1));
+        let ok = format!(
+            "{}1{}",
+            "(".repeat(MAX_DEPTH - 1),
+            ")".repeat(MAX_DEPTH - 1)
+        );
         assert!(parse(&ok).is_ok());
         for deep in [
             format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000)),
