@@ -2,6 +2,7 @@
 //! `serve` path that wires ingress, channels and the dispatcher together.
 
 pub mod admin;
+pub mod backends;
 pub mod bench;
 pub mod display;
 pub mod ingress;

@@ -2,7 +2,9 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use herald_broker::backends::{BackendKind, BackendsConfig};
 use herald_broker::{admin, bench, display, send, serve};
+use herald_channels::{NatsConfig, Retention, SledConfig, SyncPolicy};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,9 +81,29 @@ struct ServeArgs {
     /// Largest accepted request body, in bytes (larger ones get 413).
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     max_body_bytes: usize,
-    /// Events a Broker's in-memory channel holds before ingress answers 429.
-    #[arg(long, default_value_t = 10_000)]
-    memory_capacity: usize,
+    /// Channel backend of Brokers without a `herald.dev/channel` annotation:
+    /// sled (embedded, durable), memory or nats.
+    #[arg(long, env = "HERALD_CHANNEL", default_value = "sled")]
+    channel: BackendKind,
+    /// Directory of the embedded sled store.
+    #[arg(long, env = "HERALD_DATA_DIR", default_value = "herald-data")]
+    data_dir: PathBuf,
+    /// When a publish is durable on sled: group (one fsync shared by concurrent publishes),
+    /// per-event (one fsync per request), or a flush interval in ms (may lose that window).
+    #[arg(long, default_value = "group")]
+    sync: String,
+    /// Consumed events are kept for replay at most this long (ISO-8601, e.g. PT1H).
+    #[arg(long)]
+    retention_max_age: Option<herald_core::IsoDuration>,
+    /// Consumed events are kept for replay while the log is below this many bytes.
+    #[arg(long)]
+    retention_max_bytes: Option<u64>,
+    /// Unconsumed events a Broker holds before ingress answers 429 (sled and memory).
+    #[arg(long, default_value_t = 1_000_000)]
+    max_lag_events: u64,
+    /// NATS server URL, for Brokers on the nats channel.
+    #[arg(long, env = "HERALD_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
     /// Deliveries in flight per Trigger.
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
@@ -154,12 +176,38 @@ async fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
             Default::default()
         }
     };
+    let sync = match a.sync.as_str() {
+        "group" => SyncPolicy::Group,
+        "per-event" => SyncPolicy::PerEvent,
+        ms => SyncPolicy::Interval(Duration::from_millis(ms.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "--sync must be group, per-event or a number of milliseconds, got {ms:?}"
+            )
+        })?)),
+    };
     let config = serve::ServeConfig {
         listen: a.listen,
         max_body_bytes: a.max_body_bytes,
-        memory: herald_channels::MemoryChannelConfig {
-            capacity: a.memory_capacity,
-            ..Default::default()
+        channels: BackendsConfig {
+            default: a.channel,
+            memory: herald_channels::MemoryChannelConfig {
+                capacity: a.max_lag_events.min(usize::MAX as u64) as usize,
+                ..Default::default()
+            },
+            data_dir: a.data_dir,
+            sled: SledConfig {
+                sync,
+                retention: Retention {
+                    max_age: a.retention_max_age.map(|d| d.as_duration()),
+                    max_bytes: a.retention_max_bytes,
+                },
+                max_lag_events: a.max_lag_events,
+                ..Default::default()
+            },
+            nats: NatsConfig {
+                url: a.nats_url,
+                ..Default::default()
+            },
         },
         max_in_flight: a.max_in_flight,
         drain_timeout: Duration::from_secs(a.drain_timeout),

@@ -2,9 +2,11 @@
 //! ingress, and shuts down gracefully (stop accepting, drain, then stop).
 
 use crate::admin::{self, TriggerHandle};
+use crate::backends::{BackendError, Backends, BackendsConfig};
 use crate::ingress::{router, Brokers, IngressState};
-use herald_channels::{Channel, MemoryChannel, MemoryChannelConfig};
+use herald_channels::Channel;
 use herald_core::{DeliverySpec, Resolver, ResourceKey, ResourceSet};
+use herald_dispatcher::route::subscription_name;
 use herald_dispatcher::{DeliveryEngine, EngineConfig, RouteError, TriggerConsumer, TriggerRoute};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +21,8 @@ use url::Url;
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
-    pub memory: MemoryChannelConfig,
+    /// Channel backends, and which one Brokers use by default.
+    pub channels: BackendsConfig,
     pub engine: EngineConfig,
     /// Delivery for Triggers whose Trigger and Broker both set none (Knative's
     /// config-br-defaults: 10 retries, exponential, PT0.2S).
@@ -35,7 +38,7 @@ impl Default for ServeConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 4 * 1024 * 1024,
-            memory: MemoryChannelConfig::default(),
+            channels: BackendsConfig::default(),
             engine: EngineConfig::default(),
             default_delivery: DeliverySpec {
                 retry: Some(10),
@@ -56,10 +59,13 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The configuration cannot be served (e.g. an invalid filter), with file and resource.
     #[error("{0}")]
-    Route(#[from] RouteError),
+    Config(String),
     #[error(transparent)]
     Engine(#[from] herald_dispatcher::engine::EngineError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error("Trigger {trigger}: cannot open its subscription: {source}")]
     Subscribe {
         trigger: ResourceKey,
@@ -119,12 +125,12 @@ pub async fn start(
     let base = Url::parse(&format!("http://{addr}")).expect("socket address is a valid host");
     let resolver = Resolver::new(base);
 
+    let mut backends = Backends::new(config.channels.clone());
     let mut channels: HashMap<ResourceKey, Arc<dyn Channel>> = HashMap::new();
     for b in &resources.brokers {
-        let key = b.resource.key();
-        let channel: Arc<dyn Channel> =
-            Arc::new(MemoryChannel::new(key.to_string(), config.memory.clone()));
-        channels.insert(key, channel);
+        let (kind, channel) = backends.open(&b.resource).await?;
+        tracing::info!(broker = %b.resource.key(), channel = %kind, "broker ready");
+        channels.insert(b.resource.key(), channel);
     }
 
     let mut warnings = Vec::new();
@@ -149,8 +155,27 @@ pub async fn start(
         ) {
             Ok(route) => routes.push(route),
             // A bad filter is a configuration error; refuse to start rather than misroute.
-            Err(e @ RouteError::Filter { .. }) => return Err(e.into()),
+            Err(e @ RouteError::Filter { .. }) => {
+                return Err(ServeError::Config(format!("{}: {e}", t.origin)))
+            }
             Err(e) => warnings.push(format!("{}: not ready: {e}", t.origin)),
+        }
+    }
+    // Triggers deleted from the configuration must not hold back retention forever; those
+    // merely not ready keep their position.
+    for (key, channel) in &channels {
+        let keep: Vec<String> = resources
+            .triggers
+            .iter()
+            .filter(|t| &t.resource.broker_key() == key)
+            .map(|t| subscription_name(&t.resource.key()))
+            .collect();
+        match channel.prune_subscriptions(&keep).await {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(broker = %key, ?removed, "forgot subscriptions of deleted triggers")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(broker = %key, error = %e, "cannot prune subscriptions"),
         }
     }
     for w in &warnings {
@@ -226,6 +251,7 @@ pub async fn start(
             abort.cancel();
             while consumers.join_next().await.is_some() {}
         }
+        backends.close().await;
         tracing::info!("stopped");
     });
     tracing::info!(%addr, brokers = resources.brokers.len(), triggers = resources.triggers.len(), "herald serving");

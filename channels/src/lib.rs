@@ -4,12 +4,18 @@
 //! Channel/Subscription fan-out) know channels only through this trait.
 
 pub mod memory;
+pub mod nats;
+pub mod sled;
 
 use async_trait::async_trait;
 use cloudevents::Event;
 use std::time::Duration;
 
+pub use self::sled::{
+    Retention, SledChannel, SledChannelStats, SledConfig, SledStats, SledStore, SyncPolicy,
+};
 pub use memory::{MemoryChannel, MemoryChannelConfig};
+pub use nats::{NatsBackend, NatsChannel, NatsConfig, NatsStorage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
@@ -66,6 +72,13 @@ pub trait Channel: Send + Sync + 'static {
     /// events from there on are delivered to this subscription only, again. Returns the
     /// offset the subscription now resumes from.
     async fn seek(&self, subscription: &str, position: Position) -> Result<u64, ChannelError>;
+
+    /// Forgets subscriptions not in `keep` (Triggers deleted from the configuration), so
+    /// they no longer hold back retention or count as lag. Returns the names removed.
+    async fn prune_subscriptions(&self, keep: &[String]) -> Result<Vec<String>, ChannelError> {
+        let _ = keep;
+        Ok(Vec::new())
+    }
 
     /// Starts shutdown: subscriptions end once it is safe. A volatile channel first hands out
     /// and waits for acknowledgement of everything it holds (nothing survives it otherwise); a

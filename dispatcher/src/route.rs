@@ -85,6 +85,11 @@ impl TriggerRoute {
 
     /// Name of this Trigger's subscription on the Broker's channel.
     pub fn subscription(&self) -> String {
-        format!("trigger.{}.{}", self.trigger.namespace, self.trigger.name)
+        subscription_name(&self.trigger)
     }
+}
+
+/// The channel subscription of a Trigger (stable across restarts: offsets are kept under it).
+pub fn subscription_name(trigger: &ResourceKey) -> String {
+    format!("trigger.{}.{}", trigger.namespace, trigger.name)
 }

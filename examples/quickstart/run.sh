@@ -24,7 +24,11 @@ trap cleanup EXIT INT TERM
 
 "$HERALD_BIN" display --port 9001 > "$logs/orders.log" 2>&1 & pids+=($!)
 "$HERALD_BIN" display --port 9002 > "$logs/payments.log" 2>&1 & pids+=($!)
-"$HERALD_BIN" serve --config examples/quickstart --listen "127.0.0.1:$port" 2> "$logs/herald.log" & pids+=($!)
+# Events are kept in ./herald-data (the embedded sled store); --check keeps it temporary.
+data_dir="herald-data"
+$check && data_dir="$logs/data"
+"$HERALD_BIN" serve --config examples/quickstart --listen "127.0.0.1:$port" --data-dir "$data_dir" \
+  2> "$logs/herald.log" & pids+=($!)
 if ! $check; then
   # Show each subscriber's output as it arrives, labelled.
   tail -n +1 -F "$logs/orders.log" 2>/dev/null | sed -u 's/^/[orders display]   /' &

@@ -6,6 +6,7 @@ mod common;
 
 use cloudevents::{AttributesReader, AttributesWriter, EventBuilder, EventBuilderV10};
 use common::*;
+use herald_broker::backends::BackendsConfig;
 use herald_broker::serve::{RunningServer, ServeConfig};
 use herald_channels::MemoryChannelConfig;
 use serde_json::{json, Value};
@@ -713,10 +714,13 @@ async fn a_full_channel_answers_429_with_retry_after_in_every_mode() {
     let server = start_with(
         &one_broker(&sub),
         ServeConfig {
-            memory: MemoryChannelConfig {
-                capacity: 2,
-                // Whole seconds on the wire, rounded up.
-                retry_after: Duration::from_millis(1500),
+            channels: BackendsConfig {
+                memory: MemoryChannelConfig {
+                    capacity: 2,
+                    // Whole seconds on the wire, rounded up.
+                    retry_after: Duration::from_millis(1500),
+                },
+                ..Default::default()
             },
             ..sequential()
         },

@@ -149,9 +149,9 @@ async fn send_one(
     }
 }
 
-/// A JSON object of exactly `size` bytes (at least the 12 bytes of the wrapper).
+/// A JSON object of exactly `size` bytes (at least 12: the 11-byte wrapper and one pad byte).
 fn payload(size: usize) -> Vec<u8> {
-    let pad = size.saturating_sub(12).max(1);
+    let pad = size.saturating_sub(11).max(1);
     format!("{{\"pad\": \"{}\"}}", "x".repeat(pad)).into_bytes()
 }
 

@@ -11,6 +11,7 @@ mod load;
 mod report;
 mod sink;
 
+use crate::backends::{BackendKind, BackendsConfig};
 use crate::serve::{self, ServeConfig};
 pub use report::{render, CaseResult};
 use sink::Sink;
@@ -34,12 +35,14 @@ pub struct BenchConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChannelKind {
     Memory,
+    Sled,
 }
 
 impl std::fmt::Display for ChannelKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             ChannelKind::Memory => "memory",
+            ChannelKind::Sled => "sled",
         })
     }
 }
@@ -51,7 +54,7 @@ impl Default for BenchConfig {
             senders: 32,
             event_size: 1024,
             half_load: true,
-            channels: vec![ChannelKind::Memory],
+            channels: vec![ChannelKind::Memory, ChannelKind::Sled],
             fan_out: true,
         }
     }
@@ -144,13 +147,33 @@ async fn start_herald(
     }
     let resources = herald_core::load_str(std::path::Path::new("bench.yaml"), &yaml)
         .map_err(|e| BenchError::Start("herald".into(), e.to_string()))?;
+    // Each sled run gets a fresh store in a temporary directory.
+    let data_dir = tempdir_for(kind)?;
     let config = ServeConfig {
         listen: "127.0.0.1:0".parse().expect("valid literal"),
         drain_timeout: Duration::from_secs(60),
+        channels: BackendsConfig {
+            default: match kind {
+                ChannelKind::Memory => BackendKind::Memory,
+                ChannelKind::Sled => BackendKind::Sled,
+            },
+            data_dir,
+            ..Default::default()
+        },
         ..Default::default()
     };
-    let _ = kind;
     serve::start(&resources, config)
         .await
         .map_err(|e| BenchError::Start(format!("herald {kind}"), e.to_string()))
+}
+
+fn tempdir_for(kind: ChannelKind) -> Result<std::path::PathBuf, BenchError> {
+    let dir = std::env::temp_dir().join(format!(
+        "herald-bench-{}-{kind}-{}",
+        std::process::id(),
+        sink::now_micros()
+    ));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| BenchError::Start(dir.display().to_string(), e.to_string()))?;
+    Ok(dir)
 }

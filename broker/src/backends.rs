@@ -1,0 +1,173 @@
+//! Opens each Broker's channel on the backend its manifest names: the `herald.dev/channel`
+//! annotation (`memory`, `sled`, `nats`), else the server's default. Backends are connected
+//! lazily, so a server whose Brokers never use NATS never needs it.
+
+use herald_channels::{
+    Channel, ChannelError, MemoryChannel, MemoryChannelConfig, NatsBackend, NatsConfig, SledConfig,
+    SledStore,
+};
+use herald_core::Broker;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Broker annotation naming its channel backend.
+pub const CHANNEL_ANNOTATION: &str = "herald.dev/channel";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendKind {
+    #[default]
+    Memory,
+    Sled,
+    Nats,
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "memory" => Ok(Self::Memory),
+            "sled" => Ok(Self::Sled),
+            "nats" => Ok(Self::Nats),
+            other => Err(format!(
+                "unknown channel backend {other:?} (expected memory, sled or nats)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Memory => "memory",
+            Self::Sled => "sled",
+            Self::Nats => "nats",
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BackendsConfig {
+    /// Backend of Brokers that do not name one. The `herald` binary defaults to sled; the
+    /// library to memory, so embedding Herald writes nothing to disk unless asked.
+    pub default: BackendKind,
+    pub memory: MemoryChannelConfig,
+    /// Directory of the embedded sled store.
+    pub data_dir: PathBuf,
+    pub sled: SledConfig,
+    pub nats: NatsConfig,
+}
+
+impl Default for BackendsConfig {
+    fn default() -> Self {
+        Self {
+            default: BackendKind::Memory,
+            memory: MemoryChannelConfig::default(),
+            data_dir: PathBuf::from("herald-data"),
+            sled: SledConfig::default(),
+            nats: NatsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("Broker {broker}: annotation {CHANNEL_ANNOTATION}: {message}")]
+    Annotation { broker: String, message: String },
+    #[error("Broker {broker}: cannot open its {kind} channel: {source}")]
+    Open {
+        broker: String,
+        kind: BackendKind,
+        source: ChannelError,
+    },
+}
+
+/// The backends opened so far.
+pub struct Backends {
+    config: BackendsConfig,
+    sled: Option<SledStore>,
+    nats: Option<NatsBackend>,
+}
+
+impl Backends {
+    pub fn new(config: BackendsConfig) -> Self {
+        Self {
+            config,
+            sled: None,
+            nats: None,
+        }
+    }
+
+    pub fn kind_for(&self, broker: &Broker) -> Result<BackendKind, BackendError> {
+        match broker.metadata.annotations.get(CHANNEL_ANNOTATION) {
+            Some(name) => name.parse().map_err(|message| BackendError::Annotation {
+                broker: broker.key().to_string(),
+                message,
+            }),
+            None => Ok(self.config.default),
+        }
+    }
+
+    pub async fn open(
+        &mut self,
+        broker: &Broker,
+    ) -> Result<(BackendKind, Arc<dyn Channel>), BackendError> {
+        let kind = self.kind_for(broker)?;
+        let name = broker.key().to_string();
+        let open_err = |source| BackendError::Open {
+            broker: name.clone(),
+            kind,
+            source,
+        };
+        let channel: Arc<dyn Channel> = match kind {
+            BackendKind::Memory => {
+                Arc::new(MemoryChannel::new(name.clone(), self.config.memory.clone()))
+            }
+            BackendKind::Sled => {
+                if self.sled.is_none() {
+                    let (dir, config) = (self.config.data_dir.clone(), self.config.sled.clone());
+                    // Opening recovers the store from disk: blocking work, off the runtime.
+                    let store = tokio::task::spawn_blocking(move || SledStore::open(&dir, config))
+                        .await
+                        .map_err(|e| {
+                            open_err(ChannelError::Backend {
+                                channel: name.clone(),
+                                detail: e.to_string(),
+                            })
+                        })?
+                        .map_err(open_err)?;
+                    self.sled = Some(store);
+                }
+                self.sled
+                    .as_ref()
+                    .expect("opened above")
+                    .channel(&name)
+                    .map_err(open_err)?
+            }
+            BackendKind::Nats => {
+                if self.nats.is_none() {
+                    self.nats = Some(
+                        NatsBackend::connect(self.config.nats.clone())
+                            .await
+                            .map_err(open_err)?,
+                    );
+                }
+                self.nats
+                    .as_ref()
+                    .expect("connected above")
+                    .channel(&name)
+                    .await
+                    .map_err(open_err)?
+            }
+        };
+        Ok((kind, channel))
+    }
+
+    /// Flushes and closes what needs it, after every channel has been closed.
+    pub async fn close(&self) {
+        if let Some(store) = &self.sled {
+            store.close().await;
+        }
+    }
+}

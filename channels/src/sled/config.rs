@@ -1,0 +1,73 @@
+//! Configuration of the sled store: when a publish counts as durable, how long consumed events
+//! are kept for replay, and the limits that turn overload into `Full` instead of unbounded growth.
+
+use std::time::Duration;
+
+/// When `publish` may return: what "durable" means for an accepted event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// A writer thread gathers every publish waiting at that moment, appends them in one batch
+    /// per broker and answers them all after one `flush` (fsync): durable on return, and many
+    /// concurrent publishers share one flush.
+    #[default]
+    Group,
+    /// One flush per publish request: durable on return, at the cost of one fsync per request.
+    PerEvent,
+    /// No flush on publish; sled flushes on its own every `Duration`. A crash (power loss or
+    /// kill) loses at most the events accepted in that last window, so publishers may have
+    /// acknowledged events that are gone after a restart.
+    Interval(Duration),
+}
+
+/// How long events that every subscription has consumed stay in a broker's log (for replay).
+///
+/// Events no subscription has consumed yet are never removed. A consumed event is removed once
+/// it is older than `max_age` or the log is larger than `max_bytes`; with both `None` it is
+/// removed as soon as it is consumed (then only unconsumed backlog can be replayed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: Option<Duration>,
+    pub max_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SledConfig {
+    pub sync: SyncPolicy,
+    pub retention: Retention,
+    /// Most events a broker may hold that its slowest subscription has not acknowledged; past
+    /// it `publish` answers `Full`.
+    pub max_lag_events: u64,
+    /// Most bytes a broker's log may hold (consumed events kept for replay count, and are
+    /// removed first when this is reached); past it `publish` answers `Full`.
+    pub max_log_bytes: u64,
+    /// Retry-After suggested to publishers on `Full` and `Unavailable`.
+    pub retry_after: Duration,
+    /// Size of sled's page cache, in bytes.
+    pub cache_capacity_bytes: u64,
+    /// Events a subscription reads from disk at a time (and so holds in memory at most).
+    pub read_chunk: usize,
+    /// Publish requests that may wait for the writer thread; past it `publish` answers `Full`.
+    pub writer_queue: usize,
+    /// How often acknowledged positions are written to disk. A crash redelivers at most what
+    /// was acknowledged in this window (and until sled's next flush).
+    pub commit_interval: Duration,
+    /// How often consumed events are checked against the retention rules and removed.
+    pub compaction_interval: Duration,
+}
+
+impl Default for SledConfig {
+    fn default() -> Self {
+        Self {
+            sync: SyncPolicy::Group,
+            retention: Retention::default(),
+            max_lag_events: 1_000_000,
+            max_log_bytes: 1 << 30,
+            retry_after: Duration::from_secs(1),
+            cache_capacity_bytes: 64 << 20,
+            read_chunk: 256,
+            writer_queue: 4096,
+            commit_interval: Duration::from_millis(100),
+            compaction_interval: Duration::from_secs(1),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The durable, embedded channel backend: every broker's events in one sled database on local
+//! disk, so accepted events survive a restart or a crash.
+//!
+//! # On-disk layout
+//!
+//! One sled database (a directory) per Herald process, opened by [`SledStore::open`]:
+//!
+//! - Tree `log\0<broker>`, one per broker: the append-only log. Key: the offset as a u64
+//!   big-endian (so sled's order is log order). Value: a 9-byte header — a version byte (1) and
+//!   the append time in ms since the Unix epoch as a u64 big-endian, monotonic per broker —
+//!   followed by the event in CloudEvents JSON format.
+//! - Tree `meta`, shared:
+//!   - `format` -> u64 BE layout version (1).
+//!   - `c\0<broker>\0<subscription>` -> u64 BE committed offset: everything below it is
+//!     acknowledged. A restart resumes the subscription there, so anything not yet committed
+//!     (in flight, mid-retry, or acknowledged out of order above a gap) is delivered again.
+//!   - `b\0<broker>` -> u64 BE base (oldest retained offset) ++ u64 BE append time of the
+//!     newest removed event. Written and flushed before compaction removes events, so the head
+//!     recovered on open (`max(base, last key + 1)`) never reuses an offset.
+//!
+//! # Durability and flow
+//!
+//! Publishes go to one writer thread which assigns offsets and appends them in one sled batch
+//! per broker, flushes per [`SyncPolicy`], and only then answers and makes the events visible
+//! to readers. Readers read chunks off the runtime. Acks are in memory; a maintenance thread
+//! persists committed offsets every `commit_interval` (and on close) and runs compaction per
+//! [`Retention`]. Limits ([`SledConfig::max_lag_events`], [`SledConfig::max_log_bytes`], the
+//! writer queue) make `publish` answer `Full` instead of growing without bound.
+//!
+//! "Open subscriptions", for retention and lag, means every subscription this store knows:
+//! those opened in this process and those persisted by an earlier run, until
+//! [`SledChannel::remove_subscription`] forgets one — otherwise a restart would compact away
+//! events of a Trigger that has not re-subscribed yet.
+
+mod channel;
+mod compaction;
+mod config;
+mod reader;
+mod record;
+mod seek;
+mod state;
+mod store;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use channel::{SledChannel, SledChannelStats};
+pub use config::{Retention, SledConfig, SyncPolicy};
+pub use store::{SledStats, SledStore};

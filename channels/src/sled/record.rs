@@ -1,0 +1,134 @@
+//! Byte layout of what the store writes: log keys and values, and the keys of the meta tree.
+//! See the parent module for the layout as a whole.
+
+use cloudevents::Event;
+
+/// Version byte at the start of every log value, so the format can change later.
+const RECORD_VERSION: u8 = 1;
+/// Version byte + append time in ms since the Unix epoch (u64 big-endian).
+pub(crate) const HEADER_LEN: usize = 9;
+/// A key in the meta tree naming the layout version of the whole store.
+pub(crate) const FORMAT_KEY: &[u8] = b"format";
+pub(crate) const FORMAT_VERSION: u64 = 1;
+
+pub(crate) fn offset_key(offset: u64) -> [u8; 8] {
+    offset.to_be_bytes()
+}
+
+pub(crate) fn decode_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+/// The log tree of one broker.
+pub(crate) fn log_tree_name(broker: &str) -> Vec<u8> {
+    [b"log\0", broker.as_bytes()].concat()
+}
+
+/// Meta key of a subscription's committed offset: `c\0<broker>\0<subscription>`.
+pub(crate) fn committed_key(broker: &str, subscription: &str) -> Vec<u8> {
+    [committed_prefix(broker).as_slice(), subscription.as_bytes()].concat()
+}
+
+pub(crate) fn committed_prefix(broker: &str) -> Vec<u8> {
+    [b"c\0", broker.as_bytes(), b"\0"].concat()
+}
+
+/// Meta key of a broker's oldest retained offset and the append time of the newest event
+/// removed before it: `b\0<broker>` -> base (u64 BE) ++ removed_ms (u64 BE).
+pub(crate) fn base_key(broker: &str) -> Vec<u8> {
+    [b"b\0", broker.as_bytes()].concat()
+}
+
+pub(crate) fn encode_base(base: u64, last_removed_ms: u64) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&base.to_be_bytes());
+    out[8..].copy_from_slice(&last_removed_ms.to_be_bytes());
+    out
+}
+
+pub(crate) fn decode_base(bytes: &[u8]) -> Option<(u64, u64)> {
+    Some((decode_u64(bytes)?, decode_u64(bytes.get(8..)?)?))
+}
+
+/// A log value with room for the header, which the writer fills in once it knows the time.
+pub(crate) fn encode_event(event: &Event) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = vec![0; HEADER_LEN];
+    serde_json::to_writer(&mut out, event)?;
+    Ok(out)
+}
+
+pub(crate) fn set_header(value: &mut [u8], append_ms: u64) {
+    if value.len() >= HEADER_LEN {
+        value[0] = RECORD_VERSION;
+        value[1..HEADER_LEN].copy_from_slice(&append_ms.to_be_bytes());
+    }
+}
+
+/// Append time of a log value, if it has a header this version understands.
+pub(crate) fn append_ms(value: &[u8]) -> Option<u64> {
+    if value.first() != Some(&RECORD_VERSION) {
+        return None;
+    }
+    decode_u64(value.get(1..)?)
+}
+
+pub(crate) fn decode_event(value: &[u8]) -> Result<Event, String> {
+    if value.first() != Some(&RECORD_VERSION) {
+        return Err(format!("unknown record version {:?}", value.first()));
+    }
+    let body = value
+        .get(HEADER_LEN..)
+        .ok_or("record shorter than its header")?;
+    serde_json::from_slice(body).map_err(|e| e.to_string())
+}
+
+/// Bytes a log entry accounts for: its value and its key.
+pub(crate) fn entry_bytes(value_len: usize) -> u64 {
+    value_len as u64 + 8
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn ms_to_rfc3339(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| format!("{ms} ms since the epoch"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
+
+    #[test]
+    fn an_event_survives_encoding_with_its_append_time() {
+        let event = EventBuilderV10::new()
+            .id("e1")
+            .source("/s")
+            .ty("t")
+            .data("application/json", serde_json::json!({"k": 1}))
+            .build()
+            .unwrap();
+        let mut value = encode_event(&event).unwrap();
+        set_header(&mut value, 1234);
+        assert_eq!(append_ms(&value), Some(1234));
+        let back = decode_event(&value).unwrap();
+        assert_eq!(back.id(), "e1");
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn a_truncated_record_is_an_error_not_a_panic() {
+        assert!(decode_event(&[]).is_err());
+        assert!(decode_event(&[1, 0, 0]).is_err());
+        assert_eq!(append_ms(&[1, 0]), None);
+        assert_eq!(decode_base(&[0; 9]), None);
+    }
+}

@@ -1,0 +1,321 @@
+//! The store: one sled database for every broker, the writer thread that appends to it, and
+//! the maintenance thread that persists acknowledged positions and enforces retention.
+
+use super::channel::SledChannel;
+use super::compaction;
+use super::record;
+use super::state::{check_name, ChannelShared};
+use super::writer::{self, WriterCounters, WriterMessage};
+use super::{SledConfig, SyncPolicy};
+use crate::ChannelError;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// What every channel of the store shares.
+pub(crate) struct StoreCore {
+    pub(crate) db: ::sled::Db,
+    /// Committed offsets and log bases of every broker.
+    pub(crate) meta: ::sled::Tree,
+    pub(crate) config: SledConfig,
+    pub(crate) writer: SyncSender<WriterMessage>,
+    pub(crate) maintenance: SyncSender<MaintenanceSignal>,
+    pub(crate) counters: Arc<WriterCounters>,
+    /// Set once the store shuts down: publishing is refused from then on.
+    pub(crate) closed: AtomicBool,
+    /// Serialises compaction passes (the maintenance thread and `compact`), so base records
+    /// are written in order.
+    pub(crate) compaction: Mutex<()>,
+}
+
+pub(crate) enum MaintenanceSignal {
+    /// A publisher hit `max_log_bytes`: compact now rather than at the next interval.
+    Compact,
+    Stop,
+}
+
+type Registry = Arc<Mutex<HashMap<String, Arc<SledChannel>>>>;
+
+/// A durable store of broker logs in one directory. See the module docs for the layout.
+pub struct SledStore {
+    core: Arc<StoreCore>,
+    channels: Registry,
+    threads: Mutex<Option<Threads>>,
+}
+
+struct Threads {
+    writer: JoinHandle<()>,
+    maintenance: JoinHandle<()>,
+}
+
+/// Counters for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SledStats {
+    /// Publish requests the writer handled (successful or not).
+    pub publish_requests: u64,
+    /// Events made durable.
+    pub published_events: u64,
+    /// Groups of requests the writer handled together.
+    pub write_groups: u64,
+    /// Flushes (fsyncs) the writer issued for publishes.
+    pub publish_flushes: u64,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `path`. Blocking: sled recovers its log here, so call it
+    /// before serving or inside `spawn_blocking`.
+    pub fn open(path: &Path, config: SledConfig) -> Result<SledStore, ChannelError> {
+        let label = format!("sled store {}", path.display());
+        let unavailable = |e: ::sled::Error| ChannelError::Unavailable {
+            channel: label.clone(),
+            detail: format!("cannot open: {e}"),
+            retry_after: config.retry_after,
+        };
+        let flush_every_ms = match config.sync {
+            // Under Interval, sled's own periodic flush is the durability window.
+            SyncPolicy::Interval(every) => Some((every.as_millis() as u64).max(1)),
+            SyncPolicy::Group | SyncPolicy::PerEvent => Some(500),
+        };
+        let db = ::sled::Config::new()
+            .path(path)
+            .cache_capacity(config.cache_capacity_bytes)
+            .flush_every_ms(flush_every_ms)
+            .open()
+            .map_err(unavailable)?;
+        let meta = db.open_tree(b"meta").map_err(unavailable)?;
+        match meta.get(record::FORMAT_KEY).map_err(unavailable)? {
+            None => {
+                meta.insert(
+                    record::FORMAT_KEY,
+                    &record::offset_key(record::FORMAT_VERSION),
+                )
+                .map_err(unavailable)?;
+            }
+            Some(v) if record::decode_u64(&v) == Some(record::FORMAT_VERSION) => {}
+            Some(v) => {
+                return Err(ChannelError::Backend {
+                    channel: label,
+                    detail: format!("unknown on-disk format {:?}", record::decode_u64(&v)),
+                })
+            }
+        }
+
+        let (writer_tx, writer_rx) = mpsc::sync_channel(config.writer_queue.max(1));
+        let (maintenance_tx, maintenance_rx) = mpsc::sync_channel(1);
+        let counters = Arc::new(WriterCounters::default());
+        let writer = {
+            let (db, sync, counters) = (db.clone(), config.sync, counters.clone());
+            std::thread::Builder::new()
+                .name("herald-sled-writer".into())
+                .spawn(move || writer::run(db, sync, counters, writer_rx))
+                .map_err(|e| ChannelError::Backend {
+                    channel: label.clone(),
+                    detail: format!("cannot start the writer thread: {e}"),
+                })?
+        };
+        let core = Arc::new(StoreCore {
+            db,
+            meta,
+            config,
+            writer: writer_tx,
+            maintenance: maintenance_tx,
+            counters,
+            closed: AtomicBool::new(false),
+            compaction: Mutex::new(()),
+        });
+        let channels: Registry = Arc::default();
+        let maintenance = {
+            let (core, channels) = (core.clone(), channels.clone());
+            std::thread::Builder::new()
+                .name("herald-sled-maintenance".into())
+                .spawn(move || maintain(&core, &channels, maintenance_rx))
+        };
+        let maintenance = match maintenance {
+            Ok(handle) => handle,
+            Err(e) => {
+                let _ = core.writer.send(WriterMessage::Stop);
+                let _ = writer.join();
+                return Err(ChannelError::Backend {
+                    channel: label,
+                    detail: format!("cannot start the maintenance thread: {e}"),
+                });
+            }
+        };
+        Ok(SledStore {
+            core,
+            channels,
+            threads: Mutex::new(Some(Threads {
+                writer,
+                maintenance,
+            })),
+        })
+    }
+
+    /// The channel of one broker, created on first use; the same one on later calls (so one
+    /// closed with `Channel::close` stays closed until the store is reopened). Blocking on
+    /// first use: loads the broker's subscriptions and sizes its log.
+    pub fn channel(&self, name: &str) -> Result<Arc<SledChannel>, ChannelError> {
+        check_name(name, "broker", name)?;
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(name) {
+            return Ok(channel.clone());
+        }
+        if self.core.closed.load(Ordering::Acquire) {
+            return Err(self.closed_error(name));
+        }
+        let shared = ChannelShared::open(self.core.clone(), name).map_err(|e| {
+            ChannelError::Unavailable {
+                channel: name.to_string(),
+                detail: format!("cannot load the log: {e}"),
+                retry_after: self.core.config.retry_after,
+            }
+        })?;
+        let channel = Arc::new(SledChannel::new(Arc::new(shared)));
+        channels.insert(name.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    pub fn stats(&self) -> SledStats {
+        let c = &self.core.counters;
+        SledStats {
+            publish_requests: c.requests.load(Ordering::Relaxed),
+            published_events: c.events.load(Ordering::Relaxed),
+            write_groups: c.groups.load(Ordering::Relaxed),
+            publish_flushes: c.flushes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Bytes sled uses on disk. Blocking (reads file metadata).
+    pub fn size_on_disk(&self) -> Result<u64, ChannelError> {
+        self.core.db.size_on_disk().map_err(|e| self.sled_error(e))
+    }
+
+    /// Runs one compaction pass now, instead of waiting for the next interval.
+    pub async fn compact(&self) -> Result<(), ChannelError> {
+        let core = self.core.clone();
+        let channels = snapshot(&self.channels);
+        tokio::task::spawn_blocking(move || compaction::compact_all(&core, &channels))
+            .await
+            .map_err(|e| self.backend(format!("compaction task failed: {e}")))?
+            .map_err(|e| self.sled_error(e))
+    }
+
+    /// Shuts the store down: every channel stops handing out events, queued publishes are
+    /// written, committed offsets are persisted and everything is flushed. Later publishes
+    /// fail with `Unavailable`. Dropping the store does the same, blocking.
+    pub async fn close(&self) {
+        let threads = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(threads) = threads else { return };
+        let core = self.core.clone();
+        let channels = self.channels.clone();
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || shutdown(&core, &channels, threads)).await
+        {
+            tracing::error!(error = %e, "sled store shutdown task failed");
+        }
+    }
+
+    fn closed_error(&self, name: &str) -> ChannelError {
+        ChannelError::Unavailable {
+            channel: name.to_string(),
+            detail: "the store is closed".into(),
+            retry_after: self.core.config.retry_after,
+        }
+    }
+
+    fn sled_error(&self, e: ::sled::Error) -> ChannelError {
+        ChannelError::Unavailable {
+            channel: "sled store".into(),
+            detail: e.to_string(),
+            retry_after: self.core.config.retry_after,
+        }
+    }
+
+    fn backend(&self, detail: String) -> ChannelError {
+        ChannelError::Backend {
+            channel: "sled store".into(),
+            detail,
+        }
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        let threads = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(threads) = threads {
+            shutdown(&self.core, &self.channels, threads);
+        }
+    }
+}
+
+fn snapshot(channels: &Registry) -> Vec<Arc<ChannelShared>> {
+    channels
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .map(|c| c.shared().clone())
+        .collect()
+}
+
+/// Blocking shutdown, shared by `close` and `drop`.
+fn shutdown(core: &StoreCore, channels: &Registry, threads: Threads) {
+    core.closed.store(true, Ordering::Release);
+    for channel in snapshot(channels) {
+        channel.lock().closed = true;
+        channel.changed.notify_waiters();
+    }
+    // The writer answers everything already queued before it stops.
+    let _ = core.writer.send(WriterMessage::Stop);
+    if threads.writer.join().is_err() {
+        tracing::error!("sled writer thread panicked");
+    }
+    // The maintenance thread persists committed offsets one last time as it stops.
+    let _ = core.maintenance.send(MaintenanceSignal::Stop);
+    if threads.maintenance.join().is_err() {
+        tracing::error!("sled maintenance thread panicked");
+    }
+    if let Err(e) = core.db.flush() {
+        tracing::error!(error = %e, "final flush of the sled store failed");
+    }
+}
+
+/// The maintenance thread: persists committed offsets every `commit_interval` and compacts
+/// every `compaction_interval` (or at once when a publisher hit the byte limit).
+fn maintain(core: &StoreCore, channels: &Registry, signals: Receiver<MaintenanceSignal>) {
+    let mut last_compaction = Instant::now();
+    loop {
+        let signal = signals.recv_timeout(core.config.commit_interval);
+        let stop = matches!(
+            signal,
+            Ok(MaintenanceSignal::Stop) | Err(RecvTimeoutError::Disconnected)
+        );
+        let all = snapshot(channels);
+        for channel in &all {
+            if let Err(e) = channel.persist(stop) {
+                tracing::warn!(broker = %channel.name, error = %e, "persisting committed offsets failed");
+            }
+        }
+        if stop {
+            return;
+        }
+        let due = last_compaction.elapsed() >= core.config.compaction_interval;
+        if matches!(signal, Ok(MaintenanceSignal::Compact)) || due {
+            last_compaction = Instant::now();
+            if let Err(e) = compaction::compact_all(core, &all) {
+                tracing::warn!(error = %e, "compaction failed");
+            }
+        }
+    }
+}
