@@ -104,6 +104,10 @@ struct ServeArgs {
     /// NATS server URL, for Brokers on the nats channel.
     #[arg(long, env = "HERALD_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// How long JetStream waits for a replica's acknowledgement before redelivering an
+    /// event elsewhere (ISO-8601); in-progress deliveries are kept alive meanwhile.
+    #[arg(long, default_value = "PT30S")]
+    nats_ack_wait: herald_core::IsoDuration,
     /// Deliveries in flight per Trigger.
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
@@ -206,6 +210,7 @@ async fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
             },
             nats: NatsConfig {
                 url: a.nats_url,
+                ack_wait: a.nats_ack_wait.as_duration(),
                 ..Default::default()
             },
         },

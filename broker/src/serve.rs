@@ -155,7 +155,7 @@ pub async fn start(
         ) {
             Ok(route) => routes.push(route),
             // A bad filter is a configuration error; refuse to start rather than misroute.
-            Err(e @ RouteError::Filter { .. }) => {
+            Err(e @ (RouteError::Filter { .. } | RouteError::DeliveryOrder { .. })) => {
                 return Err(ServeError::Config(format!("{}: {e}", t.origin)))
             }
             Err(e) => warnings.push(format!("{}: not ready: {e}", t.origin)),

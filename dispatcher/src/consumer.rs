@@ -1,13 +1,16 @@
 //! One consumer per Trigger: reads its subscription, filters, and runs deliveries
-//! concurrently (bounded), acknowledging each event once it is handled.
+//! concurrently (bounded), acknowledging each event once it is handled. An ordered Trigger
+//! runs its deliveries in lanes chosen by `partitionkey`: sequential within a lane, lanes in
+//! parallel, so each key keeps its order.
 
 use crate::engine::DeliveryEngine;
-use crate::route::TriggerRoute;
+use crate::route::{DeliveryOrder, TriggerRoute};
 use cloudevents::AttributesReader;
 use herald_channels::{Channel, ChannelError, Delivery, Subscription};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -32,6 +35,8 @@ impl TriggerConsumer {
     pub async fn run(self, mut subscription: Box<dyn Subscription>, abort: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.max_in_flight.max(1)));
         let mut tasks = JoinSet::new();
+        let lanes =
+            (self.route.order == DeliveryOrder::Ordered).then(|| self.start_lanes(&mut tasks));
         loop {
             // With every slot busy on stuck deliveries, abort must still get through.
             let permit = tokio::select! {
@@ -60,26 +65,29 @@ impl TriggerConsumer {
                 ack(delivery, &self.route).await;
                 continue;
             }
-            let (route, channel, engine) = (
-                self.route.clone(),
-                self.channel.clone(),
-                self.engine.clone(),
-            );
-            let span = tracing::info_span!(
-                "dispatch", event.id = delivery.event.id(), broker = %route.broker, trigger = %route.trigger
-            );
-            tasks.spawn(
-                async move {
-                    let event = delivery.event.clone();
-                    let disposition = engine.dispatch(&route, event, channel.as_ref()).await;
-                    tracing::debug!(?disposition, "handled");
-                    ack(delivery, &route).await;
-                    drop(permit);
+            match &lanes {
+                Some(lanes) => {
+                    let lane = &lanes[lane_of(&delivery.event, lanes.len())];
+                    if lane.send((delivery, permit)).await.is_err() {
+                        break;
+                    }
                 }
-                .instrument(span),
-            );
+                None => {
+                    let (route, channel, engine) = (
+                        self.route.clone(),
+                        self.channel.clone(),
+                        self.engine.clone(),
+                    );
+                    tasks.spawn(async move {
+                        handle(&route, channel.as_ref(), &engine, delivery).await;
+                        drop(permit);
+                    });
+                }
+            }
             while tasks.try_join_next().is_some() {}
         }
+        // Closing the lanes lets each finish what it holds, in order.
+        drop(lanes);
         if abort.is_cancelled() {
             if !tasks.is_empty() {
                 tracing::error!(
@@ -91,6 +99,64 @@ impl TriggerConsumer {
         }
         while tasks.join_next().await.is_some() {}
     }
+}
+
+impl TriggerConsumer {
+    /// One sequential worker per in-flight slot; each handles its events in arrival order.
+    fn start_lanes(
+        &self,
+        tasks: &mut JoinSet<()>,
+    ) -> Vec<mpsc::Sender<(Delivery, OwnedSemaphorePermit)>> {
+        (0..self.max_in_flight.max(1))
+            .map(|_| {
+                let (tx, mut rx) =
+                    mpsc::channel::<(Delivery, OwnedSemaphorePermit)>(self.max_in_flight.max(1));
+                let (route, channel, engine) = (
+                    self.route.clone(),
+                    self.channel.clone(),
+                    self.engine.clone(),
+                );
+                tasks.spawn(async move {
+                    while let Some((delivery, permit)) = rx.recv().await {
+                        handle(&route, channel.as_ref(), &engine, delivery).await;
+                        drop(permit);
+                    }
+                });
+                tx
+            })
+            .collect()
+    }
+}
+
+/// The lane of an event: by `partitionkey`, so equal keys share a lane (and an order).
+fn lane_of(event: &cloudevents::Event, lanes: usize) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    event
+        .extension("partitionkey")
+        .map(|k| k.to_string())
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
+}
+
+/// Delivers one event (with retries, dead-lettering, replies) and acknowledges it.
+async fn handle(
+    route: &TriggerRoute,
+    channel: &dyn Channel,
+    engine: &DeliveryEngine,
+    delivery: Delivery,
+) {
+    let span = tracing::info_span!(
+        "dispatch", event.id = delivery.event.id(), broker = %route.broker, trigger = %route.trigger
+    );
+    async {
+        let event = delivery.event.clone();
+        let disposition = engine.dispatch(route, event, channel).await;
+        tracing::debug!(?disposition, "handled");
+        ack(delivery, route).await;
+    }
+    .instrument(span)
+    .await
 }
 
 async fn ack(delivery: Delivery, route: &TriggerRoute) {

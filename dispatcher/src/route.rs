@@ -18,6 +18,8 @@ pub enum RouteError {
         trigger: ResourceKey,
         source: Box<ResolveError>,
     },
+    #[error("Trigger {trigger}: annotation {DELIVERY_ORDER_ANNOTATION}: expected ordered or unordered, got {value:?}")]
+    DeliveryOrder { trigger: ResourceKey, value: String },
     #[error("Trigger {trigger}: {field}.deadLetterSink: {source}")]
     DeadLetterSink {
         trigger: ResourceKey,
@@ -34,6 +36,21 @@ pub struct TriggerRoute {
     pub subscriber: Url,
     pub policy: RetryPolicy,
     pub dead_letter_sink: Option<Url>,
+    pub order: DeliveryOrder,
+}
+
+/// Trigger annotation choosing the delivery order, spelled as Knative's Kafka broker does.
+pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
+
+/// How a Trigger's deliveries are ordered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeliveryOrder {
+    /// Concurrent, highest throughput.
+    #[default]
+    Unordered,
+    /// In order per `partitionkey` (events without one share a single order), while
+    /// different keys progress in parallel.
+    Ordered,
 }
 
 impl TriggerRoute {
@@ -73,7 +90,23 @@ impl TriggerRoute {
                 field,
                 source: Box::new(source),
             })?;
+        let order = match trigger
+            .metadata
+            .annotations
+            .get(DELIVERY_ORDER_ANNOTATION)
+            .map(String::as_str)
+        {
+            None | Some("unordered") => DeliveryOrder::Unordered,
+            Some("ordered") => DeliveryOrder::Ordered,
+            Some(other) => {
+                return Err(RouteError::DeliveryOrder {
+                    trigger: key,
+                    value: other.to_string(),
+                })
+            }
+        };
         Ok(Self {
+            order,
             trigger: key,
             broker: broker.key(),
             filter,
