@@ -1,14 +1,27 @@
 //! Reading CloudEvent attributes and extensions by name, as filters and TTL handling need.
 
-use cloudevents::Event;
+use cloudevents::event::ExtensionValue;
+use cloudevents::{AttributesReader, Event};
+use std::borrow::Cow;
 
 /// The attribute's value in its canonical string form (time as RFC 3339, extensions as
-/// written), or `None` when the event does not carry it.
-pub fn attribute(event: &Event, name: &str) -> Option<String> {
-    event
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.to_string())
+/// written), or `None` when the event does not carry it. Borrowed where the event holds a
+/// string already: filters call this for every event and Trigger.
+pub fn attribute<'a>(event: &'a Event, name: &str) -> Option<Cow<'a, str>> {
+    match name {
+        "id" => Some(Cow::Borrowed(event.id())),
+        "source" => Some(Cow::Borrowed(event.source().as_str())),
+        "type" => Some(Cow::Borrowed(event.ty())),
+        "specversion" => Some(Cow::Owned(event.specversion().to_string())),
+        "datacontenttype" => event.datacontenttype().map(Cow::Borrowed),
+        "dataschema" => event.dataschema().map(|u| Cow::Borrowed(u.as_str())),
+        "subject" => event.subject().map(Cow::Borrowed),
+        "time" => event.time().map(|t| Cow::Owned(t.to_rfc3339())),
+        _ => event.extension(name).map(|v| match v {
+            ExtensionValue::String(s) => Cow::Borrowed(s.as_str()),
+            other => Cow::Owned(other.to_string()),
+        }),
+    }
 }
 
 /// An event as CESQL sees it: context attributes are Strings (time in RFC 3339), extensions
@@ -17,7 +30,6 @@ pub struct CesqlEvent<'a>(pub &'a Event);
 
 impl herald_cesql::EventAttributes for CesqlEvent<'_> {
     fn attribute(&self, name: &str) -> Option<herald_cesql::Value> {
-        use cloudevents::event::ExtensionValue;
         use herald_cesql::Value;
         if let Some(ext) = self.0.extension(name) {
             return Some(match ext {
@@ -30,9 +42,37 @@ impl herald_cesql::EventAttributes for CesqlEvent<'_> {
                 },
             });
         }
-        self.0
-            .iter_attributes()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| Value::String(v.to_string()))
+        attribute(self.0, name).map(|v| Value::String(v.into_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudevents::{EventBuilder, EventBuilderV10};
+
+    #[test]
+    fn every_context_attribute_and_extension_reads_as_the_sdk_prints_it() {
+        let e = EventBuilderV10::new()
+            .id("1")
+            .source("/s")
+            .ty("t")
+            .subject("sub")
+            .time(chrono::Utc::now())
+            .extension("flag", true)
+            .extension("n", 7i64)
+            .extension("s", "x")
+            .data_with_schema("application/json", "http://schema/1", serde_json::json!({}))
+            .build()
+            .unwrap();
+        // The SDK's own iteration is the reference for names and string forms.
+        for (name, value) in e.iter() {
+            assert_eq!(
+                attribute(&e, name).as_deref(),
+                Some(value.to_string().as_str()),
+                "{name}"
+            );
+        }
+        assert_eq!(attribute(&e, "missing"), None);
     }
 }
