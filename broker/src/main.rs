@@ -68,6 +68,11 @@ struct BenchArgs {
     /// Skip the fan-out case (10 of 100 triggers match).
     #[arg(long)]
     no_fan_out: bool,
+    /// Also run the NATS cases (raw JetStream baseline and Herald on NATS) on this server.
+    #[arg(long)]
+    nats: bool,
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
 }
 
 #[derive(Args)]
@@ -300,8 +305,13 @@ async fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
         event_size: a.event_size,
         half_load: !a.no_half_load,
         fan_out: !a.no_fan_out,
+        nats_url: a.nats_url,
         ..Default::default()
     };
+    let mut config = config;
+    if a.nats {
+        config.channels.push(bench::ChannelKind::Nats);
+    }
     eprintln!(
         "herald bench: {} events of {} bytes per case, {} senders, {} cores",
         config.events,

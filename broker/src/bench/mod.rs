@@ -8,11 +8,13 @@
 
 mod forwarder;
 mod load;
+mod raw_nats;
 mod report;
 mod sink;
 
 use crate::backends::{BackendKind, BackendsConfig};
 use crate::serve::{self, ServeConfig};
+use herald_channels::NatsConfig;
 pub use report::{render, CaseResult};
 use sink::Sink;
 use std::time::Duration;
@@ -30,12 +32,15 @@ pub struct BenchConfig {
     /// Backends to run Herald on.
     pub channels: Vec<ChannelKind>,
     pub fan_out: bool,
+    /// NATS server for the nats cases (raw JetStream baseline and Herald on NATS).
+    pub nats_url: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChannelKind {
     Memory,
     Sled,
+    Nats,
 }
 
 impl std::fmt::Display for ChannelKind {
@@ -43,6 +48,7 @@ impl std::fmt::Display for ChannelKind {
         f.write_str(match self {
             ChannelKind::Memory => "memory",
             ChannelKind::Sled => "sled",
+            ChannelKind::Nats => "nats",
         })
     }
 }
@@ -56,6 +62,7 @@ impl Default for BenchConfig {
             half_load: true,
             channels: vec![ChannelKind::Memory, ChannelKind::Sled],
             fan_out: true,
+            nats_url: "nats://127.0.0.1:4222".into(),
         }
     }
 }
@@ -74,24 +81,58 @@ pub async fn run(config: &BenchConfig) -> Result<Vec<CaseResult>, BenchError> {
     let sink = Sink::start().await?;
 
     let fwd = forwarder::start(sink.url()).await?;
-    let baseline = measure("forwarder (baseline)", &fwd.url, &sink, config, 1).await?;
+    let baseline = measure("forwarder (baseline)", &fwd.url, &sink, config, 1, None).await?;
     fwd.stop().await;
+    let http_baseline = Some((baseline.name.clone(), baseline.max.events_per_sec));
     results.push(baseline);
 
     for kind in &config.channels {
-        let server = start_herald(*kind, sink.url(), 1, 1).await?;
+        // Herald on NATS is compared with JetStream used directly, on the same server.
+        let compare_with = if *kind == ChannelKind::Nats {
+            report::reset_peak_rss();
+            let raw = raw_nats::run(config, &config.nats_url).await?;
+            let raw = CaseResult {
+                name: "raw nats jetstream".into(),
+                max: raw,
+                half: None,
+                peak_rss_kib: report::peak_rss_kib(),
+                baseline: None,
+            };
+            let pair = Some((raw.name.clone(), raw.max.events_per_sec));
+            results.push(raw);
+            pair
+        } else {
+            http_baseline.clone()
+        };
+        let server = start_herald(*kind, sink.url(), 1, 1, config).await?;
         let url = server.broker_url("bench", "b").to_string();
-        let r = measure(&format!("herald {kind}"), &url, &sink, config, 1).await;
+        let r = measure(
+            &format!("herald {kind}"),
+            &url,
+            &sink,
+            config,
+            1,
+            compare_with,
+        )
+        .await;
         server.shutdown().await;
         results.push(r?);
     }
 
     if config.fan_out {
-        let server = start_herald(ChannelKind::Memory, sink.url(), 100, 10).await?;
+        let server = start_herald(ChannelKind::Memory, sink.url(), 100, 10, config).await?;
         let url = server.broker_url("bench", "b").to_string();
         let mut fan = config.clone();
         fan.events = (config.events / 10).max(1000);
-        let r = measure("herald memory fan-out 10/100", &url, &sink, &fan, 10).await;
+        let r = measure(
+            "herald memory fan-out 10/100",
+            &url,
+            &sink,
+            &fan,
+            10,
+            http_baseline,
+        )
+        .await;
         server.shutdown().await;
         results.push(r?);
     }
@@ -105,6 +146,7 @@ async fn measure(
     sink: &Sink,
     config: &BenchConfig,
     deliveries_per_event: usize,
+    baseline: Option<(String, f64)>,
 ) -> Result<CaseResult, BenchError> {
     report::reset_peak_rss();
     let max = load::run(name, url, sink, config, deliveries_per_event, None).await?;
@@ -119,6 +161,7 @@ async fn measure(
         max,
         half,
         peak_rss_kib: report::peak_rss_kib(),
+        baseline,
     })
 }
 
@@ -129,6 +172,7 @@ async fn start_herald(
     sink: String,
     triggers: usize,
     matching: usize,
+    bench: &BenchConfig,
 ) -> Result<serve::RunningServer, BenchError> {
     let mut yaml = String::from(
         "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b, namespace: bench}\n\
@@ -156,8 +200,15 @@ async fn start_herald(
             default: match kind {
                 ChannelKind::Memory => BackendKind::Memory,
                 ChannelKind::Sled => BackendKind::Sled,
+                ChannelKind::Nats => BackendKind::Nats,
             },
             data_dir,
+            nats: NatsConfig {
+                url: bench.nats_url.clone(),
+                // A fresh stream per run, so earlier runs' events are not consumed.
+                stream_prefix: format!("HERALDBENCH{}", sink::now_micros()),
+                ..Default::default()
+            },
             ..Default::default()
         },
         ..Default::default()

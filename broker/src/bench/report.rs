@@ -11,6 +11,8 @@ pub struct CaseResult {
     pub half: Option<RunResult>,
     /// Peak RSS of the whole benchmark process during this case.
     pub peak_rss_kib: Option<u64>,
+    /// The case this one is compared with (its name and events/s); none for a baseline.
+    pub baseline: Option<(String, f64)>,
 }
 
 /// Resets the kernel's peak-RSS counter (VmHWM) so each case reports its own peak.
@@ -29,9 +31,8 @@ fn ms(us: u64) -> String {
 }
 
 pub fn render(results: &[CaseResult]) -> String {
-    let baseline = results.first().map(|r| r.max.events_per_sec).unwrap_or(0.0);
     let mut out = format!(
-        "{:<30} {:>10} {:>7} {:>8} {:>8} {:>9} | {:>9} {:>8} {:>8} {:>9} | {:>8}\n",
+        "{:<30} {:>10} {:>7} {:>8} {:>8} {:>9} | {:>9} {:>8} {:>8} {:>9} | {:>8}  {}\n",
         "case",
         "events/s",
         "ratio",
@@ -42,13 +43,16 @@ pub fn render(results: &[CaseResult]) -> String {
         "p50 ms",
         "p99 ms",
         "p99.9 ms",
-        "RSS MiB"
+        "RSS MiB",
+        "ratio of"
     );
     for r in results {
-        let ratio = if baseline > 0.0 {
-            r.max.events_per_sec / baseline
-        } else {
-            0.0
+        let (ratio, of) = match &r.baseline {
+            Some((name, rate)) if *rate > 0.0 => (
+                format!("{:.0}%", r.max.events_per_sec / rate * 100.0),
+                name.as_str(),
+            ),
+            _ => ("-".to_string(), "(baseline)"),
         };
         let (hr, h50, h99, h999) = match &r.half {
             Some(h) => (
@@ -64,10 +68,10 @@ pub fn render(results: &[CaseResult]) -> String {
             .map(|k| format!("{:.0}", k as f64 / 1024.0))
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:<30} {:>10.0} {:>6.0}% {:>8} {:>8} {:>9} | {:>9} {:>8} {:>8} {:>9} | {:>8}\n",
+            "{:<30} {:>10.0} {:>7} {:>8} {:>8} {:>9} | {:>9} {:>8} {:>8} {:>9} | {:>8}  {}\n",
             r.name,
             r.max.events_per_sec,
-            ratio * 100.0,
+            ratio,
             ms(r.max.p50_us),
             ms(r.max.p99_us),
             ms(r.max.p999_us),
@@ -75,7 +79,8 @@ pub fn render(results: &[CaseResult]) -> String {
             h50,
             h99,
             h999,
-            rss
+            rss,
+            of
         ));
         if r.max.deliveries != r.max.events {
             out.push_str(&format!(
