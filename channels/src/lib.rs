@@ -128,6 +128,12 @@ impl Delivery {
     pub async fn ack(self) -> Result<(), ChannelError> {
         self.ack.ack().await
     }
+
+    /// Separates the event from its acknowledgement, so the event can be handed on without
+    /// a copy.
+    pub fn into_parts(self) -> (Event, Box<dyn Acknowledge>) {
+        (self.event, self.ack)
+    }
 }
 
 impl std::fmt::Debug for Delivery {

@@ -6,7 +6,7 @@
 use crate::engine::DeliveryEngine;
 use crate::route::{DeliveryOrder, TriggerRoute};
 use cloudevents::AttributesReader;
-use herald_channels::{Channel, ChannelError, Delivery, Subscription};
+use herald_channels::{Acknowledge, Channel, ChannelError, Delivery, Subscription};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +62,7 @@ impl TriggerConsumer {
                 }
             };
             if !self.route.filter.matches(&delivery.event) {
-                ack(delivery, &self.route).await;
+                ack(delivery.into_parts().1, &self.route).await;
                 continue;
             }
             match &lanes {
@@ -150,17 +150,17 @@ async fn handle(
         "dispatch", event.id = delivery.event.id(), broker = %route.broker, trigger = %route.trigger
     );
     async {
-        let event = delivery.event.clone();
+        let (event, acknowledge) = delivery.into_parts();
         let disposition = engine.dispatch(route, event, channel).await;
         tracing::debug!(?disposition, "handled");
-        ack(delivery, route).await;
+        ack(acknowledge, route).await;
     }
     .instrument(span)
     .await
 }
 
-async fn ack(delivery: Delivery, route: &TriggerRoute) {
-    if let Err(e) = delivery.ack().await {
+async fn ack(acknowledge: Box<dyn Acknowledge>, route: &TriggerRoute) {
+    if let Err(e) = acknowledge.ack().await {
         // The event will be redelivered; at-least-once allows the duplicate.
         tracing::warn!(trigger = %route.trigger, error = %e, "acknowledgement failed");
     }
