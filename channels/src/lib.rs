@@ -9,6 +9,7 @@ pub mod sled;
 
 use async_trait::async_trait;
 use cloudevents::Event;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::sled::{
@@ -113,7 +114,9 @@ pub trait Subscription: Send {
 
 /// An event handed to a subscriber; it stays owed until acknowledged.
 pub struct Delivery {
-    pub event: Event,
+    /// Shared, so a backend that hands one stored event to many subscriptions (memory) copies
+    /// it only for the Triggers whose filter matches.
+    pub event: Arc<Event>,
     /// Position in the channel's log, where the backend has one (for logs and replay).
     pub offset: Option<u64>,
     ack: Box<dyn Acknowledge>,
@@ -121,6 +124,10 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(event: Event, offset: Option<u64>, ack: Box<dyn Acknowledge>) -> Self {
+        Self::shared(Arc::new(event), offset, ack)
+    }
+
+    pub fn shared(event: Arc<Event>, offset: Option<u64>, ack: Box<dyn Acknowledge>) -> Self {
         Self { event, offset, ack }
     }
 
@@ -129,17 +136,21 @@ impl Delivery {
         self.ack.ack().await
     }
 
-    /// Separates the event from its acknowledgement, so the event can be handed on without
-    /// a copy.
+    /// Separates the event from its acknowledgement; the event is copied only if another
+    /// subscription still shares it.
     pub fn into_parts(self) -> (Event, Box<dyn Acknowledge>) {
-        (self.event, self.ack)
+        let event = Arc::try_unwrap(self.event).unwrap_or_else(|shared| (*shared).clone());
+        (event, self.ack)
     }
 }
 
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delivery")
-            .field("id", &cloudevents::AttributesReader::id(&self.event))
+            .field(
+                "id",
+                &cloudevents::AttributesReader::id(self.event.as_ref()),
+            )
             .field("offset", &self.offset)
             .finish()
     }

@@ -46,7 +46,7 @@ struct Shared {
 struct Log {
     /// Offset of `events[0]`.
     base: u64,
-    events: VecDeque<Event>,
+    events: VecDeque<Arc<Event>>,
     subscriptions: HashMap<String, Cursor>,
     closing: bool,
 }
@@ -128,7 +128,7 @@ impl Channel for MemoryChannel {
                     retry_after: self.config.retry_after,
                 });
             }
-            log.events.extend(events);
+            log.events.extend(events.into_iter().map(Arc::new));
         }
         self.shared.changed.notify_waiters();
         Ok(())
@@ -223,7 +223,7 @@ impl Subscription for MemoryReader {
                         subscription: self.subscription.clone(),
                         offset,
                     };
-                    return Ok(Some(Delivery::new(event, Some(offset), Box::new(ack))));
+                    return Ok(Some(Delivery::shared(event, Some(offset), Box::new(ack))));
                 }
                 // Only end once every subscription has acknowledged everything: a reply
                 // published by another trigger's in-flight delivery may still arrive.
