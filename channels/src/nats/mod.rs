@@ -66,6 +66,7 @@ impl Default for NatsConfig {
 /// A connection to NATS, from which each Broker's channel is opened.
 #[derive(Clone)]
 pub struct NatsBackend {
+    client: async_nats::Client,
     js: jetstream::Context,
     config: NatsConfig,
 }
@@ -83,7 +84,8 @@ impl NatsBackend {
                 retry_after: config.retry_after,
             })?;
         Ok(Self {
-            js: jetstream::new(client),
+            js: jetstream::new(client.clone()),
+            client,
             config,
         })
     }
@@ -121,6 +123,7 @@ impl NatsBackend {
                 retry_after: self.config.retry_after,
             })?;
         Ok(Arc::new(NatsChannel {
+            client: self.client.clone(),
             name: name.to_string(),
             subject,
             js: self.js.clone(),
@@ -145,6 +148,7 @@ fn sanitize(name: &str, separator: char) -> String {
 }
 
 pub struct NatsChannel {
+    client: async_nats::Client,
     name: String,
     subject: String,
     js: jetstream::Context,
@@ -195,6 +199,11 @@ impl Channel for NatsChannel {
     }
 
     async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
+        // While disconnected the client would queue the publish and send it on reconnect: the
+        // caller would get a 503 for an event that is stored later. Refuse at once instead.
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(self.unavailable("not connected to NATS".into()));
+        }
         let mut acks = Vec::with_capacity(events.len());
         for event in &events {
             let (headers, payload) = encode(event);
