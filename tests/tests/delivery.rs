@@ -11,18 +11,10 @@ mod common;
 use base64::Engine;
 use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
 use common::*;
-use herald_broker::serve::ServeConfig;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Slack allowed above an expected gap.
 const TOLERANCE: Duration = Duration::from_millis(300);
-
-fn sequential() -> ServeConfig {
-    ServeConfig {
-        max_in_flight: 1,
-        ..config()
-    }
-}
 
 /// Broker `ns/b` with Trigger `t` to `sub` and the given delivery (YAML flow-mapping content).
 fn one_trigger(sub: &Subscriber, delivery: &str) -> String {

@@ -10,14 +10,6 @@ mod common;
 
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
 use common::*;
-use herald_broker::serve::ServeConfig;
-
-fn sequential() -> ServeConfig {
-    ServeConfig {
-        max_in_flight: 1,
-        ..config()
-    }
-}
 
 /// An event with the attributes the filters look at.
 fn ev(id: &str, ty: &str, source: &str, region: Option<&str>) -> Event {

@@ -33,14 +33,6 @@ spec:
     )
 }
 
-/// One delivery at a time, in log order, so a fence proves everything before it arrived.
-fn sequential() -> ServeConfig {
-    ServeConfig {
-        max_in_flight: 1,
-        ..config()
-    }
-}
-
 async fn setup() -> (Subscriber, RunningServer, Url) {
     let sub = Subscriber::start().await;
     let server = start_with(&one_broker(&sub), sequential()).await;

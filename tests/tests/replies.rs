@@ -11,15 +11,7 @@ mod common;
 
 use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
 use common::*;
-use herald_broker::serve::ServeConfig;
 use url::Url;
-
-fn sequential() -> ServeConfig {
-    ServeConfig {
-        max_in_flight: 1,
-        ..config()
-    }
-}
 
 fn reply_to(original: &Event, ty: &str) -> Event {
     EventBuilderV10::new()

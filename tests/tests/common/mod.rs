@@ -391,6 +391,15 @@ pub fn config() -> ServeConfig {
     }
 }
 
+/// One delivery in flight per Trigger, so arrival order and "nothing more arrived" checks
+/// are deterministic.
+pub fn sequential() -> ServeConfig {
+    ServeConfig {
+        max_in_flight: 1,
+        ..config()
+    }
+}
+
 /// Loads `yaml` and starts Herald with `config`; every Trigger must be ready.
 pub async fn start_with(yaml: &str, config: ServeConfig) -> RunningServer {
     let resources = herald_core::load_str(Path::new("test.yaml"), yaml)
