@@ -73,6 +73,9 @@ struct BenchArgs {
     /// Skip the fan-out case (10 of 100 triggers match).
     #[arg(long)]
     no_fan_out: bool,
+    /// Channel backends to run Herald on, comma-separated (memory, sled, nats).
+    #[arg(long, value_delimiter = ',', default_value = "memory,sled")]
+    channels: Vec<bench::ChannelKind>,
     /// Also run the NATS cases (raw JetStream baseline and Herald on NATS) on this server.
     #[arg(long)]
     nats: bool,
@@ -322,10 +325,10 @@ async fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
         half_load: !a.no_half_load,
         fan_out: !a.no_fan_out,
         nats_url: a.nats_url,
-        ..Default::default()
+        channels: a.channels,
     };
     let mut config = config;
-    if a.nats {
+    if a.nats && !config.channels.contains(&bench::ChannelKind::Nats) {
         config.channels.push(bench::ChannelKind::Nats);
     }
     eprintln!(

@@ -43,6 +43,21 @@ pub enum ChannelKind {
     Nats,
 }
 
+impl std::str::FromStr for ChannelKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "memory" => Ok(Self::Memory),
+            "sled" => Ok(Self::Sled),
+            "nats" => Ok(Self::Nats),
+            other => Err(format!(
+                "unknown channel {other:?} (expected memory, sled or nats)"
+            )),
+        }
+    }
+}
+
 impl std::fmt::Display for ChannelKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
