@@ -48,6 +48,10 @@ impl SledReader {
         }
         while let Some((offset, event)) = cursor.buffer.pop_front() {
             cursor.next = offset + 1;
+            // Acknowledged before a restart, above a gap that held the committed offset back.
+            if cursor.acked.contains(&offset) {
+                continue;
+            }
             match event {
                 Some(event) => {
                     let ack = SledAck {

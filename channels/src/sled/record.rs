@@ -33,6 +33,54 @@ pub(crate) fn committed_prefix(broker: &str) -> Vec<u8> {
     [b"c\0", broker.as_bytes(), b"\0"].concat()
 }
 
+/// Meta key of a subscription's acknowledged offsets above its committed one (acks that
+/// arrived out of order): `a\0<broker>\0<subscription>` -> ranges, see [`encode_ranges`].
+pub(crate) fn acked_key(broker: &str, subscription: &str) -> Vec<u8> {
+    [acked_prefix(broker).as_slice(), subscription.as_bytes()].concat()
+}
+
+pub(crate) fn acked_prefix(broker: &str) -> Vec<u8> {
+    [b"a\0", broker.as_bytes(), b"\0"].concat()
+}
+
+/// A sorted set of offsets as half-open ranges, each `start` ++ `end` (u64 BE): out-of-order
+/// acks are mostly contiguous runs behind one slow event, so this stays small.
+pub(crate) fn encode_ranges(offsets: &std::collections::BTreeSet<u64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut run: Option<(u64, u64)> = None;
+    for &o in offsets {
+        run = match run {
+            Some((start, end)) if end == o => Some((start, o + 1)),
+            Some((start, end)) => {
+                out.extend_from_slice(&start.to_be_bytes());
+                out.extend_from_slice(&end.to_be_bytes());
+                Some((o, o + 1))
+            }
+            None => Some((o, o + 1)),
+        };
+    }
+    if let Some((start, end)) = run {
+        out.extend_from_slice(&start.to_be_bytes());
+        out.extend_from_slice(&end.to_be_bytes());
+    }
+    out
+}
+
+/// The ranges written by [`encode_ranges`]; `None` if the value is malformed.
+pub(crate) fn decode_ranges(value: &[u8]) -> Option<Vec<std::ops::Range<u64>>> {
+    if value.len() % 16 != 0 {
+        return None;
+    }
+    value
+        .chunks_exact(16)
+        .map(|c| {
+            let start = decode_u64(&c[..8])?;
+            let end = decode_u64(&c[8..])?;
+            (start <= end).then_some(start..end)
+        })
+        .collect()
+}
+
 /// Meta key of a broker's oldest retained offset and the append time of the newest event
 /// removed before it: `b\0<broker>` -> base (u64 BE) ++ removed_ms (u64 BE).
 pub(crate) fn base_key(broker: &str) -> Vec<u8> {
@@ -104,6 +152,21 @@ pub(crate) fn ms_to_rfc3339(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn acknowledged_offsets_round_trip_as_ranges() {
+        let set: std::collections::BTreeSet<u64> = [4, 5, 6, 9, 11, 12].into();
+        let encoded = encode_ranges(&set);
+        assert_eq!(encoded.len(), 3 * 16, "three runs");
+        let back: std::collections::BTreeSet<u64> = decode_ranges(&encoded)
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(back, set);
+        assert!(encode_ranges(&Default::default()).is_empty());
+        assert_eq!(decode_ranges(&[1, 2, 3]), None);
+    }
+
     use super::*;
     use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
 

@@ -52,6 +52,10 @@ pub(crate) struct Cursor {
     pub(crate) acked: BTreeSet<u64>,
     /// What the meta tree holds for this subscription, if anything yet.
     pub(crate) persisted: Option<u64>,
+    /// Bumped whenever `acked` changes; `acked_persisted` is the generation on disk. Acks
+    /// above a gap are persisted too, so a crash redelivers only what is truly unacknowledged.
+    pub(crate) acked_generation: u64,
+    pub(crate) acked_persisted: u64,
     /// Changes on seek, so deliveries and reads from before it are recognised as stale.
     pub(crate) epoch: u64,
     /// Events read from disk, starting at `next`, not yet handed out (None: unreadable).
@@ -67,6 +71,8 @@ impl Cursor {
             committed: offset,
             acked: BTreeSet::new(),
             persisted,
+            acked_generation: 0,
+            acked_persisted: 0,
             epoch,
             buffer: VecDeque::new(),
             fetching: None,
@@ -79,6 +85,7 @@ impl Cursor {
             while self.acked.remove(&self.committed) {
                 self.committed += 1;
             }
+            self.acked_generation += 1;
         }
     }
 
@@ -87,6 +94,7 @@ impl Cursor {
         self.next = offset;
         self.committed = offset;
         self.acked.clear();
+        self.acked_generation += 1;
         self.buffer.clear();
         self.epoch = epoch;
     }
@@ -184,6 +192,28 @@ impl ChannelShared {
                 .cursors
                 .insert(sub.to_string(), Cursor::at(at, epoch, Some(committed)));
         }
+        let prefix = record::acked_prefix(name);
+        for item in core.meta.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            let sub = key
+                .get(prefix.len()..)
+                .and_then(|s| std::str::from_utf8(s).ok());
+            let (Some(cursor), Some(ranges)) = (
+                sub.and_then(|s| state.cursors.get_mut(s)),
+                record::decode_ranges(&value),
+            ) else {
+                tracing::warn!(broker = name, ?key, "skipping unreadable acknowledgements");
+                continue;
+            };
+            // Only what is still above the committed offset and inside the log matters.
+            for range in ranges {
+                cursor.acked.extend(
+                    (range.start.max(cursor.committed)..range.end.min(head))
+                        .filter(|o| *o > cursor.committed),
+                );
+            }
+            cursor.acked_persisted = cursor.acked_generation;
+        }
         Ok(Self {
             name: name.to_string(),
             log,
@@ -204,26 +234,42 @@ impl ChannelShared {
     /// Blocking.
     pub(crate) fn persist(&self, flush: bool) -> Result<(), ::sled::Error> {
         let _serial = self.persist_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let dirty: Vec<(String, u64)> = self
+        let dirty: Vec<(String, u64, Vec<u8>, u64)> = self
             .lock()
             .cursors
             .iter()
-            .filter(|(_, c)| c.persisted != Some(c.committed))
-            .map(|(s, c)| (s.clone(), c.committed))
+            .filter(|(_, c)| {
+                c.persisted != Some(c.committed) || c.acked_persisted != c.acked_generation
+            })
+            .map(|(s, c)| {
+                (
+                    s.clone(),
+                    c.committed,
+                    record::encode_ranges(&c.acked),
+                    c.acked_generation,
+                )
+            })
             .collect();
         if !dirty.is_empty() {
             let mut batch = ::sled::Batch::default();
-            for (sub, committed) in &dirty {
+            for (sub, committed, acked, _) in &dirty {
                 batch.insert(
                     record::committed_key(&self.name, sub),
                     &record::offset_key(*committed),
                 );
+                let key = record::acked_key(&self.name, sub);
+                if acked.is_empty() {
+                    batch.remove(key);
+                } else {
+                    batch.insert(key, acked.as_slice());
+                }
             }
             self.core.meta.apply_batch(batch)?;
             let mut state = self.lock();
-            for (sub, committed) in dirty {
+            for (sub, committed, _, generation) in dirty {
                 if let Some(c) = state.cursors.get_mut(&sub) {
                     c.persisted = Some(committed);
+                    c.acked_persisted = generation;
                 }
             }
         }
@@ -242,6 +288,9 @@ impl ChannelShared {
             .meta
             .remove(record::committed_key(&self.name, subscription))?
             .is_some();
+        self.core
+            .meta
+            .remove(record::acked_key(&self.name, subscription))?;
         self.core.db.flush()?;
         self.changed.notify_waiters();
         Ok(known || stored)
