@@ -3,16 +3,20 @@
 //! lazily, so a server whose Brokers never use NATS never needs it.
 
 use herald_channels::{
-    Channel, ChannelError, MemoryChannel, MemoryChannelConfig, NatsBackend, NatsConfig, SledConfig,
-    SledStore,
+    Channel, ChannelError, MemoryChannel, MemoryChannelConfig, NatsBackend, NatsConfig, Retention,
+    SledConfig, SledStore,
 };
-use herald_core::Broker;
+use herald_core::{Broker, IsoDuration};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
 /// Broker annotation naming its channel backend.
 pub const CHANNEL_ANNOTATION: &str = "herald.dev/channel";
+/// Broker annotations overriding how long consumed events are kept for replay (sled):
+/// an ISO-8601 duration, and a size in bytes.
+pub const RETENTION_MAX_AGE_ANNOTATION: &str = "herald.dev/retention.max-age";
+pub const RETENTION_MAX_BYTES_ANNOTATION: &str = "herald.dev/retention.max-bytes";
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BackendKind {
@@ -73,8 +77,12 @@ impl Default for BackendsConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("Broker {broker}: annotation {CHANNEL_ANNOTATION}: {message}")]
-    Annotation { broker: String, message: String },
+    #[error("Broker {broker}: annotation {annotation}: {message}")]
+    Annotation {
+        broker: String,
+        annotation: &'static str,
+        message: String,
+    },
     #[error("Broker {broker}: cannot open its {kind} channel: {source}")]
     Open {
         broker: String,
@@ -103,6 +111,7 @@ impl Backends {
         match broker.metadata.annotations.get(CHANNEL_ANNOTATION) {
             Some(name) => name.parse().map_err(|message| BackendError::Annotation {
                 broker: broker.key().to_string(),
+                annotation: CHANNEL_ANNOTATION,
                 message,
             }),
             None => Ok(self.config.default),
@@ -164,10 +173,93 @@ impl Backends {
         Ok((kind, channel))
     }
 
+    /// The server's retention, with the Broker's annotations applied on top.
+    pub fn retention_for(&self, broker: &Broker) -> Result<Retention, BackendError> {
+        let mut retention = self.config.sled.retention;
+        let annotation = |name: &'static str| broker.metadata.annotations.get(name);
+        let bad = |annotation: &'static str, message: String| BackendError::Annotation {
+            broker: broker.key().to_string(),
+            annotation,
+            message,
+        };
+        if let Some(v) = annotation(RETENTION_MAX_AGE_ANNOTATION) {
+            let d: IsoDuration = v
+                .parse()
+                .map_err(|e| bad(RETENTION_MAX_AGE_ANNOTATION, format!("{e}")))?;
+            retention.max_age = Some(d.as_duration());
+        }
+        if let Some(v) = annotation(RETENTION_MAX_BYTES_ANNOTATION) {
+            let n: u64 = v.parse().map_err(|_| {
+                bad(
+                    RETENTION_MAX_BYTES_ANNOTATION,
+                    format!("expected a number of bytes, got {v:?}"),
+                )
+            })?;
+            retention.max_bytes = Some(n);
+        }
+        Ok(retention)
+    }
+
     /// Flushes and closes what needs it, after every channel has been closed.
     pub async fn close(&self) {
         if let Some(store) = &self.sled {
             store.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(annotations: &[(&str, &str)]) -> Broker {
+        let mut b = Broker {
+            metadata: Default::default(),
+            spec: Default::default(),
+        };
+        b.metadata.name = "b".into();
+        for (k, v) in annotations {
+            b.metadata.annotations.insert(k.to_string(), v.to_string());
+        }
+        b
+    }
+
+    #[test]
+    fn annotations_choose_the_backend_and_override_retention() {
+        let backends = Backends::new(BackendsConfig::default());
+        assert_eq!(
+            backends.kind_for(&broker(&[])).unwrap(),
+            BackendKind::Memory
+        );
+        assert_eq!(
+            backends
+                .kind_for(&broker(&[(CHANNEL_ANNOTATION, "nats")]))
+                .unwrap(),
+            BackendKind::Nats
+        );
+        let e = backends
+            .kind_for(&broker(&[(CHANNEL_ANNOTATION, "kafkaa")]))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("kafkaa") && e.to_string().contains(CHANNEL_ANNOTATION),
+            "{e}"
+        );
+
+        let r = backends
+            .retention_for(&broker(&[
+                (RETENTION_MAX_AGE_ANNOTATION, "PT2H"),
+                (RETENTION_MAX_BYTES_ANNOTATION, "1000"),
+            ]))
+            .unwrap();
+        assert_eq!(r.max_age, Some(std::time::Duration::from_secs(7200)));
+        assert_eq!(r.max_bytes, Some(1000));
+        assert_eq!(
+            backends.retention_for(&broker(&[])).unwrap(),
+            Retention::default()
+        );
+        let e = backends
+            .retention_for(&broker(&[(RETENTION_MAX_AGE_ANNOTATION, "2 hours")]))
+            .unwrap_err();
+        assert!(e.to_string().contains(RETENTION_MAX_AGE_ANNOTATION), "{e}");
     }
 }

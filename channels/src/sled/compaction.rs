@@ -69,7 +69,7 @@ pub(crate) fn compact_all(
 /// them (so seeks stop accepting them before they are gone).
 fn plan(channel: &ChannelShared, now_ms: u64) -> Result<Option<Plan>, ::sled::Error> {
     let config = &channel.core.config;
-    let retention = config.retention;
+    let retention = channel.retention;
     // Past 90% of the byte limit, consumed events go early rather than block publishers.
     let pressure = config.max_log_bytes - config.max_log_bytes / 10;
     let (base, low, retained) = {

@@ -13,6 +13,8 @@ use tokio::sync::Notify;
 /// Everything one broker's channel, its readers, acks and the store's threads share.
 pub(crate) struct ChannelShared {
     pub(crate) name: String,
+    /// This broker's retention: the store's default unless the broker sets its own.
+    pub(crate) retention: super::Retention,
     pub(crate) log: ::sled::Tree,
     pub(crate) core: Arc<StoreCore>,
     state: Mutex<ChannelState>,
@@ -130,7 +132,11 @@ impl ChannelState {
 
 impl ChannelShared {
     /// Loads a broker's log and subscriptions from disk. Blocking.
-    pub(crate) fn open(core: Arc<StoreCore>, name: &str) -> Result<Self, ::sled::Error> {
+    pub(crate) fn open(
+        core: Arc<StoreCore>,
+        name: &str,
+        retention: super::Retention,
+    ) -> Result<Self, ::sled::Error> {
         let log = core.db.open_tree(record::log_tree_name(name))?;
         let (stored_base, last_removed_ms) = match core.meta.get(record::base_key(name))? {
             Some(v) => record::decode_base(&v).unwrap_or((0, 0)),
@@ -216,6 +222,7 @@ impl ChannelShared {
         }
         Ok(Self {
             name: name.to_string(),
+            retention,
             log,
             core,
             state: Mutex::new(state),

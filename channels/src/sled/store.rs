@@ -6,7 +6,7 @@ use super::compaction;
 use super::record;
 use super::state::{check_name, ChannelShared};
 use super::writer::{self, WriterCounters, WriterMessage};
-use super::{SledConfig, SyncPolicy};
+use super::{Retention, SledConfig, SyncPolicy};
 use crate::ChannelError;
 use std::collections::HashMap;
 use std::path::Path;
@@ -159,6 +159,17 @@ impl SledStore {
     /// closed with `Channel::close` stays closed until the store is reopened). Blocking on
     /// first use: loads the broker's subscriptions and sizes its log.
     pub fn channel(&self, name: &str) -> Result<Arc<SledChannel>, ChannelError> {
+        self.channel_with_retention(name, self.core.config.retention)
+    }
+
+    /// Like [`SledStore::channel`], with this broker's own retention (a Broker that keeps
+    /// events for replay longer or shorter than the store's default). The first open of a
+    /// channel decides.
+    pub fn channel_with_retention(
+        &self,
+        name: &str,
+        retention: Retention,
+    ) -> Result<Arc<SledChannel>, ChannelError> {
         check_name(name, "broker", name)?;
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(channel) = channels.get(name) {
@@ -167,7 +178,7 @@ impl SledStore {
         if self.core.closed.load(Ordering::Acquire) {
             return Err(self.closed_error(name));
         }
-        let shared = ChannelShared::open(self.core.clone(), name).map_err(|e| {
+        let shared = ChannelShared::open(self.core.clone(), name, retention).map_err(|e| {
             ChannelError::Unavailable {
                 channel: name.to_string(),
                 detail: format!("cannot load the log: {e}"),

@@ -374,6 +374,42 @@ async fn max_age_keeps_consumed_events_for_replay_until_they_age_out() {
 }
 
 #[tokio::test]
+async fn a_broker_can_keep_events_longer_than_the_store_default() {
+    let dir = tempfile::tempdir().unwrap();
+    // The store default removes consumed events at once; one broker keeps them an hour.
+    let store = open(&dir, quick());
+    let keeps = store
+        .channel_with_retention(
+            "keeps",
+            Retention {
+                max_age: Some(Duration::from_secs(3600)),
+                max_bytes: None,
+            },
+        )
+        .unwrap();
+    let drops = store.channel("drops").unwrap();
+    for ch in [&keeps, &drops] {
+        let mut sub = ch.subscribe("a").await.unwrap();
+        ch.publish(events("e", 4)).await.unwrap();
+        for d in take(&mut sub, 4).await {
+            d.ack().await.unwrap();
+        }
+    }
+    store.compact().await.unwrap();
+    assert_eq!(
+        keeps.stats().retained_events,
+        4,
+        "kept for replay by its own retention"
+    );
+    assert_eq!(
+        drops.stats().retained_events,
+        0,
+        "the store default removes consumed events"
+    );
+    assert_eq!(keeps.seek("a", Position::Offset(0)).await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn max_bytes_keeps_the_newest_consumed_events() {
     let dir = tempfile::tempdir().unwrap();
     let one = super::record::entry_bytes(super::record::encode_event(&event("e0")).unwrap().len());
