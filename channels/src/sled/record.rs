@@ -68,7 +68,7 @@ pub(crate) fn encode_ranges(offsets: &std::collections::BTreeSet<u64>) -> Vec<u8
 
 /// The ranges written by [`encode_ranges`]; `None` if the value is malformed.
 pub(crate) fn decode_ranges(value: &[u8]) -> Option<Vec<std::ops::Range<u64>>> {
-    if value.len() % 16 != 0 {
+    if !value.len().is_multiple_of(16) {
         return None;
     }
     value
