@@ -1,10 +1,11 @@
 //! Opens each Broker's channel on the backend its manifest names: the `herald.dev/channel`
-//! annotation (`memory`, `sled`, `nats`), else the server's default. Backends are connected
+//! annotation (`memory`, `sled`, `nats`, `kafka`), or Knative's broker class `Kafka`, else
+//! the server's default. Backends are connected
 //! lazily, so a server whose Brokers never use NATS never needs it.
 
 use herald_channels::{
-    Channel, ChannelError, MemoryChannel, MemoryChannelConfig, NatsBackend, NatsConfig, Retention,
-    SledConfig, SledStore,
+    Channel, ChannelError, KafkaBackend, KafkaConfig, MemoryChannel, MemoryChannelConfig,
+    NatsBackend, NatsConfig, Retention, SledConfig, SledStore,
 };
 use herald_core::{Broker, IsoDuration};
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ pub enum BackendKind {
     Memory,
     Sled,
     Nats,
+    Kafka,
 }
 
 impl FromStr for BackendKind {
@@ -47,6 +49,7 @@ impl std::fmt::Display for BackendKind {
             Self::Memory => "memory",
             Self::Sled => "sled",
             Self::Nats => "nats",
+            Self::Kafka => "kafka",
         })
     }
 }
@@ -61,6 +64,7 @@ pub struct BackendsConfig {
     pub data_dir: PathBuf,
     pub sled: SledConfig,
     pub nats: NatsConfig,
+    pub kafka: KafkaConfig,
 }
 
 impl Default for BackendsConfig {
@@ -71,6 +75,7 @@ impl Default for BackendsConfig {
             data_dir: PathBuf::from("herald-data"),
             sled: SledConfig::default(),
             nats: NatsConfig::default(),
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -96,6 +101,7 @@ pub struct Backends {
     config: BackendsConfig,
     sled: Option<SledStore>,
     nats: Option<NatsBackend>,
+    kafka: Option<KafkaBackend>,
 }
 
 impl Backends {
@@ -104,6 +110,7 @@ impl Backends {
             config,
             sled: None,
             nats: None,
+            kafka: None,
         }
     }
 
@@ -114,6 +121,8 @@ impl Backends {
                 annotation: CHANNEL_ANNOTATION,
                 message,
             }),
+            // Knative's Kafka broker class means the same here.
+            None if broker.class() == Some("Kafka") => Ok(BackendKind::Kafka),
             None => Ok(self.config.default),
         }
     }
@@ -163,6 +172,21 @@ impl Backends {
                     );
                 }
                 self.nats
+                    .as_ref()
+                    .expect("connected above")
+                    .channel(&name)
+                    .await
+                    .map_err(open_err)?
+            }
+            BackendKind::Kafka => {
+                if self.kafka.is_none() {
+                    self.kafka = Some(
+                        KafkaBackend::connect(self.config.kafka.clone())
+                            .await
+                            .map_err(open_err)?,
+                    );
+                }
+                self.kafka
                     .as_ref()
                     .expect("connected above")
                     .channel(&name)

@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use herald_broker::backends::{BackendKind, BackendsConfig};
 use herald_broker::{admin, bench, display, send, serve};
-use herald_channels::{NatsConfig, Retention, SledConfig, SyncPolicy};
+use herald_channels::{KafkaConfig, NatsConfig, Retention, SledConfig, SyncPolicy};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,6 +79,9 @@ struct BenchArgs {
     /// Also run the NATS cases (raw JetStream baseline and Herald on NATS) on this server.
     #[arg(long)]
     nats: bool,
+    /// Also run the Kafka cases (raw rdkafka baseline and Herald on Kafka) on these brokers.
+    #[arg(long, value_name = "BOOTSTRAP_SERVERS")]
+    kafka: Option<String>,
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
 }
@@ -95,7 +98,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     max_body_bytes: usize,
     /// Channel backend of Brokers without a `herald.dev/channel` annotation:
-    /// sled (embedded, durable), memory or nats.
+    /// sled (embedded, durable), memory, nats or kafka.
     #[arg(long, env = "HERALD_CHANNEL", default_value = "sled")]
     channel: BackendKind,
     /// Directory of the embedded sled store.
@@ -117,6 +120,19 @@ struct ServeArgs {
     /// NATS server URL, for Brokers on the nats channel.
     #[arg(long, env = "HERALD_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// Kafka bootstrap servers (host:port,...), for Brokers on the kafka channel.
+    #[arg(
+        long,
+        env = "HERALD_KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    kafka_bootstrap_servers: String,
+    /// Partitions of a Broker's topic when Herald creates it.
+    #[arg(long, default_value_t = 4)]
+    kafka_partitions: i32,
+    /// Replication factor of a Broker's topic when Herald creates it.
+    #[arg(long, default_value_t = 1)]
+    kafka_replication_factor: i32,
     /// How long JetStream waits for a replica's acknowledgement before redelivering an
     /// event elsewhere (ISO-8601); in-progress deliveries are kept alive meanwhile.
     #[arg(long, default_value = "PT30S")]
@@ -237,6 +253,12 @@ async fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
                 ack_wait: a.nats_ack_wait.as_duration(),
                 ..Default::default()
             },
+            kafka: KafkaConfig {
+                bootstrap_servers: a.kafka_bootstrap_servers,
+                partitions: a.kafka_partitions,
+                replication_factor: a.kafka_replication_factor,
+                ..Default::default()
+            },
         },
         max_in_flight: a.max_in_flight,
         drain_timeout: Duration::from_secs(a.drain_timeout),
@@ -326,8 +348,15 @@ async fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
         fan_out: !a.no_fan_out,
         nats_url: a.nats_url,
         channels: a.channels,
+        ..Default::default()
     };
     let mut config = config;
+    if let Some(bootstrap) = a.kafka {
+        config.kafka_bootstrap_servers = bootstrap;
+        if !config.channels.contains(&bench::ChannelKind::Kafka) {
+            config.channels.push(bench::ChannelKind::Kafka);
+        }
+    }
     if a.nats && !config.channels.contains(&bench::ChannelKind::Nats) {
         config.channels.push(bench::ChannelKind::Nats);
     }

@@ -3,6 +3,7 @@
 //! One trait, [`Channel`], with one module per backend. Callers (ingress, dispatcher, later
 //! Channel/Subscription fan-out) know channels only through this trait.
 
+pub mod kafka;
 pub mod memory;
 pub mod nats;
 pub mod sled;
@@ -15,6 +16,7 @@ use std::time::Duration;
 pub use self::sled::{
     Retention, SledChannel, SledChannelStats, SledConfig, SledStats, SledStore, SyncPolicy,
 };
+pub use kafka::{KafkaBackend, KafkaChannel, KafkaConfig};
 pub use memory::{MemoryChannel, MemoryChannelConfig};
 pub use nats::{NatsBackend, NatsChannel, NatsConfig, NatsStorage};
 

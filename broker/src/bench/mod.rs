@@ -8,13 +8,15 @@
 
 mod forwarder;
 mod load;
+mod raw_kafka;
 mod raw_nats;
 mod report;
 mod sink;
 
 use crate::backends::{BackendKind, BackendsConfig};
 use crate::serve::{self, ServeConfig};
-use herald_channels::NatsConfig;
+use futures::FutureExt;
+use herald_channels::{KafkaConfig, NatsConfig};
 pub use report::{render, CaseResult};
 use sink::Sink;
 use std::time::Duration;
@@ -34,6 +36,8 @@ pub struct BenchConfig {
     pub fan_out: bool,
     /// NATS server for the nats cases (raw JetStream baseline and Herald on NATS).
     pub nats_url: String,
+    /// Kafka-API brokers for the kafka cases (raw rdkafka baseline and Herald on Kafka).
+    pub kafka_bootstrap_servers: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +45,7 @@ pub enum ChannelKind {
     Memory,
     Sled,
     Nats,
+    Kafka,
 }
 
 impl std::str::FromStr for ChannelKind {
@@ -64,6 +69,7 @@ impl std::fmt::Display for ChannelKind {
             ChannelKind::Memory => "memory",
             ChannelKind::Sled => "sled",
             ChannelKind::Nats => "nats",
+            ChannelKind::Kafka => "kafka",
         })
     }
 }
@@ -78,6 +84,7 @@ impl Default for BenchConfig {
             channels: vec![ChannelKind::Memory, ChannelKind::Sled],
             fan_out: true,
             nats_url: "nats://127.0.0.1:4222".into(),
+            kafka_bootstrap_servers: "127.0.0.1:9092".into(),
         }
     }
 }
@@ -102,22 +109,33 @@ pub async fn run(config: &BenchConfig) -> Result<Vec<CaseResult>, BenchError> {
     results.push(baseline);
 
     for kind in &config.channels {
-        // Herald on NATS is compared with JetStream used directly, on the same server.
-        let compare_with = if *kind == ChannelKind::Nats {
-            report::reset_peak_rss();
-            let raw = raw_nats::run(config, &config.nats_url).await?;
-            let raw = CaseResult {
-                name: "raw nats jetstream".into(),
-                max: raw,
-                half: None,
-                peak_rss_kib: report::peak_rss_kib(),
-                baseline: None,
-            };
-            let pair = Some((raw.name.clone(), raw.max.events_per_sec));
-            results.push(raw);
-            pair
-        } else {
-            http_baseline.clone()
+        // Herald on NATS or Kafka is compared with that server used directly.
+        let raw = match kind {
+            ChannelKind::Nats => Some((
+                "raw nats jetstream",
+                raw_nats::run(config, &config.nats_url).boxed(),
+            )),
+            ChannelKind::Kafka => Some((
+                "raw kafka (rdkafka)",
+                raw_kafka::run(config, &config.kafka_bootstrap_servers).boxed(),
+            )),
+            _ => None,
+        };
+        let compare_with = match raw {
+            Some((name, run)) => {
+                report::reset_peak_rss();
+                let raw = CaseResult {
+                    name: name.into(),
+                    max: run.await?,
+                    half: None,
+                    peak_rss_kib: report::peak_rss_kib(),
+                    baseline: None,
+                };
+                let pair = Some((raw.name.clone(), raw.max.events_per_sec));
+                results.push(raw);
+                pair
+            }
+            None => http_baseline.clone(),
         };
         let server = start_herald(*kind, sink.url(), 1, 1, config).await?;
         let url = server.broker_url("bench", "b").to_string();
@@ -216,12 +234,19 @@ async fn start_herald(
                 ChannelKind::Memory => BackendKind::Memory,
                 ChannelKind::Sled => BackendKind::Sled,
                 ChannelKind::Nats => BackendKind::Nats,
+                ChannelKind::Kafka => BackendKind::Kafka,
             },
             data_dir,
             nats: NatsConfig {
                 url: bench.nats_url.clone(),
                 // A fresh stream per run, so earlier runs' events are not consumed.
                 stream_prefix: format!("HERALDBENCH{}", sink::now_micros()),
+                ..Default::default()
+            },
+            kafka: KafkaConfig {
+                bootstrap_servers: bench.kafka_bootstrap_servers.clone(),
+                // A fresh topic per run.
+                topic_prefix: format!("herald-bench-{}", sink::now_micros()),
                 ..Default::default()
             },
             ..Default::default()
