@@ -111,6 +111,9 @@ fn serve_send_and_display_as_separate_processes() {
         dir.path().to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
+        // The sled store goes to the test's own directory, never into the source tree.
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
     ]);
     let broker = url_in(&serve.wait_line("Broker default/default:"));
 
@@ -166,6 +169,9 @@ fn send_reports_a_rejection_and_fails() {
         dir.path().to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
+        // The sled store goes to the test's own directory, never into the source tree.
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
     ]);
     let broker = url_in(&serve.wait_line("Broker default/b:"));
     let missing = broker.replace("/default/b", "/default/nope");
@@ -197,6 +203,8 @@ fn serve_refuses_an_invalid_configuration_naming_the_field() {
             file.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
         ])
         .output()
         .unwrap();
