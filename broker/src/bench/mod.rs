@@ -56,8 +56,9 @@ impl std::str::FromStr for ChannelKind {
             "memory" => Ok(Self::Memory),
             "sled" => Ok(Self::Sled),
             "nats" => Ok(Self::Nats),
+            "kafka" => Ok(Self::Kafka),
             other => Err(format!(
-                "unknown channel {other:?} (expected memory, sled or nats)"
+                "unknown channel {other:?} (expected memory, sled, nats or kafka)"
             )),
         }
     }

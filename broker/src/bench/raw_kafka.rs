@@ -34,7 +34,9 @@ pub async fn run(config: &BenchConfig, bootstrap: &str) -> Result<RunResult, Ben
         .map_err(|e| err(format!("cannot create {topic}: {e}")))?;
     let producer: FutureProducer = client
         .clone()
+        // Herald's producer settings, so the comparison is like for like.
         .set("acks", "all")
+        .set("linger.ms", "1")
         .set("message.timeout.ms", "30000")
         .create()
         .map_err(|e| err(e.to_string()))?;
@@ -50,10 +52,19 @@ pub async fn run(config: &BenchConfig, bootstrap: &str) -> Result<RunResult, Ben
         .map_err(|e| err(e.to_string()))?;
 
     let events = config.events;
+    // The clock starts only once the consumer has joined its group and read a warm-up
+    // record, as Herald's consumers have before its case starts.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let receiver = tokio::spawn(async move {
         let mut latencies =
             Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
         let mut stream = consumer.stream();
+        stream
+            .next()
+            .await
+            .ok_or("consumer ended")?
+            .map_err(|e| e.to_string())?;
+        let _ = ready_tx.send(());
         let mut last = 0;
         for _ in 0..events {
             let message = stream
@@ -75,6 +86,17 @@ pub async fn run(config: &BenchConfig, bootstrap: &str) -> Result<RunResult, Ben
         }
         Ok::<_, String>((latencies, last))
     });
+    producer
+        .send(
+            FutureRecord::<(), _>::to(&topic).payload("warm-up"),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| err(format!("warm-up record: {e}")))?;
+    tokio::time::timeout(Duration::from_secs(60), ready_rx)
+        .await
+        .map_err(|_| err("the consumer did not join within 60 s".into()))?
+        .map_err(|_| err("the consumer stopped before the warm-up record".into()))?;
 
     let body = Arc::new(vec![b'x'; config.event_size]);
     let next = Arc::new(AtomicUsize::new(0));
