@@ -133,6 +133,14 @@ struct ServeArgs {
     /// Replication factor of a Broker's topic when Herald creates it.
     #[arg(long, default_value_t = 1)]
     kafka_replication_factor: i32,
+    /// A librdkafka setting for every Kafka client, KEY=VALUE (repeatable; e.g.
+    /// security.protocol=SASL_SSL).
+    #[arg(long, value_parser = key_value)]
+    kafka_client_config: Vec<(String, String)>,
+    /// A librdkafka consumer setting, KEY=VALUE (repeatable; e.g. session.timeout.ms=10000 to
+    /// move a dead replica's partitions sooner).
+    #[arg(long, value_parser = key_value)]
+    kafka_consumer_config: Vec<(String, String)>,
     /// How long JetStream waits for a replica's acknowledgement before redelivering an
     /// event elsewhere (ISO-8601); in-progress deliveries are kept alive meanwhile.
     #[arg(long, default_value = "PT30S")]
@@ -257,6 +265,8 @@ async fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
                 bootstrap_servers: a.kafka_bootstrap_servers,
                 partitions: a.kafka_partitions,
                 replication_factor: a.kafka_replication_factor,
+                client: a.kafka_client_config.into_iter().collect(),
+                consumer: a.kafka_consumer_config.into_iter().collect(),
                 ..Default::default()
             },
         },
@@ -280,6 +290,13 @@ async fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
     });
     server.wait().await;
     Ok(())
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
 }
 
 async fn shutdown_signal() {
