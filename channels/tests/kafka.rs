@@ -472,10 +472,15 @@ async fn each_subscription_sees_every_event_and_readers_of_one_share_them() {
     // moves partitions to the second one would redeliver the first one's in-flight events.
     wait_for_shares(&ch, "trigger.shared", 2).await;
 
+    // Keyed: records without a key go to librdkafka's sticky partitioner, which may put a
+    // whole burst on one partition (and so one reader). Keys hash over every partition.
     for batch in 0..4 {
         ch.publish(
             (0..n / 4)
-                .map(|i| event(&(batch * n / 4 + i).to_string()))
+                .map(|i| {
+                    let n = batch * n / 4 + i;
+                    keyed(&n.to_string(), &format!("k{}", n % 16))
+                })
                 .collect(),
         )
         .await
