@@ -3,9 +3,11 @@
 //! the server's default. Backends are connected
 //! lazily, so a server whose Brokers never use NATS never needs it.
 
+#[cfg(feature = "kafka")]
+use herald_channels::KafkaBackend;
 use herald_channels::{
-    Channel, ChannelError, KafkaBackend, KafkaConfig, MemoryChannel, MemoryChannelConfig,
-    NatsBackend, NatsConfig, Retention, SledConfig, SledStore,
+    Channel, ChannelError, KafkaConfig, MemoryChannel, MemoryChannelConfig, NatsBackend,
+    NatsConfig, Retention, SledConfig, SledStore,
 };
 use herald_core::{Broker, IsoDuration};
 use std::path::PathBuf;
@@ -88,6 +90,12 @@ pub enum BackendError {
         annotation: &'static str,
         message: String,
     },
+    #[error("Broker {broker}: the {kind} channel is not available: {hint}")]
+    Unsupported {
+        broker: String,
+        kind: BackendKind,
+        hint: &'static str,
+    },
     #[error("Broker {broker}: cannot open its {kind} channel: {source}")]
     Open {
         broker: String,
@@ -101,6 +109,7 @@ pub struct Backends {
     config: BackendsConfig,
     sled: Option<SledStore>,
     nats: Option<NatsBackend>,
+    #[cfg(feature = "kafka")]
     kafka: Option<KafkaBackend>,
 }
 
@@ -110,6 +119,7 @@ impl Backends {
             config,
             sled: None,
             nats: None,
+            #[cfg(feature = "kafka")]
             kafka: None,
         }
     }
@@ -178,6 +188,7 @@ impl Backends {
                     .await
                     .map_err(open_err)?
             }
+            #[cfg(feature = "kafka")]
             BackendKind::Kafka => {
                 if self.kafka.is_none() {
                     self.kafka = Some(
@@ -193,6 +204,13 @@ impl Backends {
                     .await
                     .map_err(open_err)?
             }
+            #[cfg(not(feature = "kafka"))]
+            BackendKind::Kafka => return Err(BackendError::Unsupported {
+                broker: name,
+                kind,
+                hint:
+                    "this herald was built without Kafka support; build it with `--features kafka`",
+            }),
         };
         Ok((kind, channel))
     }

@@ -3,7 +3,9 @@
 //! One trait, [`Channel`], with one module per backend. Callers (ingress, dispatcher, later
 //! Channel/Subscription fan-out) know channels only through this trait.
 
+#[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod kafka_config;
 pub mod memory;
 pub mod nats;
 pub mod sled;
@@ -16,7 +18,9 @@ use std::time::Duration;
 pub use self::sled::{
     Retention, SledChannel, SledChannelStats, SledConfig, SledStats, SledStore, SyncPolicy,
 };
-pub use kafka::{KafkaBackend, KafkaChannel, KafkaConfig};
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaBackend, KafkaChannel};
+pub use kafka_config::KafkaConfig;
 pub use memory::{MemoryChannel, MemoryChannelConfig};
 pub use nats::{NatsBackend, NatsChannel, NatsConfig, NatsStorage};
 

@@ -8,6 +8,7 @@
 
 mod forwarder;
 mod load;
+#[cfg(feature = "kafka")]
 mod raw_kafka;
 mod raw_nats;
 mod report;
@@ -111,17 +112,25 @@ pub async fn run(config: &BenchConfig) -> Result<Vec<CaseResult>, BenchError> {
 
     for kind in &config.channels {
         // Herald on NATS or Kafka is compared with that server used directly.
-        let raw = match kind {
-            ChannelKind::Nats => Some((
-                "raw nats jetstream",
-                raw_nats::run(config, &config.nats_url).boxed(),
-            )),
-            ChannelKind::Kafka => Some((
-                "raw kafka (rdkafka)",
-                raw_kafka::run(config, &config.kafka_bootstrap_servers).boxed(),
-            )),
-            _ => None,
-        };
+        let raw =
+            match kind {
+                ChannelKind::Nats => Some((
+                    "raw nats jetstream",
+                    raw_nats::run(config, &config.nats_url).boxed(),
+                )),
+                #[cfg(feature = "kafka")]
+                ChannelKind::Kafka => Some((
+                    "raw kafka (rdkafka)",
+                    raw_kafka::run(config, &config.kafka_bootstrap_servers).boxed(),
+                )),
+                #[cfg(not(feature = "kafka"))]
+                ChannelKind::Kafka => return Err(BenchError::Start(
+                    "herald kafka".into(),
+                    "this herald was built without Kafka support; build it with `--features kafka`"
+                        .into(),
+                )),
+                _ => None,
+            };
         let compare_with = match raw {
             Some((name, run)) => {
                 report::reset_peak_rss();

@@ -1,63 +1,7 @@
 //! The Kafka channel's configuration and the librdkafka client settings derived from it.
 
+pub use crate::kafka_config::KafkaConfig;
 use rdkafka::ClientConfig;
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-#[derive(Clone, Debug)]
-pub struct KafkaConfig {
-    /// `host:port[,host:port…]` of the Kafka-API brokers.
-    pub bootstrap_servers: String,
-    /// First part of every topic and consumer group name (`<prefix>.<namespace>.<broker>`).
-    pub topic_prefix: String,
-    /// Partitions of a newly created topic. Existing topics keep theirs.
-    pub partitions: i32,
-    /// Replication factor of a newly created topic.
-    pub replication_factor: i32,
-    /// Extra librdkafka settings for every client (security: `security.protocol`,
-    /// `sasl.*`, `ssl.*`); they override Herald's defaults.
-    pub client: BTreeMap<String, String>,
-    /// Extra librdkafka producer settings (`compression.type`, `linger.ms`, security…);
-    /// they override Herald's defaults.
-    pub producer: BTreeMap<String, String>,
-    /// Extra librdkafka consumer settings (`session.timeout.ms`, `max.poll.interval.ms`,
-    /// security…); they override Herald's defaults.
-    pub consumer: BTreeMap<String, String>,
-    /// Longest wait for every record of a publish to be acknowledged by the brokers.
-    pub publish_timeout: Duration,
-    /// Retry-After suggested to publishers while Kafka is unreachable or the producer queue
-    /// is full.
-    pub retry_after: Duration,
-    /// How often each reader commits its acknowledged prefix (also committed on rebalance
-    /// and on close). A shorter interval means fewer redeliveries after a crash.
-    pub commit_interval: Duration,
-    /// Longest wait for metadata, admin and offset requests (topic creation, seek).
-    pub request_timeout: Duration,
-    /// Idempotent producer (`enable.idempotence`): no duplicates from producer retries.
-    /// Off by default: tansu 0.6 accepts idempotent producers but, once a record has timed
-    /// out (a broker outage), fails every later produce of that producer. Turn it on for
-    /// Apache Kafka and compatible brokers that implement KIP-360.
-    pub idempotence: bool,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        Self {
-            bootstrap_servers: "127.0.0.1:9092".into(),
-            topic_prefix: "herald".into(),
-            partitions: 4,
-            replication_factor: 1,
-            client: BTreeMap::new(),
-            producer: BTreeMap::new(),
-            consumer: BTreeMap::new(),
-            publish_timeout: Duration::from_secs(5),
-            retry_after: Duration::from_secs(1),
-            commit_interval: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(10),
-            idempotence: false,
-        }
-    }
-}
 
 impl KafkaConfig {
     fn common(&self) -> ClientConfig {

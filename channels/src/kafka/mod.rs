@@ -19,7 +19,7 @@ mod producer;
 mod reader;
 mod seek;
 
-pub use config::KafkaConfig;
+pub use crate::kafka_config::KafkaConfig;
 
 use crate::{Channel, ChannelError, Position, Subscription};
 use async_trait::async_trait;

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs and starts what the test suite needs, once per machine; quick when all is there.
+# - cmake and curl headers: rdkafka builds librdkafka with cmake and needs the curl headers
+#   (rust-rdkafka#829);
+# - nats-server with JetStream on 127.0.0.1:4222, for the NATS channel tests;
+# - tansu, a Kafka-API broker the Kafka tests start privately (cargo install, ~12 minutes).
+set -euo pipefail
+
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || missing+=(libcurl4-openssl-dev)
+command -v nats-server >/dev/null || missing+=(nats-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq cmake libcurl4-openssl-dev nats-server
+fi
+
+if [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+  echo "== installing tansu (once)"
+  CARGO_TARGET_DIR="$HOME/.cache/herald/tansu-build" \
+    cargo install tansu --locked --features dynostore,libsql
+fi
+
+nats_up() { (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; }
+if ! nats_up; then
+  echo "== starting nats-server -js"
+  mkdir -p "$HOME/.cache/herald/nats"
+  nats-server -js -a 127.0.0.1 -p 4222 -sd "$HOME/.cache/herald/nats" \
+    >"$HOME/.cache/herald/nats.log" 2>&1 &
+  for _ in $(seq 50); do nats_up && break; sleep 0.2; done
+  nats_up || { echo "nats-server did not start; see $HOME/.cache/herald/nats.log" >&2; exit 1; }
+fi
