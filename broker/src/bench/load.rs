@@ -24,6 +24,31 @@ pub struct RunResult {
     pub pushed_back: u64,
 }
 
+impl RunResult {
+    /// A closed-loop result: `events` sent from `start_us`, the last one arriving at
+    /// `last_us`, with their latencies (µs).
+    pub fn measured(
+        events: usize,
+        deliveries: usize,
+        start_us: u64,
+        last_us: u64,
+        latencies: &hdrhistogram::Histogram<u64>,
+        pushed_back: u64,
+    ) -> Self {
+        let seconds = last_us.saturating_sub(start_us) as f64 / 1e6;
+        Self {
+            events,
+            deliveries,
+            seconds,
+            events_per_sec: events as f64 / seconds.max(1e-9),
+            p50_us: latencies.value_at_quantile(0.50),
+            p99_us: latencies.value_at_quantile(0.99),
+            p999_us: latencies.value_at_quantile(0.999),
+            pushed_back,
+        }
+    }
+}
+
 pub async fn run(
     name: &str,
     url: &str,
@@ -89,28 +114,21 @@ pub async fn run(
             )));
         }
     }
-    let seconds = (sink
-        .state
-        .last_arrival_micros
-        .load(Ordering::SeqCst)
-        .saturating_sub(start)) as f64
-        / 1e6;
-    let h = sink
+    let last = sink.state.last_arrival_micros.load(Ordering::SeqCst);
+    let latencies = sink
         .state
         .latencies
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    Ok(RunResult {
-        events: config.events,
-        deliveries: expected as usize,
-        seconds,
-        events_per_sec: config.events as f64 / seconds.max(1e-9),
-        p50_us: h.value_at_quantile(0.50),
-        p99_us: h.value_at_quantile(0.99),
-        p999_us: h.value_at_quantile(0.999),
-        pushed_back: pushed_back.load(Ordering::Relaxed),
-    })
+    Ok(RunResult::measured(
+        config.events,
+        expected as usize,
+        start,
+        last,
+        &latencies,
+        pushed_back.load(Ordering::Relaxed),
+    ))
 }
 
 async fn send_one(

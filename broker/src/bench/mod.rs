@@ -14,7 +14,7 @@ mod raw_nats;
 mod report;
 mod sink;
 
-use crate::backends::{BackendKind, BackendsConfig};
+use crate::backends::BackendsConfig;
 use crate::serve::{self, ServeConfig};
 use futures::FutureExt;
 use herald_channels::{KafkaConfig, NatsConfig};
@@ -41,40 +41,8 @@ pub struct BenchConfig {
     pub kafka_bootstrap_servers: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChannelKind {
-    Memory,
-    Sled,
-    Nats,
-    Kafka,
-}
-
-impl std::str::FromStr for ChannelKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "memory" => Ok(Self::Memory),
-            "sled" => Ok(Self::Sled),
-            "nats" => Ok(Self::Nats),
-            "kafka" => Ok(Self::Kafka),
-            other => Err(format!(
-                "unknown channel {other:?} (expected memory, sled, nats or kafka)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for ChannelKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ChannelKind::Memory => "memory",
-            ChannelKind::Sled => "sled",
-            ChannelKind::Nats => "nats",
-            ChannelKind::Kafka => "kafka",
-        })
-    }
-}
+/// The benchmark runs Herald on the same backends `herald serve` offers.
+pub use crate::backends::BackendKind as ChannelKind;
 
 impl Default for BenchConfig {
     fn default() -> Self {
@@ -240,12 +208,7 @@ async fn start_herald(
         listen: "127.0.0.1:0".parse().expect("valid literal"),
         drain_timeout: Duration::from_secs(60),
         channels: BackendsConfig {
-            default: match kind {
-                ChannelKind::Memory => BackendKind::Memory,
-                ChannelKind::Sled => BackendKind::Sled,
-                ChannelKind::Nats => BackendKind::Nats,
-                ChannelKind::Kafka => BackendKind::Kafka,
-            },
+            default: kind,
             data_dir,
             nats: NatsConfig {
                 url: bench.nats_url.clone(),

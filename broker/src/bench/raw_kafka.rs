@@ -131,15 +131,7 @@ pub async fn run(config: &BenchConfig, bootstrap: &str) -> Result<RunResult, Ben
         .map_err(|_| err("consumer did not receive everything within 300 s".into()))?
         .map_err(|e| err(e.to_string()))?
         .map_err(err)?;
-    let seconds = last.saturating_sub(start) as f64 / 1e6;
-    Ok(RunResult {
-        events,
-        deliveries: events,
-        seconds,
-        events_per_sec: events as f64 / seconds.max(1e-9),
-        p50_us: latencies.value_at_quantile(0.5),
-        p99_us: latencies.value_at_quantile(0.99),
-        p999_us: latencies.value_at_quantile(0.999),
-        pushed_back: 0,
-    })
+    Ok(RunResult::measured(
+        events, events, start, last, &latencies, 0,
+    ))
 }

@@ -102,15 +102,7 @@ pub async fn run(config: &BenchConfig, url: &str) -> Result<RunResult, BenchErro
         .map_err(|e| err(e.to_string()))?
         .map_err(err)?;
     let _ = js.delete_stream(&name).await;
-    let seconds = last.saturating_sub(start) as f64 / 1e6;
-    Ok(RunResult {
-        events,
-        deliveries: events,
-        seconds,
-        events_per_sec: events as f64 / seconds.max(1e-9),
-        p50_us: latencies.value_at_quantile(0.5),
-        p99_us: latencies.value_at_quantile(0.99),
-        p999_us: latencies.value_at_quantile(0.999),
-        pushed_back: 0,
-    })
+    Ok(RunResult::measured(
+        events, events, start, last, &latencies, 0,
+    ))
 }
