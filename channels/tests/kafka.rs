@@ -776,6 +776,23 @@ async fn publishing_fails_while_the_broker_is_down_and_recovers_after_restart() 
     );
     assert!(err.retry_after().is_some());
     eprintln!("publish failed after {:?}: {err}", started.elapsed());
+    // That failure opened the circuit: the next publish is refused without waiting for the
+    // publish timeout (and without queueing the record, so nothing refused is stored later).
+    let again = Instant::now();
+    let err = ch
+        .publish(vec![event("during-refused")])
+        .await
+        .expect_err("publish while the circuit is open");
+    let refused_in = again.elapsed();
+    assert!(
+        matches!(err, ChannelError::Unavailable { .. }),
+        "want Unavailable, got {err}"
+    );
+    assert!(
+        refused_in < config(&tansu).publish_timeout / 2,
+        "refused after {refused_in:?}: it waited for Kafka instead of refusing at once"
+    );
+    eprintln!("the next publish was refused after {refused_in:?}");
 
     tansu.restart().await;
     let deadline = Instant::now() + DEADLINE;
@@ -794,6 +811,8 @@ async fn publishing_fails_while_the_broker_is_down_and_recovers_after_restart() 
                     tansu.log_tail()
                 );
                 eprintln!("publish after restart failed (retrying): {e}");
+                // As a publisher honouring Retry-After would (shortened).
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
@@ -810,4 +829,8 @@ async fn publishing_fails_while_the_broker_is_down_and_recovers_after_restart() 
         seen.insert(id(&d));
         d.ack().await.unwrap();
     }
+    assert!(
+        !seen.contains("during-refused"),
+        "an event refused while Kafka was down was stored anyway"
+    );
 }

@@ -11,6 +11,7 @@
 
 mod acks;
 mod blocking;
+mod circuit;
 pub mod codec;
 mod config;
 mod names;
@@ -162,34 +163,12 @@ impl KafkaChannel {
             .clone()
     }
 
-    fn group_offsets(&self, group: &str) -> Result<GroupOffsets, ChannelError> {
-        GroupOffsets::open(&self.config, &self.topic, group)
-            .map_err(|e| self.unavailable(format!("cannot create a client for group {group}: {e}")))
-    }
-}
-
-#[async_trait]
-impl Channel for KafkaChannel {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Kafka has no all-or-nothing append without transactions: each record is produced on
-    /// its own, and the publish succeeds only once every one is acknowledged (`acks=all`).
-    /// After a failure some of the events may be stored; the publisher's retry can duplicate
-    /// them, which at-least-once allows.
-    async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
-        let mut encoded = Vec::with_capacity(events.len());
-        for event in events {
-            encoded.push(codec::encode(event).map_err(|e| ChannelError::Backend {
-                channel: self.name.clone(),
-                detail: format!("cannot encode event: {e}"),
-            })?);
-        }
+    /// Produces every record and waits until Kafka has acknowledged each one.
+    async fn produce(&self, encoded: &[codec::EncodedEvent]) -> Result<(), ChannelError> {
         let producer = self.producer.get();
         let now = chrono::Utc::now().timestamp_millis();
         let mut deliveries = Vec::with_capacity(encoded.len());
-        for event in &encoded {
+        for event in encoded {
             // The record's timestamp is the acceptance time, which Position::Time seeks by.
             let record = event.to_record(&self.topic).timestamp(now);
             match producer.send_result(record) {
@@ -232,6 +211,51 @@ impl Channel for KafkaChannel {
             }
         }
         Ok(())
+    }
+
+    fn group_offsets(&self, group: &str) -> Result<GroupOffsets, ChannelError> {
+        GroupOffsets::open(&self.config, &self.topic, group)
+            .map_err(|e| self.unavailable(format!("cannot create a client for group {group}: {e}")))
+    }
+}
+
+#[async_trait]
+impl Channel for KafkaChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Kafka has no all-or-nothing append without transactions: each record is produced on
+    /// its own, and the publish succeeds only once every one is acknowledged (`acks=all`).
+    /// After a failure some of the events may be stored; the publisher's retry can duplicate
+    /// them, which at-least-once allows.
+    async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
+        let mut encoded = Vec::with_capacity(events.len());
+        for event in events {
+            encoded.push(codec::encode(event).map_err(|e| ChannelError::Backend {
+                channel: self.name.clone(),
+                detail: format!("cannot encode event: {e}"),
+            })?);
+        }
+        let circuit = self.producer.circuit();
+        if !circuit.admit() {
+            return Err(self.unavailable(
+                "Kafka is unreachable (a recent publish failed); probing it again shortly".into(),
+            ));
+        }
+        let outcome = self.produce(&encoded).await;
+        match &outcome {
+            Ok(()) if circuit.succeeded() => {
+                tracing::info!(channel = %self.name, "Kafka is reachable again; accepting events")
+            }
+            Err(e @ ChannelError::Unavailable { .. }) if circuit.failed() => tracing::warn!(
+                channel = %self.name,
+                error = %e,
+                "Kafka is unreachable; refusing events with 503 until a probe publish succeeds"
+            ),
+            _ => {}
+        }
+        outcome
     }
 
     /// Joins the Trigger's consumer group. A brand-new group first gets the current end of
