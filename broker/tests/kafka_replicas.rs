@@ -9,46 +9,24 @@
 //! test starts its own tansu with a fresh store and uses its own Broker name. The tests run
 //! one at a time: they start several processes each.
 
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::Router;
-use futures::StreamExt;
+mod replicas;
+
+use axum::http::StatusCode;
+use replicas::*;
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const HERALD: &str = env!("CARGO_BIN_EXE_herald");
-/// How long a process may take to start and print its readiness line.
-const STARTUP: Duration = Duration::from_secs(30);
 /// The consumer group session timeout given to every replica (librdkafka's default is 45 s):
 /// a killed replica's partitions move to the survivors this long after its last heartbeat.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 /// Herald's commit interval for acknowledged offsets (KafkaConfig::commit_interval).
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 const NAMESPACE: &str = "kr";
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Runs one test body on its own runtime, one test at a time.
-fn run(test: impl Future<Output = ()>) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(test)
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+/// The ce-source of the tests' events.
+const SOURCE: &str = "/herald/tests/kafka-replicas";
 
 /// The tansu binary, or None (after failing under CI=true, or printing a skip notice).
 fn tansu_bin(test: &str) -> Option<PathBuf> {
@@ -78,125 +56,8 @@ fn tansu_bin(test: &str) -> Option<PathBuf> {
     None
 }
 
-/// Polls `done` every 20 ms until it holds; panics with `what()` after `limit`.
-async fn until(limit: Duration, mut done: impl FnMut() -> bool, what: impl FnOnce() -> String) {
-    let end = Instant::now() + limit;
-    while !done() {
-        if Instant::now() > end {
-            panic!("not within {limit:?}: {}", what());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 // ---------------------------------------------------------------------------------------
 // Processes
-
-/// A child process whose output lines are collected by threads.
-struct Proc {
-    name: String,
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, program: &str, args: &[&str]) -> Proc {
-        let mut command = Command::new(program);
-        command.args(args).env("NO_COLOR", "1");
-        Proc::spawn_command(name, command)
-    }
-
-    fn spawn_command(name: &str, mut command: Command) -> Proc {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        Proc {
-            name: name.to_string(),
-            child,
-            lines,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    fn log_tail(&self) -> String {
-        let lines = self.lines.lock().unwrap();
-        let from = lines.len().saturating_sub(40);
-        lines[from..].join("\n")
-    }
-
-    fn find_line(&self, needle: &str) -> Option<String> {
-        let lines = self.lines.lock().unwrap();
-        lines.iter().find(|l| l.contains(needle)).cloned()
-    }
-
-    /// Waits for an output line containing `needle`; fails at once if the process exits.
-    async fn wait_line(&mut self, needle: &str) -> String {
-        let end = Instant::now() + STARTUP;
-        loop {
-            if let Some(line) = self.find_line(needle) {
-                return line;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader threads catch the last words.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                panic!(
-                    "{} exited ({status}) before printing {needle:?}:\n{}",
-                    self.name,
-                    self.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < end,
-                "{}: no line containing {needle:?} within {STARTUP:?}:\n{}",
-                self.name,
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGKILL, and reap.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A private tansu broker on `port`, storing in `dir/tansu.db` (sqlite; tansu resolves the
 /// path relative to its working directory), so a restart on the same port and directory
@@ -237,15 +98,6 @@ async fn start_tansu(bin: &Path, port: u16, dir: &Path) -> Proc {
     tansu
 }
 
-/// A `herald serve` replica and its ingress URLs.
-struct Replica {
-    proc: Proc,
-    /// e.g. http://127.0.0.1:PORT
-    base: String,
-    /// e.g. http://127.0.0.1:PORT/ns/broker
-    broker_url: String,
-}
-
 /// `herald serve` with Kafka at `127.0.0.1:kafka_port` (for Brokers of class Kafka), a short session
 /// timeout, and `extra` arguments.
 async fn start_replica(
@@ -259,13 +111,6 @@ async fn start_replica(
     let bootstrap = format!("127.0.0.1:{kafka_port}");
     let session = format!("session.timeout.ms={}", SESSION_TIMEOUT.as_millis());
     let mut args = vec![
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
         "--kafka-bootstrap-servers",
         &bootstrap,
         "--kafka-consumer-config",
@@ -274,58 +119,13 @@ async fn start_replica(
         "heartbeat.interval.ms=1000",
     ];
     args.extend_from_slice(extra);
-    let mut proc = Proc::spawn(name, HERALD, &args);
-    let line = proc
-        .wait_line(&format!("Broker {NAMESPACE}/{broker}:"))
-        .await;
+    let replica = Replica::start(name, config, data_dir, (NAMESPACE, broker), &args).await;
     assert!(
-        proc.find_line("channel=kafka").is_some(),
+        replica.proc.find_line("channel=kafka").is_some(),
         "{name}: the Broker is not on Kafka:\n{}",
-        proc.log_tail()
+        replica.proc.log_tail()
     );
-    let start = line.find("http://").expect("the Broker line has a URL");
-    let broker_url = line[start..].split_whitespace().next().unwrap().to_string();
-    let path = format!("/{NAMESPACE}/{broker}");
-    let base = broker_url
-        .strip_suffix(&path)
-        .unwrap_or_else(|| panic!("unexpected broker URL {broker_url}"))
-        .to_string();
-    Replica {
-        proc,
-        base,
-        broker_url,
-    }
-}
-
-/// TCP ports of the sockets process `pid` holds (to tell which replica a delivery came from).
-fn tcp_ports_of(pid: u32) -> HashSet<u16> {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return HashSet::new();
-    };
-    let inodes: HashSet<String> = fds
-        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-        .filter_map(|target| {
-            let t = target.to_string_lossy();
-            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
-        })
-        .collect();
-    let mut ports = HashSet::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for row in text.lines().skip(1) {
-            let cols: Vec<&str> = row.split_whitespace().collect();
-            if cols.len() > 9 && inodes.contains(cols[9]) {
-                if let Some(port) = cols[1].rsplit(':').next() {
-                    if let Ok(port) = u16::from_str_radix(port, 16) {
-                        ports.insert(port);
-                    }
-                }
-            }
-        }
-    }
-    ports
+    replica
 }
 
 /// Samples the TCP ports of some processes every 20 ms until dropped, so deliveries made on
@@ -379,218 +179,12 @@ fn write_config(dir: &Path, broker: &str, subscriber: &str) -> PathBuf {
          namespace: {NAMESPACE}\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\n\
          ---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
          metadata:\n  name: all\n  namespace: {NAMESPACE}\nspec:\n  broker: {broker}\n  \
-         filter:\n    attributes:\n      type: dev.herald.test.replicas\n  subscriber:\n    \
+         filter:\n    attributes:\n      type: {EVENT_TYPE}\n  subscriber:\n    \
          uri: {subscriber}\n"
     );
     let path = dir.join("herald.yaml");
     std::fs::write(&path, yaml).unwrap();
     path
-}
-
-// ---------------------------------------------------------------------------------------
-// The subscriber
-
-#[derive(Clone, Debug)]
-struct Received {
-    id: String,
-    peer: SocketAddr,
-}
-
-/// The next token, and the deliveries being handled by token: (id, peer).
-type InFlight = (u64, HashMap<u64, (String, SocketAddr)>);
-
-/// An HTTP subscriber recording every delivery as it arrives, answering 200 after a delay.
-struct Sink {
-    url: String,
-    records: Mutex<Vec<Received>>,
-    /// Deliveries being handled right now, by token.
-    in_flight: Mutex<InFlight>,
-    delay: Duration,
-}
-
-impl Sink {
-    async fn start(delay: Duration) -> Arc<Sink> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sink = Arc::new(Sink {
-            url: format!("http://{}/events", listener.local_addr().unwrap()),
-            records: Mutex::default(),
-            in_flight: Mutex::default(),
-            delay,
-        });
-        let app = Router::new()
-            .fallback(receive)
-            .with_state(sink.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        sink
-    }
-
-    fn records(&self) -> Vec<Received> {
-        self.records.lock().unwrap().clone()
-    }
-
-    fn counts(&self) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
-        for r in self.records.lock().unwrap().iter() {
-            *counts.entry(r.id.clone()).or_insert(0) += 1;
-        }
-        counts
-    }
-
-    /// (id, peer) of the deliveries being handled right now.
-    fn in_flight_now(&self) -> Vec<(String, SocketAddr)> {
-        self.in_flight.lock().unwrap().1.values().cloned().collect()
-    }
-
-    /// Waits until every id in `ids` has arrived at least once.
-    async fn wait_for(&self, ids: &HashSet<String>, limit: Duration, what: &str) {
-        self.wait_for_or(ids, limit, what, String::new).await
-    }
-
-    /// Like `wait_for`, adding `context()` (e.g. process logs) to the failure message.
-    async fn wait_for_or(
-        &self,
-        ids: &HashSet<String>,
-        limit: Duration,
-        what: &str,
-        context: impl FnOnce() -> String,
-    ) {
-        let missing = || {
-            let counts = self.counts();
-            ids.iter()
-                .filter(|id| !counts.contains_key(*id))
-                .cloned()
-                .collect::<Vec<_>>()
-        };
-        until(
-            limit,
-            || missing().is_empty(),
-            || {
-                let mut m = missing();
-                m.sort();
-                format!(
-                    "{what}: {} of {} accepted events never reached the subscriber, e.g. \
-                     {:?}\n{}",
-                    m.len(),
-                    ids.len(),
-                    &m[..m.len().min(10)],
-                    context()
-                )
-            },
-        )
-        .await;
-    }
-}
-
-async fn receive(
-    State(sink): State<Arc<Sink>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    _body: Bytes,
-) -> StatusCode {
-    let id = headers
-        .get("ce-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let token = {
-        let mut f = sink.in_flight.lock().unwrap();
-        let token = f.0;
-        f.0 += 1;
-        f.1.insert(token, (id.clone(), peer));
-        sink.records.lock().unwrap().push(Received { id, peer });
-        token
-    };
-    // The subscriber's processing time (not synchronisation).
-    if !sink.delay.is_zero() {
-        tokio::time::sleep(sink.delay).await;
-    }
-    sink.in_flight.lock().unwrap().1.remove(&token);
-    StatusCode::OK
-}
-
-// ---------------------------------------------------------------------------------------
-// Publishing
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
-
-/// POSTs one binary-mode CloudEvent of the type the test Trigger selects.
-async fn post(client: &reqwest::Client, url: &str, id: &str) -> reqwest::Result<reqwest::Response> {
-    client
-        .post(url)
-        .header("ce-specversion", "1.0")
-        .header("ce-id", id)
-        .header("ce-type", "dev.herald.test.replicas")
-        .header("ce-source", "/herald/tests/kafka-replicas")
-        .header("content-type", "application/json")
-        .body(format!(r#"{{"id":"{id}"}}"#))
-        .send()
-        .await
-}
-
-#[derive(Default)]
-struct Posted {
-    /// Ids answered 202.
-    accepted: Vec<String>,
-    /// Ids no ingress accepted, with the last answer.
-    refused: Vec<(String, String)>,
-    /// Attempts that failed over to another ingress (connection error or non-202).
-    failovers: usize,
-}
-
-/// POSTs `ids` round-robin across `urls`, `concurrency` at a time; an attempt that fails
-/// (connection refused, non-202) moves on to the next ingress.
-async fn post_round_robin(urls: &[String], ids: Vec<String>, concurrency: usize) -> Posted {
-    let client = client();
-    let results: Vec<(String, Result<(), String>, usize)> =
-        futures::stream::iter(ids.into_iter().enumerate())
-            .map(|(i, id)| {
-                let client = client.clone();
-                async move {
-                    let mut last = String::new();
-                    for attempt in 0..urls.len() {
-                        let url = &urls[(i + attempt) % urls.len()];
-                        match post(&client, url, &id).await {
-                            Ok(r) if r.status() == StatusCode::ACCEPTED => {
-                                return (id, Ok(()), attempt)
-                            }
-                            Ok(r) => last = format!("{url}: {}", r.status()),
-                            Err(e) => last = format!("{url}: {e}"),
-                        }
-                    }
-                    (id, Err(last), urls.len())
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-    let mut posted = Posted::default();
-    for (id, result, failovers) in results {
-        posted.failovers += failovers;
-        match result {
-            Ok(()) => posted.accepted.push(id),
-            Err(e) => posted.refused.push((id, e)),
-        }
-    }
-    posted
-}
-
-fn duplicates(counts: &HashMap<String, usize>) -> usize {
-    counts.values().map(|n| n.saturating_sub(1)).sum()
-}
-
-/// Which replica (index into `pids`) each of the `records` came from, by the replicas'
-/// sockets as seen in /proc now; None when no live replica holds that port.
-fn attribute(records: &[Received], ports: &[HashSet<u16>]) -> Vec<Option<usize>> {
-    records
-        .iter()
-        .map(|r| ports.iter().position(|p| p.contains(&r.peer.port())))
-        .collect()
 }
 
 /// Sends fence events (one every 100 ms, through the replicas' ingresses in turn) until every
@@ -604,7 +198,7 @@ async fn wait_until_all_replicas_deliver(
     limit: Duration,
 ) -> (HashSet<String>, Duration) {
     let started = Instant::now();
-    let client = client();
+    let publisher = Publisher::new(SOURCE);
     let mut fences = HashSet::new();
     let mut seen = vec![false; replicas.len()];
     let mut i = 0usize;
@@ -620,15 +214,12 @@ async fn wait_until_all_replicas_deliver(
         );
         let id = format!("fence-{i}");
         let url = &replicas[i % replicas.len()].broker_url;
-        let r = post(&client, url, &id).await.unwrap();
+        let r = publisher.post(url, &id, &[]).await.unwrap();
         assert_eq!(r.status(), StatusCode::ACCEPTED, "{id}");
         fences.insert(id);
         i += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let ports: Vec<HashSet<u16>> = replicas
-            .iter()
-            .map(|r| tcp_ports_of(r.proc.pid()))
-            .collect();
+        let ports = ports_of(replicas);
         let records = sink.records();
         for (r, who) in records.iter().zip(attribute(&records, &ports)) {
             if r.id.starts_with("fence-") {
@@ -660,7 +251,7 @@ fn kafka_replicas_share_a_trigger_without_duplicates() {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut tansu = start_tansu(&bin, port, dir.path()).await;
-        let sink = Sink::start(Duration::ZERO).await;
+        let sink = Sink::start((0, 0)).await;
         let config = write_config(dir.path(), broker, &sink.url);
         let mut replicas = Vec::new();
         for r in 0..REPLICAS {
@@ -685,7 +276,9 @@ fn kafka_replicas_share_a_trigger_without_duplicates() {
         let urls: Vec<String> = replicas.iter().map(|r| r.broker_url.clone()).collect();
         let ids: Vec<String> = (0..EVENTS).map(|i| format!("share-{i}")).collect();
         let sending = Instant::now();
-        let posted = post_round_robin(&urls, ids.clone(), 16).await;
+        let posted = Publisher::new(SOURCE)
+            .post_round_robin(&urls, ids.clone(), 16)
+            .await;
         let send_time = sending.elapsed();
         assert!(
             posted.refused.is_empty() && posted.failovers == 0,
@@ -708,14 +301,7 @@ fn kafka_replicas_share_a_trigger_without_duplicates() {
             .filter(|r| !r.id.starts_with("fence-"))
             .cloned()
             .collect();
-        let mut per_replica = vec![0usize; REPLICAS];
-        let mut unattributed = 0;
-        for who in attribute(&load, &ports) {
-            match who {
-                Some(i) => per_replica[i] += 1,
-                None => unattributed += 1,
-            }
-        }
+        let (per_replica, unattributed) = count_per_replica(&load, &ports);
         let counts = sink.counts();
         let dups: usize = expected
             .iter()
@@ -739,14 +325,7 @@ fn kafka_replicas_share_a_trigger_without_duplicates() {
             load.len(),
             started.elapsed()
         );
-        for r in &mut replicas {
-            assert!(
-                r.proc.alive(),
-                "{} died:\n{}",
-                r.proc.name,
-                r.proc.log_tail()
-            );
-        }
+        assert_all_alive(&mut replicas);
         assert!(tansu.alive(), "tansu died:\n{}", tansu.log_tail());
         assert!(stray.is_empty(), "unexpected ids delivered: {stray:?}");
         assert_eq!(dups, 0, "events delivered more than once");
@@ -816,7 +395,7 @@ async fn kill_a_replica_mid_load(test: &str, bin: PathBuf, replace_after: Option
     let mut tansu = start_tansu(&bin, port, dir.path()).await;
     // Slow-ish subscriber and few deliveries per replica: the load lasts a while and the
     // victim always has deliveries in flight.
-    let sink = Sink::start(Duration::from_millis(10)).await;
+    let sink = Sink::start((10, 10)).await;
     let config = write_config(dir.path(), broker, &sink.url);
     let extra = [
         "--max-in-flight",
@@ -849,30 +428,16 @@ async fn kill_a_replica_mid_load(test: &str, bin: PathBuf, replace_after: Option
 
     let urls: Vec<String> = replicas.iter().map(|r| r.broker_url.clone()).collect();
     let ids: Vec<String> = (0..EVENTS).map(|i| format!("kill-{i}")).collect();
-    let sending = tokio::spawn(async move { post_round_robin(&urls, ids, 16).await });
+    let sending = tokio::spawn(async move {
+        Publisher::new(SOURCE)
+            .post_round_robin(&urls, ids, 16)
+            .await
+    });
 
     // Kill the victim once it has delivered some of the load and has deliveries in flight.
-    let victim_pid = replicas[0].proc.pid();
-    let mut in_flight_at_kill = Vec::new();
-    until(
-        Duration::from_secs(60),
-        || {
-            let victim_ports = tcp_ports_of(victim_pid);
-            let delivered = sink.records()[before_load..]
-                .iter()
-                .filter(|r| victim_ports.contains(&r.peer.port()))
-                .count();
-            in_flight_at_kill = sink
-                .in_flight_now()
-                .into_iter()
-                .filter(|(_, peer)| victim_ports.contains(&peer.port()))
-                .map(|(id, _)| id)
-                .collect();
-            delivered >= 50 && !in_flight_at_kill.is_empty()
-        },
-        || "the victim never had deliveries in flight".into(),
-    )
-    .await;
+    let in_flight_at_kill = sink
+        .wait_victim_busy(replicas[0].proc.pid(), before_load)
+        .await;
     replicas[0].proc.kill();
     let killed_at = Instant::now();
     eprintln!(
@@ -954,14 +519,7 @@ async fn kill_a_replica_mid_load(test: &str, bin: PathBuf, replace_after: Option
         in_flight_at_kill.len(),
         started.elapsed()
     );
-    for r in &mut replicas[1..] {
-        assert!(
-            r.proc.alive(),
-            "{} died:\n{}",
-            r.proc.name,
-            r.proc.log_tail()
-        );
-    }
+    assert_all_alive(&mut replicas[1..]);
     assert!(tansu.alive(), "tansu died:\n{}", tansu.log_tail());
     assert!(
         delivered_at_kill < accepted.len(),
@@ -990,7 +548,7 @@ fn kafka_broker_restart_gives_503_then_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut tansu = start_tansu(&bin, port, dir.path()).await;
-        let sink = Sink::start(Duration::ZERO).await;
+        let sink = Sink::start((0, 0)).await;
         let config = write_config(dir.path(), broker, &sink.url);
         let mut herald = start_replica(
             "herald",
@@ -1004,14 +562,13 @@ fn kafka_broker_restart_gives_503_then_recovers() {
         let replicas = std::slice::from_ref(&herald);
         let (fences, _) =
             wait_until_all_replicas_deliver(&sink, replicas, Duration::from_secs(60)).await;
-        let client = client();
+        let publisher = Publisher::new(SOURCE);
         let mut accepted: HashSet<String> = fences;
-        for i in 0..20 {
-            let id = format!("before-{i}");
-            let r = post(&client, &herald.broker_url, &id).await.unwrap();
-            assert_eq!(r.status(), StatusCode::ACCEPTED, "{id} with Kafka up");
-            accepted.insert(id);
-        }
+        accepted.extend(
+            publisher
+                .post_accepted(&herald.broker_url, "before", 20, "with Kafka up")
+                .await,
+        );
         sink.wait_for(&accepted, Duration::from_secs(30), "before the restart")
             .await;
         // ... and committed.
@@ -1020,81 +577,21 @@ fn kafka_broker_restart_gives_503_then_recovers() {
         // Kafka goes away: ingress refuses with 503 + Retry-After, and herald stays up.
         tansu.kill();
         let outage = Instant::now();
-        let mut refused = Vec::new();
-        for i in 0..3 {
-            let id = format!("during-{i}");
-            let asked = Instant::now();
-            let r = post(&client, &herald.broker_url, &id)
-                .await
-                .unwrap_or_else(|e| panic!("{id}: ingress did not answer with Kafka down: {e}"));
-            let retry_after = r
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            let status = r.status();
-            let body = r.text().await.unwrap_or_default();
-            assert_eq!(
-                status,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "{id} with Kafka down: {body}"
-            );
-            assert!(
-                retry_after.is_some_and(|s| s >= 1),
-                "503 without a usable Retry-After: {retry_after:?}"
-            );
-            refused.push((id, asked.elapsed(), retry_after.unwrap()));
-        }
-        let health = client
-            .get(format!("{}/healthz", herald.base))
-            .send()
-            .await
-            .expect("/healthz answers with Kafka down");
-        assert_eq!(health.status(), StatusCode::OK, "/healthz with Kafka down");
-        assert!(
-            herald.proc.alive(),
-            "herald exited with Kafka down:\n{}",
-            herald.proc.log_tail()
-        );
+        let refused = refused_while_down(&publisher, &mut herald, "Kafka").await;
 
         // Kafka comes back on the same port and store: herald recovers by itself.
         let tansu = start_tansu(&bin, port, dir.path()).await;
         let outage_time = outage.elapsed();
         let back = Instant::now();
-        let mut first = None;
-        let mut retries_503 = 0;
-        while first.is_none() {
-            let id = format!("after-{retries_503}");
-            let r = post(&client, &herald.broker_url, &id).await.unwrap();
-            match r.status() {
-                StatusCode::ACCEPTED => first = Some(id),
-                StatusCode::SERVICE_UNAVAILABLE => {
-                    retries_503 += 1;
-                    assert!(
-                        back.elapsed() < Duration::from_secs(60),
-                        "ingress still answers 503 60 s after Kafka came back:\n{}",
-                        herald.proc.log_tail()
-                    );
-                    let wait: u64 = r
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok())
-                        .expect("a 503 carries Retry-After");
-                    // Honour Retry-After, as a publisher should (capped to keep the test short).
-                    tokio::time::sleep(Duration::from_secs(wait.min(1))).await;
-                }
-                other => panic!("{id} after Kafka came back: {other}"),
-            }
-        }
+        let (first, retries_503) =
+            post_until_accepted(&publisher, &herald, "Kafka", Duration::from_secs(60)).await;
         let reaccepting = back.elapsed();
-        accepted.insert(first.unwrap());
-        for i in 0..50 {
-            let id = format!("later-{i}");
-            let r = post(&client, &herald.broker_url, &id).await.unwrap();
-            assert_eq!(r.status(), StatusCode::ACCEPTED, "{id} after recovery");
-            accepted.insert(id);
-        }
+        accepted.insert(first);
+        accepted.extend(
+            publisher
+                .post_accepted(&herald.broker_url, "later", 50, "after recovery")
+                .await,
+        );
         sink.wait_for(&accepted, Duration::from_secs(90), "after the restart")
             .await;
         let redelivered = back.elapsed();

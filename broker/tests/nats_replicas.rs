@@ -8,48 +8,25 @@
 //! printed notice. Every test uses its own namespace/broker (so its own stream) and deletes
 //! the stream at the end. The tests run one at a time: they start several processes each.
 
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::Router;
+mod replicas;
+
+use axum::http::StatusCode;
 use futures::StreamExt;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use replicas::*;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 const NATS_URL: &str = "nats://127.0.0.1:4222";
 const NATS_ADDR: &str = "127.0.0.1:4222";
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
-/// How long a process may take to start and print its readiness line.
-const STARTUP: Duration = Duration::from_secs(30);
 /// JetStream's redelivery delay for unacknowledged messages in the replica-kill test
 /// (`herald serve --nats-ack-wait`; the default is 30 s).
 const ACK_WAIT: Duration = Duration::from_secs(5);
 const ACK_WAIT_FLAG: &str = "PT5S";
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Runs one test body on its own runtime, one test at a time.
-fn run(test: impl Future<Output = ()>) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(test)
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+/// The ce-source of the tests' events.
+const SOURCE: &str = "/herald/tests/nats-replicas";
 
 /// Whether `what` is usable; when it is not, fails under CI=true and otherwise prints a
 /// skip notice.
@@ -80,126 +57,13 @@ fn stream_name(namespace: &str, broker: &str) -> String {
     format!("HERALD_{namespace}_{broker}")
 }
 
-/// Polls `done` every 20 ms until it holds; panics with `what()` after `limit`.
-async fn until(limit: Duration, mut done: impl FnMut() -> bool, what: impl FnOnce() -> String) {
-    let end = Instant::now() + limit;
-    while !done() {
-        if Instant::now() > end {
-            panic!("not within {limit:?}: {}", what());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------
-// Processes
-
-/// A child process whose output lines are collected by threads.
-struct Proc {
-    name: String,
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, program: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(program)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        Proc {
-            name: name.to_string(),
-            child,
-            lines,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    fn log_tail(&self) -> String {
-        let lines = self.lines.lock().unwrap();
-        let from = lines.len().saturating_sub(40);
-        lines[from..].join("\n")
-    }
-
-    fn find_line(&self, needle: &str) -> Option<String> {
-        let lines = self.lines.lock().unwrap();
-        lines.iter().find(|l| l.contains(needle)).cloned()
-    }
-
-    /// Waits for an output line containing `needle`; fails at once if the process exits.
-    async fn wait_line(&mut self, needle: &str) -> String {
-        let end = Instant::now() + STARTUP;
-        loop {
-            if let Some(line) = self.find_line(needle) {
-                return line;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader threads catch the last words.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                panic!(
-                    "{} exited ({status}) before printing {needle:?}:\n{}",
-                    self.name,
-                    self.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < end,
-                "{}: no line containing {needle:?} within {STARTUP:?}:\n{}",
-                self.name,
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGKILL, and reap.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+// Replicas
 
 /// `herald serve` arguments putting every Broker on NATS.
 const ON_NATS: [&str; 2] = ["--channel", "nats"];
 
-/// A `herald serve` replica and its ingress URLs.
-struct Replica {
-    proc: Proc,
-    /// e.g. http://127.0.0.1:PORT
-    base: String,
-    /// e.g. http://127.0.0.1:PORT/ns/broker
-    broker_url: String,
-}
-
+/// `herald serve` with NATS at `nats_url`, and `extra` arguments.
 async fn start_replica(
     name: &str,
     config: &Path,
@@ -208,65 +72,9 @@ async fn start_replica(
     broker: (&str, &str),
     extra: &[&str],
 ) -> Replica {
-    let mut args = vec![
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--nats-url",
-        nats_url,
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ];
+    let mut args = vec!["--nats-url", nats_url];
     args.extend_from_slice(extra);
-    let mut proc = Proc::spawn(name, HERALD, &args);
-    let line = proc
-        .wait_line(&format!("Broker {}/{}:", broker.0, broker.1))
-        .await;
-    let start = line.find("http://").expect("the Broker line has a URL");
-    let broker_url = line[start..].split_whitespace().next().unwrap().to_string();
-    let path = format!("/{}/{}", broker.0, broker.1);
-    let base = broker_url
-        .strip_suffix(&path)
-        .unwrap_or_else(|| panic!("unexpected broker URL {broker_url}"))
-        .to_string();
-    Replica {
-        proc,
-        base,
-        broker_url,
-    }
-}
-
-/// TCP ports of the sockets process `pid` holds (to tell which replica a delivery came from).
-fn tcp_ports_of(pid: u32) -> HashSet<u16> {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return HashSet::new();
-    };
-    let inodes: HashSet<String> = fds
-        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-        .filter_map(|target| {
-            let t = target.to_string_lossy();
-            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
-        })
-        .collect();
-    let mut ports = HashSet::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for row in text.lines().skip(1) {
-            let cols: Vec<&str> = row.split_whitespace().collect();
-            if cols.len() > 9 && inodes.contains(cols[9]) {
-                if let Some(port) = cols[1].rsplit(':').next() {
-                    if let Ok(port) = u16::from_str_radix(port, 16) {
-                        ports.insert(port);
-                    }
-                }
-            }
-        }
-    }
-    ports
+    Replica::start(name, config, data_dir, broker, &args).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -299,7 +107,7 @@ fn trigger_yaml(
     }
     format!(
         "apiVersion: eventing.knative.dev/v1\nkind: Trigger\n{meta}spec:\n  broker: {broker}\n  \
-         filter:\n    attributes:\n      type: dev.herald.test.replicas\n  subscriber:\n    uri: {subscriber}\n"
+         filter:\n    attributes:\n      type: {EVENT_TYPE}\n  subscriber:\n    uri: {subscriber}\n"
     )
 }
 
@@ -393,253 +201,6 @@ async fn wait_all_acked(url: &str, stream: &str, limit: Duration) -> (u64, usize
 }
 
 // ---------------------------------------------------------------------------------------
-// The subscriber
-
-#[derive(Clone, Debug)]
-struct Received {
-    id: String,
-    key: String,
-    seq: u64,
-    peer: SocketAddr,
-}
-
-#[derive(Default)]
-struct InFlight {
-    next_token: u64,
-    requests: HashMap<u64, (String, SocketAddr)>,
-    by_key: HashMap<String, usize>,
-    max_keys: usize,
-    max_same_key: usize,
-}
-
-/// An HTTP subscriber recording every delivery as it arrives, answering 200 after a delay.
-struct Sink {
-    url: String,
-    records: Mutex<Vec<Received>>,
-    in_flight: Mutex<InFlight>,
-    /// Delay before answering, uniformly in [min, max] ms.
-    delay_ms: (u64, u64),
-    rng: AtomicU64,
-}
-
-impl Sink {
-    async fn start(delay_ms: (u64, u64)) -> Arc<Sink> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sink = Arc::new(Sink {
-            url: format!("http://{}/events", listener.local_addr().unwrap()),
-            records: Mutex::default(),
-            in_flight: Mutex::default(),
-            delay_ms,
-            rng: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
-        });
-        let app = Router::new()
-            .fallback(receive)
-            .with_state(sink.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        sink
-    }
-
-    fn delay(&self) -> Duration {
-        let (lo, hi) = self.delay_ms;
-        if hi <= lo {
-            return Duration::from_millis(lo);
-        }
-        // splitmix64: good enough randomness without a dependency.
-        let mut z = self.rng.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        Duration::from_millis(lo + z % (hi - lo + 1))
-    }
-
-    fn records(&self) -> Vec<Received> {
-        self.records.lock().unwrap().clone()
-    }
-
-    fn counts(&self) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
-        for r in self.records.lock().unwrap().iter() {
-            *counts.entry(r.id.clone()).or_insert(0) += 1;
-        }
-        counts
-    }
-
-    /// (id, peer) of the deliveries being handled right now.
-    fn in_flight_now(&self) -> Vec<(String, SocketAddr)> {
-        self.in_flight
-            .lock()
-            .unwrap()
-            .requests
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    /// Most distinct partition keys in flight at once, and most deliveries of one key.
-    fn concurrency(&self) -> (usize, usize) {
-        let f = self.in_flight.lock().unwrap();
-        (f.max_keys, f.max_same_key)
-    }
-
-    /// Waits until every id in `ids` has arrived at least once.
-    async fn wait_for(&self, ids: &HashSet<String>, limit: Duration, what: &str) {
-        let missing = || {
-            let counts = self.counts();
-            ids.iter()
-                .filter(|id| !counts.contains_key(*id))
-                .cloned()
-                .collect::<Vec<_>>()
-        };
-        until(
-            limit,
-            || missing().is_empty(),
-            || {
-                let mut m = missing();
-                m.sort();
-                format!(
-                    "{what}: {} of {} accepted events never reached the subscriber, e.g. {:?}",
-                    m.len(),
-                    ids.len(),
-                    &m[..m.len().min(10)]
-                )
-            },
-        )
-        .await;
-    }
-}
-
-async fn receive(
-    State(sink): State<Arc<Sink>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    _body: Bytes,
-) -> StatusCode {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let (id, key) = (header("ce-id"), header("ce-partitionkey"));
-    let seq = header("ce-seq").parse().unwrap_or(u64::MAX);
-    let token = {
-        let mut f = sink.in_flight.lock().unwrap();
-        let token = f.next_token;
-        f.next_token += 1;
-        f.requests.insert(token, (id.clone(), peer));
-        let same = {
-            let n = f.by_key.entry(key.clone()).or_insert(0);
-            *n += 1;
-            *n
-        };
-        let keys = f.by_key.values().filter(|n| **n > 0).count();
-        f.max_same_key = f.max_same_key.max(same);
-        f.max_keys = f.max_keys.max(keys);
-        sink.records.lock().unwrap().push(Received {
-            id,
-            key: key.clone(),
-            seq,
-            peer,
-        });
-        token
-    };
-    // The subscriber's processing time (not synchronisation).
-    let delay = sink.delay();
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    let mut f = sink.in_flight.lock().unwrap();
-    f.requests.remove(&token);
-    if let Some(n) = f.by_key.get_mut(&key) {
-        *n -= 1;
-    }
-    StatusCode::OK
-}
-
-// ---------------------------------------------------------------------------------------
-// Publishing
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
-
-/// POSTs one binary-mode CloudEvent of the type the test Triggers select.
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    id: &str,
-    extensions: &[(&str, String)],
-) -> reqwest::Result<reqwest::Response> {
-    let mut request = client
-        .post(url)
-        .header("ce-specversion", "1.0")
-        .header("ce-id", id)
-        .header("ce-type", "dev.herald.test.replicas")
-        .header("ce-source", "/herald/tests/nats-replicas")
-        .header("content-type", "application/json");
-    for (name, value) in extensions {
-        request = request.header(format!("ce-{name}"), value.as_str());
-    }
-    request.body(format!(r#"{{"id":"{id}"}}"#)).send().await
-}
-
-#[derive(Default)]
-struct Posted {
-    /// Ids answered 202.
-    accepted: Vec<String>,
-    /// Ids no ingress accepted, with the last answer.
-    refused: Vec<(String, String)>,
-    /// Attempts that failed over to another ingress (connection error or non-202).
-    failovers: usize,
-}
-
-/// POSTs `ids` round-robin across `urls`, `concurrency` at a time; an attempt that fails
-/// (connection refused, non-202) moves on to the next ingress.
-async fn post_round_robin(urls: &[String], ids: Vec<String>, concurrency: usize) -> Posted {
-    let client = client();
-    let results: Vec<(String, Result<(), String>, usize)> =
-        futures::stream::iter(ids.into_iter().enumerate())
-            .map(|(i, id)| {
-                let client = client.clone();
-                async move {
-                    let mut last = String::new();
-                    for attempt in 0..urls.len() {
-                        let url = &urls[(i + attempt) % urls.len()];
-                        match post(&client, url, &id, &[]).await {
-                            Ok(r) if r.status() == StatusCode::ACCEPTED => {
-                                return (id, Ok(()), attempt)
-                            }
-                            Ok(r) => last = format!("{url}: {}", r.status()),
-                            Err(e) => last = format!("{url}: {e}"),
-                        }
-                    }
-                    (id, Err(last), urls.len())
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-    let mut posted = Posted::default();
-    for (id, result, failovers) in results {
-        posted.failovers += failovers;
-        match result {
-            Ok(()) => posted.accepted.push(id),
-            Err(e) => posted.refused.push((id, e)),
-        }
-    }
-    posted
-}
-
-fn duplicates(counts: &HashMap<String, usize>) -> usize {
-    counts.values().map(|n| n.saturating_sub(1)).sum()
-}
-
-// ---------------------------------------------------------------------------------------
 // 1. Replicas share a Trigger
 
 #[test]
@@ -683,7 +244,9 @@ fn replicas_share_a_trigger_without_duplicates() {
         let ids: Vec<String> = (0..EVENTS).map(|i| format!("share-{i}")).collect();
 
         let sending = Instant::now();
-        let posted = post_round_robin(&urls, ids.clone(), 32).await;
+        let posted = Publisher::new(SOURCE)
+            .post_round_robin(&urls, ids.clone(), 32)
+            .await;
         let send_time = sending.elapsed();
         assert!(
             posted.refused.is_empty() && posted.failovers == 0,
@@ -701,19 +264,9 @@ fn replicas_share_a_trigger_without_duplicates() {
             wait_all_acked(NATS_URL, &stream, Duration::from_secs(30)).await;
 
         // Which replica delivered what: the subscriber saw each replica's connections.
-        let ports: Vec<HashSet<u16>> = replicas
-            .iter()
-            .map(|r| tcp_ports_of(r.proc.pid()))
-            .collect();
+        let ports = ports_of(&replicas);
         let records = sink.records();
-        let mut per_replica = vec![0usize; REPLICAS];
-        let mut unattributed = 0;
-        for r in &records {
-            match ports.iter().position(|p| p.contains(&r.peer.port())) {
-                Some(i) => per_replica[i] += 1,
-                None => unattributed += 1,
-            }
-        }
+        let (per_replica, unattributed) = count_per_replica(&records, &ports);
         let counts = sink.counts();
         let dups = duplicates(&counts);
         let stray: Vec<&String> = counts.keys().filter(|id| !expected.contains(*id)).collect();
@@ -726,14 +279,7 @@ fn replicas_share_a_trigger_without_duplicates() {
             counts.len(),
             started.elapsed()
         );
-        for r in &mut replicas {
-            assert!(
-                r.proc.alive(),
-                "{} died:\n{}",
-                r.proc.name,
-                r.proc.log_tail()
-            );
-        }
+        assert_all_alive(&mut replicas);
         assert!(stray.is_empty(), "unexpected ids delivered: {stray:?}");
         assert_eq!(dups, 0, "events delivered more than once");
         assert_eq!(counts.len(), EVENTS);
@@ -809,32 +355,14 @@ fn killing_a_replica_mid_load_loses_nothing() {
         .await;
         let urls = vec![victim.broker_url.clone(), survivor.broker_url.clone()];
         let ids: Vec<String> = (0..EVENTS).map(|i| format!("kill-{i}")).collect();
-        let sending = tokio::spawn(async move { post_round_robin(&urls, ids, 16).await });
+        let sending = tokio::spawn(async move {
+            Publisher::new(SOURCE)
+                .post_round_robin(&urls, ids, 16)
+                .await
+        });
 
         // Kill the victim once it has delivered some events and has deliveries in flight.
-        let victim_pid = victim.proc.pid();
-        let mut victim_ports = HashSet::new();
-        let mut in_flight_at_kill = Vec::new();
-        until(
-            Duration::from_secs(60),
-            || {
-                victim_ports = tcp_ports_of(victim_pid);
-                let delivered = sink
-                    .records()
-                    .iter()
-                    .filter(|r| victim_ports.contains(&r.peer.port()))
-                    .count();
-                in_flight_at_kill = sink
-                    .in_flight_now()
-                    .into_iter()
-                    .filter(|(_, peer)| victim_ports.contains(&peer.port()))
-                    .map(|(id, _)| id)
-                    .collect();
-                delivered >= 50 && !in_flight_at_kill.is_empty()
-            },
-            || "the victim never had deliveries in flight".into(),
-        )
-        .await;
+        let in_flight_at_kill = sink.wait_victim_busy(victim.proc.pid(), 0).await;
         victim.proc.kill();
         let killed_at = Instant::now();
         let delivered_at_kill = sink.counts().len();
@@ -915,14 +443,6 @@ async fn start_private_nats(port: u16, dir: &Path) -> Proc {
     nats
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn nats_restart_is_survived_and_ingress_answers_503_meanwhile() {
     const TEST: &str = "nats_restart_is_survived_and_ingress_answers_503_meanwhile";
@@ -954,14 +474,12 @@ fn nats_restart_is_survived_and_ingress_answers_503_meanwhile() {
             &ON_NATS,
         )
         .await;
-        let client = client();
-        let mut accepted = HashSet::new();
-        for i in 0..20 {
-            let id = format!("before-{i}");
-            let r = post(&client, &herald.broker_url, &id, &[]).await.unwrap();
-            assert_eq!(r.status(), StatusCode::ACCEPTED, "{id} with NATS up");
-            accepted.insert(id);
-        }
+        let publisher = Publisher::new(SOURCE);
+        let mut accepted: HashSet<String> = publisher
+            .post_accepted(&herald.broker_url, "before", 20, "with NATS up")
+            .await
+            .into_iter()
+            .collect();
         sink.wait_for(&accepted, Duration::from_secs(30), "before the restart")
             .await;
         // ... and acknowledged, so redeliveries after the restart are NATS's doing, not acks
@@ -976,81 +494,21 @@ fn nats_restart_is_survived_and_ingress_answers_503_meanwhile() {
         // NATS goes away: ingress refuses with 503 + Retry-After, and herald stays up.
         nats.kill();
         let outage = Instant::now();
-        let mut refused = Vec::new();
-        for i in 0..3 {
-            let id = format!("during-{i}");
-            let asked = Instant::now();
-            let r = post(&client, &herald.broker_url, &id, &[])
-                .await
-                .unwrap_or_else(|e| panic!("{id}: ingress did not answer with NATS down: {e}"));
-            let retry_after = r
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            let status = r.status();
-            let body = r.text().await.unwrap_or_default();
-            assert_eq!(
-                status,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "{id} with NATS down: {body}"
-            );
-            assert!(
-                retry_after.is_some_and(|s| s >= 1),
-                "503 without a usable Retry-After: {retry_after:?}"
-            );
-            refused.push((id, asked.elapsed(), retry_after.unwrap()));
-        }
-        let health = client
-            .get(format!("{}/healthz", herald.base))
-            .send()
-            .await
-            .expect("/healthz answers with NATS down");
-        assert_eq!(health.status(), StatusCode::OK);
-        assert!(
-            herald.proc.alive(),
-            "herald exited with NATS down:\n{}",
-            herald.proc.log_tail()
-        );
+        let refused = refused_while_down(&publisher, &mut herald, "NATS").await;
 
         // NATS comes back on the same port and store: herald recovers by itself.
         let mut nats = start_private_nats(port, &store).await;
         let outage_time = outage.elapsed();
         let back = Instant::now();
-        let mut first = None;
-        let mut retries_503 = 0;
-        while first.is_none() {
-            let id = format!("after-{retries_503}");
-            let r = post(&client, &herald.broker_url, &id, &[]).await.unwrap();
-            match r.status() {
-                StatusCode::ACCEPTED => first = Some(id),
-                StatusCode::SERVICE_UNAVAILABLE => {
-                    retries_503 += 1;
-                    assert!(
-                        back.elapsed() < Duration::from_secs(30),
-                        "ingress still answers 503 30 s after NATS came back:\n{}",
-                        herald.proc.log_tail()
-                    );
-                    let wait: u64 = r
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok())
-                        .expect("a 503 carries Retry-After");
-                    // Honour Retry-After, as a publisher should (capped to keep the test short).
-                    tokio::time::sleep(Duration::from_secs(wait.min(1))).await;
-                }
-                other => panic!("{id} after NATS came back: {other}"),
-            }
-        }
+        let (first, retries_503) =
+            post_until_accepted(&publisher, &herald, "NATS", Duration::from_secs(30)).await;
         let reaccepting = back.elapsed();
-        accepted.insert(first.unwrap());
-        for i in 0..50 {
-            let id = format!("later-{i}");
-            let r = post(&client, &herald.broker_url, &id, &[]).await.unwrap();
-            assert_eq!(r.status(), StatusCode::ACCEPTED, "{id} after recovery");
-            accepted.insert(id);
-        }
+        accepted.insert(first);
+        accepted.extend(
+            publisher
+                .post_accepted(&herald.broker_url, "later", 50, "after recovery")
+                .await,
+        );
         sink.wait_for(&accepted, Duration::from_secs(60), "after the restart")
             .await;
         let redelivered = back.elapsed();
@@ -1140,16 +598,16 @@ async fn ordering_case(broker: &str, ordered: bool) -> OrderingRun {
         herald.log_tail()
     );
 
-    let client = client();
+    let publisher = Publisher::new(SOURCE);
     let mut senders = tokio::task::JoinSet::new();
     for k in 0..KEYS {
-        let (client, url) = (client.clone(), url.clone());
+        let (publisher, url) = (publisher.clone(), url.clone());
         senders.spawn(async move {
             let key = format!("key-{k}");
             for seq in 0..PER_KEY {
                 let id = format!("{key}-{seq}");
                 let ext = [("partitionkey", key.clone()), ("seq", seq.to_string())];
-                let r = post(&client, &url, &id, &ext).await.unwrap();
+                let r = publisher.post(&url, &id, &ext).await.unwrap();
                 assert_eq!(r.status(), StatusCode::ACCEPTED, "{id}");
             }
         });
