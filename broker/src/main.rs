@@ -73,7 +73,7 @@ struct BenchArgs {
     /// Skip the fan-out case (10 of 100 triggers match).
     #[arg(long)]
     no_fan_out: bool,
-    /// Channel backends to run Herald on, comma-separated (memory, sled, nats).
+    /// Channel backends to run Herald on, comma-separated (memory, sled, nats, kafka).
     #[arg(long, value_delimiter = ',', default_value = "memory,sled")]
     channels: Vec<bench::ChannelKind>,
     /// Also run the NATS cases (raw JetStream baseline and Herald on NATS) on this server.
