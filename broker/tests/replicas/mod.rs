@@ -610,8 +610,7 @@ impl Publisher {
 
 /// With the `backend` down: three events `during-N` are each answered 503 with a Retry-After
 /// of at least 1 s (all but the first at once), /healthz still answers 200 and herald stays
-/// up. Returns per event (id,
-/// time to answer, Retry-After in s).
+/// up. Returns per event (id, time to answer, Retry-After in s).
 pub async fn refused_while_down(
     publisher: &Publisher,
     herald: &mut Replica,

@@ -3,7 +3,8 @@
 //! during an outage would hold its HTTP request for the whole publish timeout before the
 //! 503. Once a publish fails for want of Kafka, the circuit opens: publishes are refused at
 //! once (nothing is queued, so nothing refused is stored later), except one probe per
-//! Retry-After interval, whose success closes the circuit again.
+//! Retry-After interval. Any publish that Kafka acknowledges closes it again. One circuit per
+//! Broker's channel, so a topic-level failure does not refuse the other Brokers.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -25,6 +25,7 @@ pub use crate::kafka_config::KafkaConfig;
 use crate::{Channel, ChannelError, Position, Subscription};
 use async_trait::async_trait;
 use blocking::{blocking, bounded, OffRuntime};
+use circuit::Circuit;
 use cloudevents::Event;
 use offsets::GroupOffsets;
 use producer::{publish_error, ProducerSlot};
@@ -113,6 +114,7 @@ impl KafkaBackend {
             topic,
             config: self.config.clone(),
             producer: self.producer.clone(),
+            circuit: Circuit::new(self.config.retry_after),
             subscriptions: Mutex::new(HashMap::new()),
             closed: CancellationToken::new(),
         }))
@@ -125,6 +127,9 @@ pub struct KafkaChannel {
     topic: String,
     config: Arc<KafkaConfig>,
     producer: Arc<ProducerSlot>,
+    /// Per channel, not per backend: a failure may concern one topic or partition leader, and
+    /// one sick Broker must not make every other Broker answer 503.
+    circuit: Circuit,
     subscriptions: Mutex<HashMap<String, Arc<SubscriptionReaders>>>,
     closed: CancellationToken,
 }
@@ -228,7 +233,10 @@ impl Channel for KafkaChannel {
     /// Kafka has no all-or-nothing append without transactions: each record is produced on
     /// its own, and the publish succeeds only once every one is acknowledged (`acks=all`).
     /// After a failure some of the events may be stored; the publisher's retry can duplicate
-    /// them, which at-least-once allows.
+    /// them, which at-least-once allows. After a failure for want of Kafka, publishes are
+    /// refused at once (see [`circuit`]) until one gets through again. That includes the
+    /// replies of callable subscribers: during an outage their delivery retries are spent
+    /// at the pace of the backoff rather than one publish timeout each.
     async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
         let mut encoded = Vec::with_capacity(events.len());
         for event in events {
@@ -237,7 +245,7 @@ impl Channel for KafkaChannel {
                 detail: format!("cannot encode event: {e}"),
             })?);
         }
-        let circuit = self.producer.circuit();
+        let circuit = &self.circuit;
         if !circuit.admit() {
             return Err(self.unavailable(
                 "Kafka is unreachable (a recent publish failed); probing it again shortly".into(),

@@ -2,7 +2,6 @@
 //! publisher.
 
 use super::blocking::{drop_off_runtime, OffRuntime};
-use super::circuit::Circuit;
 use super::KafkaConfig;
 use crate::ChannelError;
 use rdkafka::error::KafkaError;
@@ -16,8 +15,6 @@ use std::time::Duration;
 pub(crate) struct ProducerSlot {
     config: Arc<KafkaConfig>,
     producer: RwLock<OffRuntime<FutureProducer>>,
-    /// Shared by every channel of the backend: Kafka is unreachable for all of them at once.
-    circuit: Circuit,
 }
 
 impl ProducerSlot {
@@ -25,12 +22,7 @@ impl ProducerSlot {
         Ok(Self {
             config: config.clone(),
             producer: RwLock::new(OffRuntime::new(config.producer_config().create()?)),
-            circuit: Circuit::new(config.retry_after),
         })
-    }
-
-    pub(crate) fn circuit(&self) -> &Circuit {
-        &self.circuit
     }
 
     pub(crate) fn current(&self) -> FutureProducer {
