@@ -240,22 +240,10 @@ fn replicas_share_a_trigger_without_duplicates() {
                 .await,
             );
         }
-        let urls: Vec<String> = replicas.iter().map(|r| r.broker_url.clone()).collect();
-        let ids: Vec<String> = (0..EVENTS).map(|i| format!("share-{i}")).collect();
-
         let sending = Instant::now();
-        let posted = Publisher::new(SOURCE)
-            .post_round_robin(&urls, ids.clone(), 32)
+        let (expected, send_time) = Publisher::new(SOURCE)
+            .post_all_round_robin(&replicas, "share", EVENTS, 32)
             .await;
-        let send_time = sending.elapsed();
-        assert!(
-            posted.refused.is_empty() && posted.failovers == 0,
-            "{} events refused, {} failovers, e.g. {:?}",
-            posted.refused.len(),
-            posted.failovers,
-            posted.refused.first()
-        );
-        let expected: HashSet<String> = ids.into_iter().collect();
         sink.wait_for(&expected, Duration::from_secs(60), TEST)
             .await;
         let delivered_time = sending.elapsed();

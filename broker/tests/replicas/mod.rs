@@ -603,6 +603,30 @@ impl Publisher {
         }
         posted
     }
+
+    /// The happy path: `n` events `{prefix}-N` POSTed round-robin over the replicas, each
+    /// answered 202 by the first ingress tried. Returns their ids and how long sending took.
+    pub async fn post_all_round_robin(
+        &self,
+        replicas: &[Replica],
+        prefix: &str,
+        n: usize,
+        concurrency: usize,
+    ) -> (HashSet<String>, Duration) {
+        let urls: Vec<String> = replicas.iter().map(|r| r.broker_url.clone()).collect();
+        let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+        let sending = Instant::now();
+        let posted = self.post_round_robin(&urls, ids.clone(), concurrency).await;
+        let send_time = sending.elapsed();
+        assert!(
+            posted.refused.is_empty() && posted.failovers == 0,
+            "{} events refused, {} failovers, e.g. {:?}",
+            posted.refused.len(),
+            posted.failovers,
+            posted.refused.first()
+        );
+        (ids.into_iter().collect(), send_time)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
