@@ -341,8 +341,8 @@ fn kafka_replicas_share_a_trigger_without_duplicates() {
 /// and answers RebalanceInProgress, but leaves the group Formed with the old assignments;
 /// the survivor's re-join (same member id and metadata) is answered from that formed state,
 /// and its SyncGroup returns its old half of the partitions. The dead member's partitions
-/// stay with nobody, and ~40% of the accepted events are never delivered (observed in 4 of
-/// 4 runs, with either replica first to join). Run it with `--ignored` against a Kafka-API
+/// stay with nobody, and 40–50% of the accepted events are never delivered (observed in 5 of
+/// 5 runs, with either replica first to join). Run it with `--ignored` against a Kafka-API
 /// broker that rebalances on member expiry (Apache Kafka, Redpanda; TANSU_BIN may point at
 /// a wrapper script), or once tansu fixes this.
 #[test]
