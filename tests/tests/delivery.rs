@@ -16,26 +16,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Slack allowed above an expected gap.
 const TOLERANCE: Duration = Duration::from_millis(300);
 
-/// Broker `ns/b` with Trigger `t` to `sub` and the given delivery (YAML flow-mapping content).
-fn one_trigger(sub: &Subscriber, delivery: &str) -> String {
-    format!(
-        r#"
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: b, namespace: ns}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: t, namespace: ns}}
-spec:
-  broker: b
-  subscriber: {{uri: "{}"}}
-  delivery: {{{delivery}}}
-"#,
-        sub.url()
-    )
-}
-
 /// Gaps between consecutive requests.
 fn gaps(attempts: &[Received]) -> Vec<Duration> {
     attempts.windows(2).map(|w| w[1].at - w[0].at).collect()

@@ -13,29 +13,9 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use url::Url;
 
-/// Broker `ns/b` with one Trigger (no filter, no retries) to `sub`.
-fn one_broker(sub: &Subscriber) -> String {
-    format!(
-        r#"
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: b, namespace: ns}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: all, namespace: ns}}
-spec:
-  broker: b
-  subscriber: {{uri: "{}"}}
-  delivery: {{retry: 0}}
-"#,
-        sub.url()
-    )
-}
-
 async fn setup() -> (Subscriber, RunningServer, Url) {
     let sub = Subscriber::start().await;
-    let server = start_with(&one_broker(&sub), sequential()).await;
+    let server = start_with(&one_trigger(&sub, "retry: 0"), sequential()).await;
     let url = server.broker_url("ns", "b");
     (sub, server, url)
 }
@@ -601,7 +581,7 @@ fn batch_of_len(id: &str, len: usize) -> Vec<u8> {
 async fn bodies_over_max_body_bytes_are_413_in_every_mode() {
     let sub = Subscriber::start().await;
     let server = start_with(
-        &one_broker(&sub),
+        &one_trigger(&sub, "retry: 0"),
         ServeConfig {
             max_body_bytes: LIMIT,
             ..sequential()
@@ -704,7 +684,7 @@ async fn a_full_channel_answers_429_with_retry_after_in_every_mode() {
     // Nothing is acknowledged while the subscriber holds its requests.
     sub.hold();
     let server = start_with(
-        &one_broker(&sub),
+        &one_trigger(&sub, "retry: 0"),
         ServeConfig {
             channels: BackendsConfig {
                 memory: MemoryChannelConfig {

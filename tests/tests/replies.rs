@@ -27,32 +27,10 @@ fn reply_to(original: &Event, ty: &str) -> Event {
         .unwrap()
 }
 
-/// Sends a fence and waits until every subscriber in `subs` has it.
-async fn fence_all(url: &Url, subs: &[&Subscriber], id: &str) {
-    accept(url, &event(id, "fence")).await;
-    for s in subs {
-        s.wait_for_id(id, DEADLINE).await;
-    }
-}
-
-#[tokio::test]
-async fn a_reply_is_published_back_and_delivered_to_the_trigger_on_its_type() {
-    let callable = Subscriber::start().await;
-    // One reply in binary mode, one in structured mode.
-    callable.respond_with(|r, _| {
-        let e = r.event();
-        if e.ty() == "fence" {
-            return Answer::accepted();
-        }
-        let reply = reply_to(e, "com.example.order.processed");
-        if e.id() == "o-structured" {
-            Answer::reply_structured(reply)
-        } else {
-            Answer::reply(reply)
-        }
-    });
-    let audit = Subscriber::start().await;
-    let yaml = format!(
+/// Broker `ns/b` with a callable Trigger on orders created and an audit Trigger on orders
+/// processed (the callable's replies); both also take fences.
+fn callable_and_audit(callable: &Subscriber, audit: &Subscriber) -> String {
+    format!(
         r#"
 apiVersion: eventing.knative.dev/v1
 kind: Broker
@@ -78,7 +56,35 @@ spec:
 "#,
         callable.url(),
         audit.url()
-    );
+    )
+}
+
+/// Sends a fence and waits until every subscriber in `subs` has it.
+async fn fence_all(url: &Url, subs: &[&Subscriber], id: &str) {
+    accept(url, &event(id, "fence")).await;
+    for s in subs {
+        s.wait_for_id(id, DEADLINE).await;
+    }
+}
+
+#[tokio::test]
+async fn a_reply_is_published_back_and_delivered_to_the_trigger_on_its_type() {
+    let callable = Subscriber::start().await;
+    // One reply in binary mode, one in structured mode.
+    callable.respond_with(|r, _| {
+        let e = r.event();
+        if e.ty() == "fence" {
+            return Answer::accepted();
+        }
+        let reply = reply_to(e, "com.example.order.processed");
+        if e.id() == "o-structured" {
+            Answer::reply_structured(reply)
+        } else {
+            Answer::reply(reply)
+        }
+    });
+    let audit = Subscriber::start().await;
+    let yaml = callable_and_audit(&callable, &audit);
     let server = start_with(&yaml, sequential()).await;
     let url = server.broker_url("ns", "b");
     let binary = rich_event("o-binary", "com.example.order.created", &[("region", "eu")]);
@@ -225,33 +231,7 @@ async fn an_event_in_a_202_or_201_is_not_a_reply() {
         }
     });
     let audit = Subscriber::start().await;
-    let yaml = format!(
-        r#"
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: b, namespace: ns}}
-spec:
-  delivery: {{retry: 0}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: callable, namespace: ns}}
-spec:
-  broker: b
-  filters: [{{any: [{{exact: {{type: com.example.order.created}}}}, {{exact: {{type: fence}}}}]}}]
-  subscriber: {{uri: "{}"}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: audit, namespace: ns}}
-spec:
-  broker: b
-  filters: [{{any: [{{exact: {{type: com.example.order.processed}}}}, {{exact: {{type: fence}}}}]}}]
-  subscriber: {{uri: "{}"}}
-"#,
-        callable.url(),
-        audit.url()
-    );
+    let yaml = callable_and_audit(&callable, &audit);
     let server = start_with(&yaml, sequential()).await;
     let url = server.broker_url("ns", "b");
     for id in ["e202", "e201", "e202-structured", "e200"] {

@@ -448,9 +448,16 @@ async fn removing_a_subscription_releases_what_it_held() {
     assert!(!ch.remove_subscription("gone").await.unwrap());
 }
 
-#[tokio::test]
-async fn seek_by_offset_moves_only_that_subscription() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store that keeps consumed events for an hour (so they can be replayed), its channel
+/// `default`, and subscriptions `a` and `b` on it.
+async fn replayable_with_two_subscriptions(
+    dir: &tempfile::TempDir,
+) -> (
+    SledStore,
+    Arc<SledChannel>,
+    Box<dyn Subscription>,
+    Box<dyn Subscription>,
+) {
     let config = SledConfig {
         retention: Retention {
             max_age: Some(Duration::from_secs(3600)),
@@ -458,10 +465,17 @@ async fn seek_by_offset_moves_only_that_subscription() {
         },
         ..quick()
     };
-    let store = open(&dir, config);
+    let store = open(dir, config);
     let ch = store.channel("default").unwrap();
-    let mut a = ch.subscribe("a").await.unwrap();
-    let mut b = ch.subscribe("b").await.unwrap();
+    let a = ch.subscribe("a").await.unwrap();
+    let b = ch.subscribe("b").await.unwrap();
+    (store, ch, a, b)
+}
+
+#[tokio::test]
+async fn seek_by_offset_moves_only_that_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, ch, mut a, mut b) = replayable_with_two_subscriptions(&dir).await;
     ch.publish(events("e", 10)).await.unwrap();
     for sub in [&mut a, &mut b] {
         for d in take(sub, 10).await {
@@ -486,17 +500,7 @@ async fn seek_by_offset_moves_only_that_subscription() {
 #[tokio::test]
 async fn seek_by_time_finds_the_first_event_at_or_after_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = SledConfig {
-        retention: Retention {
-            max_age: Some(Duration::from_secs(3600)),
-            max_bytes: None,
-        },
-        ..quick()
-    };
-    let store = open(&dir, config);
-    let ch = store.channel("default").unwrap();
-    let mut a = ch.subscribe("a").await.unwrap();
-    let mut b = ch.subscribe("b").await.unwrap();
+    let (_store, ch, mut a, mut b) = replayable_with_two_subscriptions(&dir).await;
     ch.publish(events("before", 4)).await.unwrap();
     // Append times have ms resolution: make sure the next batch is appended in a later ms.
     let before = chrono::Utc::now();

@@ -432,6 +432,26 @@ pub fn broker(namespace: &str, name: &str, spec: &str) -> String {
     )
 }
 
+/// Broker `ns/b` with Trigger `t` to `sub` and the given delivery (YAML flow-mapping content).
+pub fn one_trigger(sub: &Subscriber, delivery: &str) -> String {
+    format!(
+        r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {{name: b, namespace: ns}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: t, namespace: ns}}
+spec:
+  broker: b
+  subscriber: {{uri: "{}"}}
+  delivery: {{{delivery}}}
+"#,
+        sub.url()
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Events and senders
 // ---------------------------------------------------------------------------------------------
