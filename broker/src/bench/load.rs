@@ -8,6 +8,28 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The end of a raw-client baseline: waits for every sender, then (up to 300 s) for the
+/// receiver's latencies and last arrival (µs), and measures the run from `start` (µs).
+pub async fn finish_raw(
+    events: usize,
+    start: u64,
+    mut senders: tokio::task::JoinSet<Result<(), String>>,
+    receiver: tokio::task::JoinHandle<Result<(hdrhistogram::Histogram<u64>, u64), String>>,
+    err: impl Fn(String) -> BenchError,
+) -> Result<RunResult, BenchError> {
+    while let Some(r) = senders.join_next().await {
+        r.map_err(|e| err(e.to_string()))?.map_err(&err)?;
+    }
+    let (latencies, last) = tokio::time::timeout(Duration::from_secs(300), receiver)
+        .await
+        .map_err(|_| err("consumer did not receive everything within 300 s".into()))?
+        .map_err(|e| err(e.to_string()))?
+        .map_err(&err)?;
+    Ok(RunResult::measured(
+        events, events, start, last, &latencies, 0,
+    ))
+}
+
 pub const EVENT_TYPE: &str = "bench.event";
 
 #[derive(Clone, Debug)]

@@ -2,11 +2,10 @@
 //! with the same client library (rdkafka) — produce 1-KiB records from `senders` tasks,
 //! each waiting for its delivery report, and consume them with a consumer group.
 
-use super::load::RunResult;
-use super::sink::now_micros;
+use super::load::{finish_raw, RunResult};
+use super::sink::{latency_histogram, now_micros};
 use super::{BenchConfig, BenchError};
 use futures::StreamExt;
-use hdrhistogram::Histogram;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -56,8 +55,7 @@ pub async fn run(config: &BenchConfig, bootstrap: &str) -> Result<RunResult, Ben
     // record, as Herald's consumers have before its case starts.
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let receiver = tokio::spawn(async move {
-        let mut latencies =
-            Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
+        let mut latencies = latency_histogram();
         let mut stream = consumer.stream();
         stream
             .next()
@@ -123,15 +121,5 @@ pub async fn run(config: &BenchConfig, bootstrap: &str) -> Result<RunResult, Ben
             Ok::<_, String>(())
         });
     }
-    while let Some(r) = senders.join_next().await {
-        r.map_err(|e| err(e.to_string()))?.map_err(err)?;
-    }
-    let (latencies, last) = tokio::time::timeout(Duration::from_secs(300), receiver)
-        .await
-        .map_err(|_| err("consumer did not receive everything within 300 s".into()))?
-        .map_err(|e| err(e.to_string()))?
-        .map_err(err)?;
-    Ok(RunResult::measured(
-        events, events, start, last, &latencies, 0,
-    ))
+    finish_raw(events, start, senders, receiver, err).await
 }

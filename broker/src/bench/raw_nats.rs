@@ -2,16 +2,14 @@
 //! with the same client library — publish 1-KiB messages (waiting for each publish ack) from
 //! `senders` tasks and consume them from a durable pull consumer with explicit acks.
 
-use super::load::RunResult;
-use super::sink::now_micros;
+use super::load::{finish_raw, RunResult};
+use super::sink::{latency_histogram, now_micros};
 use super::{BenchConfig, BenchError};
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use futures::StreamExt;
-use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub async fn run(config: &BenchConfig, url: &str) -> Result<RunResult, BenchError> {
     let err = |detail: String| BenchError::Case {
@@ -49,8 +47,7 @@ pub async fn run(config: &BenchConfig, url: &str) -> Result<RunResult, BenchErro
 
     let events = config.events;
     let receiver = tokio::spawn(async move {
-        let mut latencies =
-            Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
+        let mut latencies = latency_histogram();
         let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
         let mut last = 0;
         for _ in 0..events {
@@ -93,16 +90,7 @@ pub async fn run(config: &BenchConfig, url: &str) -> Result<RunResult, BenchErro
             Ok::<_, String>(())
         });
     }
-    while let Some(r) = senders.join_next().await {
-        r.map_err(|e| err(e.to_string()))?.map_err(err)?;
-    }
-    let (latencies, last) = tokio::time::timeout(Duration::from_secs(300), receiver)
-        .await
-        .map_err(|_| err("consumer did not receive everything within 300 s".into()))?
-        .map_err(|e| err(e.to_string()))?
-        .map_err(err)?;
+    let result = finish_raw(events, start, senders, receiver, err).await?;
     let _ = js.delete_stream(&name).await;
-    Ok(RunResult::measured(
-        events, events, start, last, &latencies, 0,
-    ))
+    Ok(result)
 }

@@ -45,14 +45,17 @@ impl SinkState {
     }
 }
 
+/// Latencies in µs, from 1 µs to 10 minutes, to 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
 impl Sink {
     pub async fn start() -> Result<Sink, BenchError> {
         let state = Arc::new(SinkState {
             received: AtomicU64::new(0),
             last_arrival_micros: AtomicU64::new(0),
-            latencies: Mutex::new(
-                Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
-            ),
+            latencies: Mutex::new(latency_histogram()),
             arrived: Notify::new(),
         });
         let app = Router::new()
