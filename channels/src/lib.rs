@@ -10,6 +10,30 @@ pub mod memory;
 pub mod nats;
 pub mod sled;
 
+/// What the wire codecs' round-trip tests check of a decoded event.
+#[cfg(test)]
+mod codec_tests {
+    use cloudevents::{AttributesReader, Data, Event};
+
+    /// `back` (decoded) carries the id "1", subject "sub", extension region=eu and JSON data
+    /// {"a": 1} of `sent`, and its time.
+    pub(crate) fn assert_round_tripped(back: &Event, sent: &Event) {
+        assert_eq!(back.id(), "1");
+        assert_eq!(back.subject(), Some("sub"));
+        assert_eq!(back.time(), sent.time());
+        assert_eq!(
+            back.extension("region").map(|v| v.to_string()).as_deref(),
+            Some("eu")
+        );
+        let data: serde_json::Value = match back.data() {
+            Some(Data::Binary(b)) => serde_json::from_slice(b).unwrap(),
+            Some(Data::Json(v)) => v.clone(),
+            other => panic!("unexpected data {other:?}"),
+        };
+        assert_eq!(data, serde_json::json!({"a": 1}));
+    }
+}
+
 use async_trait::async_trait;
 use cloudevents::Event;
 use std::sync::Arc;
