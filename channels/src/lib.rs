@@ -3,10 +3,13 @@
 //! One trait, [`Channel`], with one module per backend. Callers (ingress, dispatcher, later
 //! Channel/Subscription fan-out) know channels only through this trait.
 
+mod ack_prefix;
+pub mod error;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod kafka_config;
 pub mod memory;
+pub mod name;
 pub mod nats;
 pub mod sled;
 
@@ -37,54 +40,17 @@ mod codec_tests {
 use async_trait::async_trait;
 use cloudevents::Event;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use self::sled::{
     Retention, SledChannel, SledChannelStats, SledConfig, SledStats, SledStore, SyncPolicy,
 };
+pub use error::{Cause, ChannelError};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaBackend, KafkaChannel};
 pub use kafka_config::KafkaConfig;
 pub use memory::{MemoryChannel, MemoryChannelConfig};
+pub use name::ChannelName;
 pub use nats::{NatsBackend, NatsChannel, NatsConfig, NatsStorage};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ChannelError {
-    /// Capacity or lag limit reached: the caller should back off and retry.
-    #[error("channel {channel} is full ({detail})")]
-    Full {
-        channel: String,
-        detail: String,
-        retry_after: Duration,
-    },
-    /// The backend cannot be reached right now.
-    #[error("channel {channel} is unavailable: {detail}")]
-    Unavailable {
-        channel: String,
-        detail: String,
-        retry_after: Duration,
-    },
-    #[error("channel {channel}: {detail}")]
-    Backend { channel: String, detail: String },
-    /// The requested replay position is no longer (or was never) retained.
-    #[error("channel {channel} cannot replay from {position}: {detail}")]
-    NotRetained {
-        channel: String,
-        position: String,
-        detail: String,
-    },
-}
-
-impl ChannelError {
-    /// How long a publisher should wait before trying again, for errors that are transient.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            ChannelError::Full { retry_after, .. }
-            | ChannelError::Unavailable { retry_after, .. } => Some(*retry_after),
-            _ => None,
-        }
-    }
-}
 
 /// An ordered log of events with independent, acknowledged subscriptions.
 #[async_trait]
@@ -104,12 +70,26 @@ pub trait Channel: Send + Sync + 'static {
     /// offset the subscription now resumes from.
     async fn seek(&self, subscription: &str, position: Position) -> Result<u64, ChannelError>;
 
+    /// Removes a subscription from the backend (its Trigger was deleted): its committed
+    /// position is forgotten, it no longer holds back retention nor counts as lag (NATS: the
+    /// durable consumer is deleted; Kafka: the consumer group; sled: its state; memory: its
+    /// cursor). Idempotent; readers still open end. Opening it again later starts afresh,
+    /// at the head.
+    async fn delete_subscription(&self, subscription: &str) -> Result<(), ChannelError>;
+
     /// Forgets subscriptions not in `keep` (Triggers deleted from the configuration), so
     /// they no longer hold back retention or count as lag. Returns the names removed.
+    /// Superseded by [`Channel::delete_subscription`].
     async fn prune_subscriptions(&self, keep: &[String]) -> Result<Vec<String>, ChannelError> {
         let _ = keep;
         Ok(Vec::new())
     }
+
+    /// Deletes the channel and everything it holds from the backend (its Broker was
+    /// deleted), after `close`. NATS: the stream; Kafka: the topic and the groups of its
+    /// subscriptions; sled: the log and its subscriptions' state; memory: everything.
+    /// Idempotent.
+    async fn delete(&self) -> Result<(), ChannelError>;
 
     /// Starts shutdown: subscriptions end once it is safe. A volatile channel first hands out
     /// and waits for acknowledgement of everything it holds (nothing survives it otherwise); a
@@ -161,9 +141,14 @@ impl Delivery {
         Self { event, offset, ack }
     }
 
-    /// Marks the event handled (delivered or dead-lettered) for this subscription.
+    /// Tells the backend how the delivery ended (see [`Settlement`]).
+    pub async fn settle(self, how: Settlement) -> Result<(), ChannelError> {
+        self.ack.settle(how).await
+    }
+
+    /// Marks the event delivered for this subscription: `settle(Settlement::Delivered)`.
     pub async fn ack(self) -> Result<(), ChannelError> {
-        self.ack.ack().await
+        self.settle(Settlement::Delivered).await
     }
 
     /// Separates the event from its acknowledgement; the event is copied only if another
@@ -186,8 +171,29 @@ impl std::fmt::Debug for Delivery {
     }
 }
 
-/// Backend-specific acknowledgement of one delivery.
+/// How one delivery ended, for the backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    Delivered,
+    DeadLettered,
+    /// The filter rejected it, or there was nothing to do.
+    Dropped,
+    /// Not handled (shutdown abandoned it, the route was removed mid-flight): redeliver it,
+    /// to this subscription, soon. NATS redelivers it at once (a nak); memory, sled and
+    /// Kafka leave it unacknowledged, so it comes again when the subscription is next opened
+    /// (or the process restarts), and the committed position does not move past it.
+    Released,
+}
+
+impl Settlement {
+    /// Whether the subscription is done with the event.
+    pub fn is_handled(self) -> bool {
+        !matches!(self, Settlement::Released)
+    }
+}
+
+/// Backend-specific settlement of one delivery.
 #[async_trait]
 pub trait Acknowledge: Send {
-    async fn ack(self: Box<Self>) -> Result<(), ChannelError>;
+    async fn settle(self: Box<Self>, how: Settlement) -> Result<(), ChannelError>;
 }

@@ -5,10 +5,13 @@
 //! them, so memory is bounded by `capacity` events of the slowest subscription's backlog; past
 //! that, `publish` answers [`ChannelError::Full`] instead of growing.
 
-use crate::{Acknowledge, Channel, ChannelError, Delivery, Position, Subscription};
+use crate::ack_prefix::AckPrefix;
+use crate::{
+    Acknowledge, Channel, ChannelError, ChannelName, Delivery, Position, Settlement, Subscription,
+};
 use async_trait::async_trait;
 use cloudevents::Event;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -31,7 +34,7 @@ impl Default for MemoryChannelConfig {
 }
 
 pub struct MemoryChannel {
-    name: String,
+    name: ChannelName,
     config: MemoryChannelConfig,
     shared: Arc<Shared>,
 }
@@ -49,13 +52,32 @@ struct Log {
     events: VecDeque<Arc<Event>>,
     subscriptions: HashMap<String, Cursor>,
     closing: bool,
+    /// Source of cursor epochs.
+    epochs: u64,
 }
 
 struct Cursor {
+    /// Next offset to look at; offsets below it that are still due (released) are found
+    /// again by moving it back.
     next: u64,
-    committed: u64,
-    /// Acknowledged offsets at or above `committed` (acks arrive out of order).
-    acked: BTreeSet<u64>,
+    /// What is settled; its committed offset is the subscription's position.
+    acks: AckPrefix,
+    /// Bumped on seek, so settlements of deliveries made before it are ignored.
+    epoch: u64,
+}
+
+impl Cursor {
+    fn at(offset: u64, epoch: u64) -> Self {
+        Self {
+            next: offset,
+            acks: AckPrefix::at(offset),
+            epoch,
+        }
+    }
+
+    fn committed(&self) -> u64 {
+        self.acks.committed().unwrap_or(self.next)
+    }
 }
 
 impl Log {
@@ -68,7 +90,7 @@ impl Log {
         let low = self
             .subscriptions
             .values()
-            .map(|c| c.committed)
+            .map(Cursor::committed)
             .min()
             .unwrap_or(head);
         while self.base < low && !self.events.is_empty() {
@@ -82,12 +104,12 @@ impl Log {
 
     fn drained(&self) -> bool {
         let head = self.head();
-        self.subscriptions.values().all(|c| c.committed >= head)
+        self.subscriptions.values().all(|c| c.committed() >= head)
     }
 }
 
 impl MemoryChannel {
-    pub fn new(name: impl Into<String>, config: MemoryChannelConfig) -> Self {
+    pub fn new(name: impl Into<ChannelName>, config: MemoryChannelConfig) -> Self {
         Self {
             name: name.into(),
             config,
@@ -110,7 +132,7 @@ impl Shared {
 #[async_trait]
 impl Channel for MemoryChannel {
     fn name(&self) -> &str {
-        &self.name
+        self.name.as_str()
     }
 
     async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
@@ -118,15 +140,15 @@ impl Channel for MemoryChannel {
             let mut log = self.shared.lock();
             log.trim();
             if log.events.len() + events.len() > self.config.capacity {
-                return Err(ChannelError::Full {
-                    channel: self.name.clone(),
-                    detail: format!(
+                return Err(ChannelError::full(
+                    self.name.as_str(),
+                    format!(
                         "{} events held, capacity {}",
                         log.events.len(),
                         self.config.capacity
                     ),
-                    retry_after: self.config.retry_after,
-                });
+                    self.config.retry_after,
+                ));
             }
             log.events.extend(events.into_iter().map(Arc::new));
         }
@@ -135,16 +157,23 @@ impl Channel for MemoryChannel {
     }
 
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError> {
-        let mut log = self.shared.lock();
-        let head = log.head();
-        // A new subscription starts at the head, like a Trigger created after events flowed.
-        log.subscriptions
-            .entry(subscription.to_string())
-            .or_insert_with(|| Cursor {
-                next: head,
-                committed: head,
-                acked: BTreeSet::new(),
-            });
+        {
+            let mut log = self.shared.lock();
+            let head = log.head();
+            log.epochs += 1;
+            let epoch = log.epochs;
+            // A new subscription starts at the head, like a Trigger created after events
+            // flowed; an existing one resumes where it is, with what was released handed out
+            // again.
+            let cursor = log
+                .subscriptions
+                .entry(subscription.to_string())
+                .or_insert_with(|| Cursor::at(head, epoch));
+            if let Some(released) = cursor.acks.first_released() {
+                cursor.next = cursor.next.min(released);
+            }
+        }
+        self.shared.changed.notify_waiters();
         Ok(Box::new(MemoryReader {
             shared: self.shared.clone(),
             subscription: subscription.to_string(),
@@ -161,7 +190,7 @@ impl Channel for MemoryChannel {
                 Position::Offset(o) if *o >= base && *o <= head => *o,
                 _ => {
                     return Err(ChannelError::NotRetained {
-                        channel: self.name.clone(),
+                        channel: self.name.to_string(),
                         position: position.to_string(),
                         detail: format!(
                             "the in-memory channel keeps only unacknowledged events (offsets {base}..{head})"
@@ -169,19 +198,44 @@ impl Channel for MemoryChannel {
                     })
                 }
             };
+            log.epochs += 1;
+            let epoch = log.epochs;
             let Some(cursor) = log.subscriptions.get_mut(subscription) else {
-                return Err(ChannelError::Backend {
-                    channel: self.name.clone(),
-                    detail: format!("no subscription {subscription:?}"),
-                });
+                return Err(ChannelError::backend(
+                    self.name.as_str(),
+                    format!("no subscription {subscription:?}"),
+                ));
             };
-            cursor.next = offset;
-            cursor.committed = offset;
-            cursor.acked.clear();
+            *cursor = Cursor::at(offset, epoch);
             offset
         };
         self.shared.changed.notify_waiters();
         Ok(offset)
+    }
+
+    async fn delete_subscription(&self, subscription: &str) -> Result<(), ChannelError> {
+        {
+            let mut log = self.shared.lock();
+            log.subscriptions.remove(subscription);
+            // What only it still held can go now.
+            log.trim();
+        }
+        // Its readers find their cursor gone and end.
+        self.shared.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn delete(&self) -> Result<(), ChannelError> {
+        {
+            let mut log = self.shared.lock();
+            let head = log.head();
+            log.subscriptions.clear();
+            log.events.clear();
+            log.base = head;
+            log.closing = true;
+        }
+        self.shared.changed.notify_waiters();
+        Ok(())
     }
 
     async fn close(&self) {
@@ -214,14 +268,22 @@ impl Subscription for MemoryReader {
                 if cursor.next < base {
                     cursor.next = base;
                 }
+                // Skip what is settled or in flight with another reader (after a rewind to
+                // a released offset).
+                while cursor.next < head && !cursor.acks.is_due(cursor.next) {
+                    cursor.next += 1;
+                }
                 if cursor.next < head {
                     let offset = cursor.next;
                     cursor.next += 1;
+                    cursor.acks.delivered(offset);
+                    let epoch = cursor.epoch;
                     let event = log.events[(offset - base) as usize].clone();
                     let ack = MemoryAck {
                         shared: self.shared.clone(),
                         subscription: self.subscription.clone(),
                         offset,
+                        epoch,
                     };
                     return Ok(Some(Delivery::shared(event, Some(offset), Box::new(ack))));
                 }
@@ -240,18 +302,21 @@ struct MemoryAck {
     shared: Arc<Shared>,
     subscription: String,
     offset: u64,
+    epoch: u64,
 }
 
 #[async_trait]
 impl Acknowledge for MemoryAck {
-    async fn ack(self: Box<Self>) -> Result<(), ChannelError> {
+    async fn settle(self: Box<Self>, how: Settlement) -> Result<(), ChannelError> {
         let closing = {
             let mut log = self.shared.lock();
             if let Some(c) = log.subscriptions.get_mut(&self.subscription) {
-                if self.offset >= c.committed {
-                    c.acked.insert(self.offset);
-                    while c.acked.remove(&c.committed) {
-                        c.committed += 1;
+                // After a seek, settlements of earlier deliveries no longer apply.
+                if c.epoch == self.epoch {
+                    if how.is_handled() {
+                        c.acks.settle(self.offset);
+                    } else {
+                        c.acks.release(self.offset);
                     }
                 }
             }

@@ -1,9 +1,10 @@
 //! Which delivered records of a reader's partitions are acknowledged, and so how far the
-//! group may commit. Deliveries are acknowledged out of order (concurrent deliveries), but a
-//! Kafka commit is one offset per partition meaning "everything below is done": only the
-//! contiguous acknowledged prefix is committable.
+//! group may commit: one [`AckPrefix`] per partition (a Kafka commit is one offset per
+//! partition meaning "everything below is done"), plus what a consumer group adds — which
+//! partitions are assigned, epochs across rebalances, and what was committed already.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::ack_prefix::AckPrefix;
+use std::collections::{BTreeSet, HashMap};
 
 /// The acknowledgement state of the partitions one reader is assigned.
 #[derive(Debug, Default)]
@@ -20,12 +21,22 @@ pub struct Acks {
 #[derive(Debug)]
 struct PartitionAcks {
     epoch: u64,
-    /// Delivered records not yet committable, by offset, with whether each is acknowledged.
-    owed: BTreeMap<i64, bool>,
-    /// Everything below this offset is handled: the offset the group may commit.
-    handled_to: Option<i64>,
+    /// Delivered records; its committed offset is the one the group may commit.
+    prefix: AckPrefix,
     /// The offset last committed (or sent to be committed).
     committed: Option<i64>,
+}
+
+impl PartitionAcks {
+    /// Everything below this offset is handled.
+    fn handled_to(&self) -> Option<i64> {
+        self.prefix.committed().and_then(|o| i64::try_from(o).ok())
+    }
+}
+
+/// Kafka record offsets are never negative; a negative one cannot be tracked.
+fn offset(o: i64) -> Option<u64> {
+    u64::try_from(o).ok()
 }
 
 /// Identifies one delivery for its acknowledgement.
@@ -44,12 +55,13 @@ impl Acks {
             *next_epoch += 1;
             PartitionAcks {
                 epoch: *next_epoch,
-                owed: BTreeMap::new(),
-                handled_to: None,
+                prefix: AckPrefix::sparse(),
                 committed: None,
             }
         });
-        state.owed.insert(offset, false);
+        if let Some(o) = self::offset(offset) {
+            state.prefix.delivered(o);
+        }
         DeliveryTag {
             partition,
             offset,
@@ -60,21 +72,29 @@ impl Acks {
     /// Marks a delivery handled. Returns false if its partition was revoked (or reset by a
     /// seek) since: the acknowledgement no longer counts.
     pub fn ack(&mut self, tag: DeliveryTag) -> bool {
+        self.settle(tag, true)
+    }
+
+    /// Leaves a delivery unhandled: the partition's committable offset stays below it, so
+    /// it is delivered again once the partition is next assigned (the subscription is opened
+    /// again, a rebalance, a restart). Returns false as [`Acks::ack`] does.
+    pub fn release(&mut self, tag: DeliveryTag) -> bool {
+        self.settle(tag, false)
+    }
+
+    fn settle(&mut self, tag: DeliveryTag, handled: bool) -> bool {
         let Some(state) = self.partitions.get_mut(&tag.partition) else {
             return false;
         };
         if state.epoch != tag.epoch {
             return false;
         }
-        if let Some(acked) = state.owed.get_mut(&tag.offset) {
-            *acked = true;
-        }
-        while let Some(entry) = state.owed.first_entry() {
-            if !*entry.get() {
-                break;
+        if let Some(o) = offset(tag.offset) {
+            if handled {
+                state.prefix.settle(o);
+            } else {
+                state.prefix.release(o);
             }
-            state.handled_to = Some(entry.key() + 1);
-            entry.remove();
         }
         true
     }
@@ -87,7 +107,7 @@ impl Acks {
             if only.is_some_and(|only| !only.contains(partition)) {
                 continue;
             }
-            if let Some(handled) = state.handled_to {
+            if let Some(handled) = state.handled_to() {
                 if state.committed.is_none_or(|c| c < handled) {
                     state.committed = Some(handled);
                     commits.push((*partition, handled));
@@ -186,6 +206,16 @@ mod tests {
         assert!(acks.take_commits(None).is_empty());
         assert!(acks.ack(again));
         assert_eq!(acks.take_commits(None), vec![(2, 6)]);
+    }
+
+    #[test]
+    fn a_released_delivery_holds_the_commit_back() {
+        let mut acks = Acks::default();
+        let a = acks.delivered(0, 0);
+        let b = acks.delivered(0, 1);
+        assert!(acks.release(a));
+        acks.ack(b);
+        assert!(acks.take_commits(None).is_empty());
     }
 
     #[test]

@@ -14,7 +14,6 @@ mod blocking;
 mod circuit;
 pub mod codec;
 mod config;
-mod names;
 mod offsets;
 mod producer;
 mod reader;
@@ -22,7 +21,8 @@ mod seek;
 
 pub use crate::kafka_config::KafkaConfig;
 
-use crate::{Channel, ChannelError, Position, Subscription};
+use crate::name::kafka_group;
+use crate::{Channel, ChannelError, ChannelName, Position, Subscription};
 use async_trait::async_trait;
 use blocking::{blocking, bounded, OffRuntime};
 use circuit::Circuit;
@@ -31,10 +31,11 @@ use offsets::GroupOffsets;
 use producer::{publish_error, ProducerSlot};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaErrorCode;
 use reader::{KafkaReader, SubscriptionReaders};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -52,34 +53,47 @@ impl KafkaBackend {
     /// retried by librdkafka in the background.
     pub async fn connect(config: KafkaConfig) -> Result<Self, ChannelError> {
         let config = Arc::new(config);
-        let unavailable = |detail: String| ChannelError::Unavailable {
-            channel: config.bootstrap_servers.clone(),
-            detail,
-            retry_after: config.retry_after,
+        let unavailable = |detail: &str, e: KafkaError| {
+            ChannelError::unavailable(config.bootstrap_servers.clone(), detail, config.retry_after)
+                .caused_by(e)
         };
         let admin: AdminClient<DefaultClientContext> = config
             .admin_config()
             .create()
-            .map_err(|e| unavailable(format!("cannot create the Kafka admin client: {e}")))?;
+            .map_err(|e| unavailable("cannot create the Kafka admin client", e))?;
         let admin = OffRuntime::new(admin);
         let producer = ProducerSlot::new(&config)
-            .map_err(|e| unavailable(format!("cannot create the Kafka producer: {e}")))?;
-        let probe = producer.current();
-        let timeout = config.request_timeout;
-        blocking(move || probe.client().fetch_metadata(None, timeout).map(|_| ()))
-            .await
-            .map_err(|e| unavailable(format!("cannot reach Kafka: {e}")))?;
-        Ok(Self {
-            config,
+            .map_err(|e| unavailable("cannot create the Kafka producer", e))?;
+        let backend = Self {
+            config: config.clone(),
             admin: Arc::new(admin),
             producer: Arc::new(producer),
-        })
+        };
+        backend
+            .reachable(config.request_timeout)
+            .await
+            .map_err(|e| unavailable("cannot reach Kafka", e))?;
+        Ok(backend)
+    }
+
+    /// Whether the cluster answers a metadata request within `timeout`.
+    pub async fn reachable(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let probe = self.producer.current();
+        blocking(move || probe.client().fetch_metadata(None, timeout).map(|_| ())).await
+    }
+
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.config.bootstrap_servers
     }
 
     /// Opens the channel `name` (e.g. `ns/broker`), creating its topic if it does not exist.
     /// Open each channel once and share it: seek coordinates the readers of one channel.
-    pub async fn channel(&self, name: &str) -> Result<Arc<KafkaChannel>, ChannelError> {
-        let topic = names::topic(&self.config.topic_prefix, name);
+    pub async fn channel(
+        &self,
+        name: impl Into<ChannelName>,
+    ) -> Result<Arc<KafkaChannel>, ChannelError> {
+        let name = name.into();
+        let topic = name.kafka_topic(&self.config.topic_prefix);
         let new_topic = NewTopic::new(
             &topic,
             self.config.partitions,
@@ -90,10 +104,13 @@ impl KafkaBackend {
             .admin
             .create_topics([&new_topic], &options)
             .await
-            .map_err(|e| ChannelError::Unavailable {
-                channel: name.to_string(),
-                detail: format!("cannot create topic {topic}: {e}"),
-                retry_after: self.config.retry_after,
+            .map_err(|e| {
+                ChannelError::unavailable(
+                    name.as_str(),
+                    format!("cannot create topic {topic}"),
+                    self.config.retry_after,
+                )
+                .caused_by(e)
             })?;
         for result in created {
             match result {
@@ -102,17 +119,19 @@ impl KafkaBackend {
                 }
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((_, code)) => {
-                    return Err(ChannelError::Backend {
-                        channel: name.to_string(),
-                        detail: format!("cannot create topic {topic}: {code}"),
-                    })
+                    return Err(ChannelError::backend(
+                        name.as_str(),
+                        format!("cannot create topic {topic}"),
+                    )
+                    .caused_by(KafkaError::AdminOp(code)))
                 }
             }
         }
         Ok(Arc::new(KafkaChannel {
-            name: name.to_string(),
+            name,
             topic,
             config: self.config.clone(),
+            admin: self.admin.clone(),
             producer: self.producer.clone(),
             circuit: Circuit::new(self.config.retry_after),
             subscriptions: Mutex::new(HashMap::new()),
@@ -123,9 +142,10 @@ impl KafkaBackend {
 
 /// One Broker's topic, its publisher side and its subscriptions' consumer groups.
 pub struct KafkaChannel {
-    name: String,
+    name: ChannelName,
     topic: String,
     config: Arc<KafkaConfig>,
+    admin: Arc<OffRuntime<AdminClient<DefaultClientContext>>>,
     producer: Arc<ProducerSlot>,
     /// Per channel, not per backend: a failure may concern one topic or partition leader, and
     /// one sick Broker must not make every other Broker answer 503.
@@ -142,7 +162,7 @@ impl KafkaChannel {
 
     /// The Kafka consumer group of a subscription (for operators and tools).
     pub fn consumer_group(&self, subscription: &str) -> String {
-        names::group(&self.topic, subscription)
+        kafka_group(&self.topic, subscription)
     }
 
     /// The partitions assigned to each open reader of the subscription in this process
@@ -151,26 +171,101 @@ impl KafkaChannel {
         self.readers(subscription).assignments()
     }
 
-    fn unavailable(&self, detail: String) -> ChannelError {
-        ChannelError::Unavailable {
-            channel: self.name.clone(),
-            detail,
-            retry_after: self.config.retry_after,
+    fn unavailable(&self, detail: impl Into<String>) -> ChannelError {
+        ChannelError::unavailable(self.name.as_str(), detail, self.config.retry_after)
+    }
+
+    /// The subscription's readers in this process; after a delete, a fresh set.
+    fn readers(&self, subscription: &str) -> Arc<SubscriptionReaders> {
+        let mut subscriptions = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        let readers = subscriptions
+            .entry(subscription.to_string())
+            .or_insert_with(|| Arc::new(SubscriptionReaders::new(self.closed.child_token())));
+        if readers.ended.is_cancelled() && !self.closed.is_cancelled() {
+            *readers = Arc::new(SubscriptionReaders::new(self.closed.child_token()));
+        }
+        readers.clone()
+    }
+
+    /// Ends the readers of one subscription in this process and waits (bounded) until they
+    /// have left its group.
+    async fn end_readers(&self, readers: &SubscriptionReaders) {
+        readers.ended.cancel();
+        let left = readers.retire_all();
+        let all_left =
+            tokio::time::timeout(self.config.request_timeout, futures::future::join_all(left))
+                .await;
+        if all_left.is_err() {
+            tracing::warn!(channel = %self.name, "readers did not leave their group in time");
         }
     }
 
-    fn readers(&self, subscription: &str) -> Arc<SubscriptionReaders> {
-        self.subscriptions
+    /// Deletes consumer groups; one that does not exist counts as deleted.
+    async fn delete_groups(&self, groups: &[String]) -> Result<(), ChannelError> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+        let options = AdminOptions::new().operation_timeout(Some(self.config.request_timeout));
+        let results = self
+            .admin
+            .delete_groups(&names, &options)
+            .await
+            .map_err(|e| {
+                self.unavailable("cannot delete consumer groups")
+                    .caused_by(e)
+            })?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+                Err((group, code)) => {
+                    return Err(ChannelError::backend(
+                        self.name.as_str(),
+                        format!(
+                            "cannot delete consumer group {group} (its readers in other \
+                             processes must be stopped first)"
+                        ),
+                    )
+                    .caused_by(KafkaError::AdminOp(code)))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The groups of this channel's subscriptions known to the cluster (named
+    /// `<topic>.<subscription>`), and those opened here.
+    async fn subscription_groups(&self) -> Vec<String> {
+        let mut groups: BTreeSet<String> = self
+            .subscriptions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(subscription.to_string())
-            .or_default()
-            .clone()
+            .keys()
+            .map(|s| kafka_group(&self.topic, s))
+            .collect();
+        let lister = GroupOffsets::open_reader(&self.config, &self.topic);
+        let prefix = format!("{}.", self.topic);
+        let timeout = self.config.request_timeout;
+        let listed = match lister {
+            Ok(lister) => blocking(move || lister.group_names(timeout)).await,
+            Err(e) => Err(e),
+        };
+        match listed {
+            Ok(names) => groups.extend(names.into_iter().filter(|g| g.starts_with(&prefix))),
+            Err(e) => tracing::warn!(
+                channel = %self.name, error = %e,
+                "cannot list consumer groups; deleting only those opened here"
+            ),
+        }
+        // Our own seek reader's group, never a subscription's, goes too.
+        groups.insert(format!("{}.herald-seek", self.topic));
+        groups.into_iter().collect()
     }
 
     /// Produces every record and waits until Kafka has acknowledged each one.
     async fn produce(&self, encoded: &[codec::EncodedEvent]) -> Result<(), ChannelError> {
         let producer = self.producer.get();
+        let name = self.name.as_str();
         let now = chrono::Utc::now().timestamp_millis();
         let mut deliveries = Vec::with_capacity(encoded.len());
         for event in encoded {
@@ -179,12 +274,7 @@ impl KafkaChannel {
             match producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
                 Err((e, _)) => {
-                    return Err(publish_error(
-                        &self.name,
-                        &self.topic,
-                        &e,
-                        self.config.retry_after,
-                    ));
+                    return Err(publish_error(name, &self.topic, e, self.config.retry_after));
                 }
             }
         }
@@ -205,29 +295,26 @@ impl KafkaChannel {
             match result {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => {
-                    return Err(publish_error(
-                        &self.name,
-                        &self.topic,
-                        &e,
-                        self.config.retry_after,
-                    ));
+                    return Err(publish_error(name, &self.topic, e, self.config.retry_after));
                 }
-                Err(_) => return Err(self.unavailable("the producer was shut down".into())),
+                Err(_) => return Err(self.unavailable("the producer was shut down")),
             }
         }
         Ok(())
     }
 
     fn group_offsets(&self, group: &str) -> Result<GroupOffsets, ChannelError> {
-        GroupOffsets::open(&self.config, &self.topic, group)
-            .map_err(|e| self.unavailable(format!("cannot create a client for group {group}: {e}")))
+        GroupOffsets::open(&self.config, &self.topic, group).map_err(|e| {
+            self.unavailable(format!("cannot create a client for group {group}"))
+                .caused_by(e)
+        })
     }
 }
 
 #[async_trait]
 impl Channel for KafkaChannel {
     fn name(&self) -> &str {
-        &self.name
+        self.name.as_str()
     }
 
     /// Kafka has no all-or-nothing append without transactions: each record is produced on
@@ -240,15 +327,14 @@ impl Channel for KafkaChannel {
     async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
         let mut encoded = Vec::with_capacity(events.len());
         for event in events {
-            encoded.push(codec::encode(event).map_err(|e| ChannelError::Backend {
-                channel: self.name.clone(),
-                detail: format!("cannot encode event: {e}"),
+            encoded.push(codec::encode(event).map_err(|e| {
+                ChannelError::backend(self.name.as_str(), format!("cannot encode event: {e}"))
             })?);
         }
         let circuit = &self.circuit;
         if !circuit.admit() {
             return Err(self.unavailable(
-                "Kafka is unreachable (a recent publish failed); probing it again shortly".into(),
+                "Kafka is unreachable (a recent publish failed); probing it again shortly",
             ));
         }
         let outcome = self.produce(&encoded).await;
@@ -270,7 +356,7 @@ impl Channel for KafkaChannel {
     /// every partition committed, so the Trigger starts at the head as of this call (not as
     /// of whenever its first reader finishes joining).
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError> {
-        let group = names::group(&self.topic, subscription);
+        let group = kafka_group(&self.topic, subscription);
         let readers = self.readers(subscription);
         {
             let _exclusive = readers.seek_lock.write().await;
@@ -280,7 +366,10 @@ impl Channel for KafkaChannel {
                 move || seek::heads_without_commits(&offsets)
             })
             .await
-            .map_err(|e| self.unavailable(format!("cannot initialise group {group}: {e}")))?;
+            .map_err(|e| {
+                self.unavailable(format!("cannot initialise group {group}"))
+                    .caused_by(e)
+            })?;
             if !heads.is_empty() {
                 // Refused when another replica's readers already joined: they started at
                 // the head, so there is nothing to do.
@@ -290,13 +379,14 @@ impl Channel for KafkaChannel {
                 }
             }
         }
+        let ended = readers.ended.clone();
         Ok(Box::new(KafkaReader::new(
-            &self.name,
+            self.name.as_str(),
             &self.topic,
             &group,
             self.config.clone(),
             readers,
-            self.closed.clone(),
+            ended,
         )))
     }
 
@@ -307,7 +397,7 @@ impl Channel for KafkaChannel {
     /// be stopped for a seek to be accepted. Returns the lowest offset a partition resumes
     /// from, among partitions that have something to replay.
     async fn seek(&self, subscription: &str, position: Position) -> Result<u64, ChannelError> {
-        let group = names::group(&self.topic, subscription);
+        let group = kafka_group(&self.topic, subscription);
         let readers = self.readers(subscription);
         let _exclusive = readers.seek_lock.write().await;
         let offsets = Arc::new(self.group_offsets(&group)?);
@@ -324,12 +414,16 @@ impl Channel for KafkaChannel {
             Ok(Ok(targets)) => targets,
             Ok(Err(detail)) => {
                 return Err(ChannelError::NotRetained {
-                    channel: self.name.clone(),
+                    channel: self.name.to_string(),
                     position: position.to_string(),
                     detail,
                 })
             }
-            Err(e) => return Err(self.unavailable(format!("cannot resolve {position}: {e}"))),
+            Err(e) => {
+                return Err(self
+                    .unavailable(format!("cannot resolve {position}"))
+                    .caused_by(e))
+            }
         };
         let left = readers.retire_all();
         let all_left =
@@ -350,18 +444,68 @@ impl Channel for KafkaChannel {
                     | RDKafkaErrorCode::BrokerTransportFailure
                     | RDKafkaErrorCode::CoordinatorNotAvailable
                     | RDKafkaErrorCode::NotCoordinator,
-                ) => self.unavailable(format!("cannot move group {group} to {position}: {e}")),
-                _ => ChannelError::Backend {
-                    channel: self.name.clone(),
-                    detail: format!(
+                ) => self
+                    .unavailable(format!("cannot move group {group} to {position}"))
+                    .caused_by(e),
+                _ => ChannelError::backend(
+                    self.name.as_str(),
+                    format!(
                         "cannot move group {group} to {position} (its readers in other \
-                         processes must be stopped first): {e}"
+                         processes must be stopped first)"
                     ),
-                },
+                )
+                .caused_by(e),
             });
         }
         tracing::info!(%group, %position, ?targets, "subscription moved");
         Ok(seek::resume_offset(&targets))
+    }
+
+    /// Ends this process's readers of the subscription (they leave the group) and deletes
+    /// its consumer group.
+    async fn delete_subscription(&self, subscription: &str) -> Result<(), ChannelError> {
+        let readers = self.readers(subscription);
+        {
+            let _exclusive = readers.seek_lock.write().await;
+            self.end_readers(&readers).await;
+        }
+        self.delete_groups(&[kafka_group(&self.topic, subscription)])
+            .await
+    }
+
+    /// Ends every reader, deletes the topic and the groups of its subscriptions.
+    async fn delete(&self) -> Result<(), ChannelError> {
+        self.closed.cancel();
+        let all: Vec<Arc<SubscriptionReaders>> = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for readers in &all {
+            self.end_readers(readers).await;
+        }
+        let groups = self.subscription_groups().await;
+        let options = AdminOptions::new().operation_timeout(Some(self.config.request_timeout));
+        let deleted = self
+            .admin
+            .delete_topics(&[&self.topic], &options)
+            .await
+            .map_err(|e| self.unavailable("cannot delete the topic").caused_by(e))?;
+        for result in deleted {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((topic, code)) => {
+                    return Err(ChannelError::backend(
+                        self.name.as_str(),
+                        format!("cannot delete topic {topic}"),
+                    )
+                    .caused_by(KafkaError::AdminOp(code)))
+                }
+            }
+        }
+        self.delete_groups(&groups).await
     }
 
     async fn close(&self) {

@@ -73,6 +73,12 @@ impl GroupOffsets {
         }
     }
 
+    /// The names of every consumer group in the cluster.
+    pub fn group_names(&self, timeout: Duration) -> KafkaResult<Vec<String>> {
+        let list = self.client().fetch_group_list(None, timeout)?;
+        Ok(list.groups().iter().map(|g| g.name().to_string()).collect())
+    }
+
     /// `(low, high)`: the first retained offset and the offset the next record will get.
     pub fn watermarks(&self, partition: i32) -> KafkaResult<(i64, i64)> {
         self.client()

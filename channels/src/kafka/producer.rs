@@ -87,30 +87,23 @@ impl Drop for ProducerHandle<'_> {
 pub(crate) fn publish_error(
     channel: &str,
     topic: &str,
-    e: &KafkaError,
+    e: KafkaError,
     retry_after: Duration,
 ) -> ChannelError {
     match e.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::QueueFull) => ChannelError::Full {
-            channel: channel.to_string(),
-            detail: format!("the producer queue is full: {e}"),
-            retry_after,
-        },
+        Some(RDKafkaErrorCode::QueueFull) => {
+            ChannelError::full(channel, "the producer queue is full", retry_after).caused_by(e)
+        }
         Some(
             RDKafkaErrorCode::MessageSizeTooLarge
             | RDKafkaErrorCode::InvalidMessage
             | RDKafkaErrorCode::InvalidRecord
             | RDKafkaErrorCode::InvalidTopic
             | RDKafkaErrorCode::TopicAuthorizationFailed,
-        ) => ChannelError::Backend {
-            channel: channel.to_string(),
-            detail: format!("Kafka refused the record for {topic}: {e}"),
-        },
-        _ => ChannelError::Unavailable {
-            channel: channel.to_string(),
-            detail: format!("publish to {topic} failed: {e}"),
-            retry_after,
-        },
+        ) => ChannelError::backend(channel, format!("Kafka refused the record for {topic}"))
+            .caused_by(e),
+        _ => ChannelError::unavailable(channel, format!("publish to {topic} failed"), retry_after)
+            .caused_by(e),
     }
 }
 
@@ -122,7 +115,7 @@ mod tests {
         publish_error(
             "ns/b",
             "herald.ns.b",
-            &KafkaError::MessageProduction(code),
+            KafkaError::MessageProduction(code),
             Duration::from_secs(2),
         )
     }

@@ -10,7 +10,7 @@
 use super::acks::{Acks, DeliveryTag};
 use super::blocking::detached;
 use super::{codec, KafkaConfig};
-use crate::{Acknowledge, ChannelError, Delivery, Subscription};
+use crate::{Acknowledge, ChannelError, Delivery, Settlement, Subscription};
 use async_trait::async_trait;
 use cloudevents::Event;
 use rdkafka::consumer::{
@@ -34,8 +34,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The readers of one subscription opened from one channel, for seek to stop and restart.
-#[derive(Default)]
 pub(crate) struct SubscriptionReaders {
+    /// Cancelled when the subscription (or its channel) is deleted or closed: its readers end.
+    pub(crate) ended: CancellationToken,
     /// Held for reading while a reader creates its consumer, for writing while a seek moves
     /// the group's offsets: no consumer joins the group in between and reads the old ones.
     pub(crate) seek_lock: tokio::sync::RwLock<()>,
@@ -43,6 +44,14 @@ pub(crate) struct SubscriptionReaders {
 }
 
 impl SubscriptionReaders {
+    pub(crate) fn new(ended: CancellationToken) -> Self {
+        Self {
+            ended,
+            seek_lock: tokio::sync::RwLock::new(()),
+            readers: Mutex::new(Vec::new()),
+        }
+    }
+
     /// Takes every reader's consumer away (it leaves the group without committing anything
     /// more) and returns signals that fire once each has left.
     pub(crate) fn retire_all(&self) -> Vec<oneshot::Receiver<()>> {
@@ -259,12 +268,9 @@ impl KafkaReader {
         }
     }
 
-    fn unavailable(&self, detail: String) -> ChannelError {
-        ChannelError::Unavailable {
-            channel: self.channel.clone(),
-            detail,
-            retry_after: self.config.retry_after,
-        }
+    fn unavailable(&self, detail: String, e: KafkaError) -> ChannelError {
+        ChannelError::unavailable(self.channel.as_str(), detail, self.config.retry_after)
+            .caused_by(e)
     }
 
     /// The reader's consumer, created (and joined to the group) if it has none: at the
@@ -283,7 +289,7 @@ impl KafkaReader {
             .config
             .consumer_config(&self.group)
             .create_with_context(context)
-            .map_err(|e| self.unavailable(format!("cannot create consumer {}: {e}", self.group)))?;
+            .map_err(|e| self.unavailable(format!("cannot create consumer {}", self.group), e))?;
         let (left_tx, left_rx) = oneshot::channel();
         // Wrapped at once, so even a consumer that fails to subscribe is closed off the
         // runtime.
@@ -296,7 +302,7 @@ impl KafkaReader {
         handle
             .consumer()
             .subscribe(&[&self.topic])
-            .map_err(|e| self.unavailable(format!("cannot subscribe to {}: {e}", self.topic)))?;
+            .map_err(|e| self.unavailable(format!("cannot subscribe to {}", self.topic), e))?;
         let mut slot = lock(&self.shared.slot);
         lock(&self.shared.acks).clear();
         slot.consumer = Some(handle.clone());
@@ -379,7 +385,10 @@ impl Subscription for KafkaReader {
                     // This consumer is done for: the next call starts a new one.
                     let dead = lock(&self.shared.slot).consumer.take();
                     drop(dead);
-                    return Err(self.unavailable(format!("reading {}: {code}", self.topic)));
+                    return Err(self.unavailable(
+                        format!("reading {}", self.topic),
+                        KafkaError::MessageConsumptionFatal(code),
+                    ));
                 }
                 Woken::Failed(e) => {
                     // Informational (a lost connection, a broker restarting): librdkafka
@@ -432,8 +441,16 @@ struct KafkaAck {
 
 #[async_trait]
 impl Acknowledge for KafkaAck {
-    async fn ack(self: Box<Self>) -> Result<(), ChannelError> {
-        if !lock(&self.acks).ack(self.tag) {
+    /// Released stays unacknowledged: the partition's commit stays below it, and it is
+    /// delivered again when the partition is next assigned.
+    async fn settle(self: Box<Self>, how: Settlement) -> Result<(), ChannelError> {
+        let mut acks = lock(&self.acks);
+        let current = if how.is_handled() {
+            acks.ack(self.tag)
+        } else {
+            acks.release(self.tag)
+        };
+        if !current {
             // The partition moved to another reader (rebalance) or was reset (seek); the
             // event is redelivered there, as at-least-once allows.
             tracing::debug!(

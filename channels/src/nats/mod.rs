@@ -6,12 +6,20 @@
 
 mod codec;
 
-use crate::{Acknowledge, Channel, ChannelError, Delivery, Position, Subscription};
+use crate::name::nats_durable;
+use crate::{
+    Acknowledge, Cause, Channel, ChannelError, ChannelName, Delivery, Position, Settlement,
+    Subscription,
+};
+use async_nats::jetstream::context::{DeleteStreamErrorKind, PublishError, PublishErrorKind};
+use async_nats::jetstream::stream::ConsumerErrorKind;
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use async_trait::async_trait;
 use cloudevents::Event;
 use futures::StreamExt;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -78,10 +86,13 @@ impl NatsBackend {
             .connection_timeout(Duration::from_secs(5))
             .connect(config.url.as_str())
             .await
-            .map_err(|e| ChannelError::Unavailable {
-                channel: config.url.clone(),
-                detail: format!("cannot connect to NATS: {e}"),
-                retry_after: config.retry_after,
+            .map_err(|e| {
+                ChannelError::unavailable(
+                    config.url.clone(),
+                    "cannot connect to NATS",
+                    config.retry_after,
+                )
+                .caused_by(e)
             })?;
         Ok(Self {
             js: jetstream::new(client.clone()),
@@ -90,14 +101,23 @@ impl NatsBackend {
         })
     }
 
+    /// Whether the client is connected now (it reconnects by itself in the background).
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    pub fn url(&self) -> &str {
+        &self.config.url
+    }
+
     /// Opens (creating if needed) the stream of the channel `name` (e.g. `ns/broker`).
-    pub async fn channel(&self, name: &str) -> Result<Arc<NatsChannel>, ChannelError> {
-        let stream_name = format!("{}_{}", self.config.stream_prefix, sanitize(name, '_'));
-        let subject = format!(
-            "{}.{}",
-            self.config.stream_prefix.to_lowercase(),
-            sanitize(name, '.')
-        );
+    pub async fn channel(
+        &self,
+        name: impl Into<ChannelName>,
+    ) -> Result<Arc<NatsChannel>, ChannelError> {
+        let name = name.into();
+        let stream_name = name.nats_stream(&self.config.stream_prefix);
+        let subject = name.nats_subject(&self.config.stream_prefix);
         let stream_config = stream::Config {
             name: stream_name.clone(),
             subjects: vec![subject.clone()],
@@ -117,53 +137,68 @@ impl NatsBackend {
             .js
             .get_or_create_stream(stream_config)
             .await
-            .map_err(|e| ChannelError::Unavailable {
-                channel: name.to_string(),
-                detail: format!("cannot create stream {stream_name}: {e}"),
-                retry_after: self.config.retry_after,
+            .map_err(|e| {
+                ChannelError::unavailable(
+                    name.as_str(),
+                    format!("cannot create stream {stream_name}"),
+                    self.config.retry_after,
+                )
+                .caused_by(e)
             })?;
         Ok(Arc::new(NatsChannel {
             client: self.client.clone(),
-            name: name.to_string(),
+            name,
             subject,
             js: self.js.clone(),
             stream,
             config: self.config.clone(),
             closed: CancellationToken::new(),
+            subscriptions: Mutex::new(HashMap::new()),
         }))
     }
 }
 
-/// Stream, subject and consumer names allow only a safe subset of characters.
-fn sanitize(name: &str, separator: char) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                separator
-            }
-        })
-        .collect()
-}
-
 pub struct NatsChannel {
     client: async_nats::Client,
-    name: String,
+    name: ChannelName,
     subject: String,
     js: jetstream::Context,
     stream: stream::Stream,
     config: NatsConfig,
     closed: CancellationToken,
+    /// Per subscription, cancelled when it is deleted so its readers end.
+    subscriptions: Mutex<HashMap<String, CancellationToken>>,
+}
+
+/// Whether JetStream refused a publish because the stream is at a limit (`max_bytes`,
+/// `max_msgs`; DiscardPolicy::New): error 10077, "stream store failed", carries those.
+fn stream_full(e: &PublishError) -> bool {
+    e.kind() == PublishErrorKind::Other
+        && std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<jetstream::Error>())
+            .is_some_and(|api| api.error_code() == ErrorCode::STREAM_STORE_FAILED)
 }
 
 impl NatsChannel {
-    fn unavailable(&self, detail: String) -> ChannelError {
-        ChannelError::Unavailable {
-            channel: self.name.clone(),
-            detail,
-            retry_after: self.config.retry_after,
+    fn unavailable(&self, detail: impl Into<String>) -> ChannelError {
+        ChannelError::unavailable(self.name.as_str(), detail, self.config.retry_after)
+    }
+
+    /// The stream holding this channel's events.
+    pub fn stream_name(&self) -> &str {
+        self.stream.cached_info().config.name.as_str()
+    }
+
+    /// The cancellation of one subscription's readers: fresh after a delete.
+    fn subscription_token(&self, subscription: &str) -> CancellationToken {
+        let mut subscriptions = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        let token = subscriptions
+            .entry(subscription.to_string())
+            .or_insert_with(|| self.closed.child_token());
+        if token.is_cancelled() && !self.closed.is_cancelled() {
+            *token = self.closed.child_token();
         }
+        token.clone()
     }
 
     fn consumer_config(
@@ -181,28 +216,19 @@ impl NatsChannel {
             ..Default::default()
         }
     }
-
-    /// Deletes a stream and everything in it (tests and tooling).
-    pub async fn delete(&self) -> Result<(), ChannelError> {
-        self.js
-            .delete_stream(self.stream.cached_info().config.name.as_str())
-            .await
-            .map(|_| ())
-            .map_err(|e| self.unavailable(format!("cannot delete stream: {e}")))
-    }
 }
 
 #[async_trait]
 impl Channel for NatsChannel {
     fn name(&self) -> &str {
-        &self.name
+        self.name.as_str()
     }
 
     async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
         // While disconnected the client would queue the publish and send it on reconnect: the
         // caller would get a 503 for an event that is stored later. Refuse at once instead.
         if self.client.connection_state() != async_nats::connection::State::Connected {
-            return Err(self.unavailable("not connected to NATS".into()));
+            return Err(self.unavailable("not connected to NATS"));
         }
         let mut acks = Vec::with_capacity(events.len());
         for event in &events {
@@ -211,7 +237,7 @@ impl Channel for NatsChannel {
                 .js
                 .publish_with_headers(self.subject.clone(), headers, payload)
                 .await
-                .map_err(|e| self.unavailable(format!("publish failed: {e}")))?;
+                .map_err(|e| self.unavailable("publish failed").caused_by(e))?;
             acks.push(ack);
         }
         // Wait for JetStream to confirm every event is stored before the caller answers 202.
@@ -224,12 +250,13 @@ impl Channel for NatsChannel {
         .await;
         match confirmed {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if e.to_string().contains("maximum bytes") => Err(ChannelError::Full {
-                channel: self.name.clone(),
-                detail: e.to_string(),
-                retry_after: self.config.retry_after,
-            }),
-            Ok(Err(e)) => Err(self.unavailable(format!("publish not confirmed: {e}"))),
+            Ok(Err(e)) if stream_full(&e) => Err(ChannelError::full(
+                self.name.as_str(),
+                "the stream is at its limit",
+                self.config.retry_after,
+            )
+            .caused_by(e)),
+            Ok(Err(e)) => Err(self.unavailable("publish not confirmed").caused_by(e)),
             Err(_) => Err(self.unavailable(format!(
                 "publish not confirmed within {:?}",
                 self.config.publish_timeout
@@ -238,35 +265,49 @@ impl Channel for NatsChannel {
     }
 
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError> {
-        let durable = sanitize(subscription, '_');
-        // A new Trigger starts at the head, as on the other channels.
-        self.stream
-            .get_or_create_consumer::<consumer::pull::Config>(
+        let durable = nats_durable(subscription);
+        let closed = self.subscription_token(subscription);
+        // A new Trigger starts at the head, as on the other channels; an existing durable
+        // consumer resumes at its acknowledged position.
+        let consumer: consumer::PullConsumer = self
+            .stream
+            .get_or_create_consumer(
                 &durable,
                 self.consumer_config(&durable, consumer::DeliverPolicy::New),
             )
             .await
-            .map_err(|e| self.unavailable(format!("cannot create consumer {durable}: {e}")))?;
+            .map_err(|e| {
+                self.unavailable(format!("cannot create consumer {durable}"))
+                    .caused_by(e)
+            })?;
+        // Bound now, so every event published after this call returns is delivered to it.
+        let messages = consumer.messages().await.map_err(|e| {
+            self.unavailable(format!("consumer {durable}"))
+                .caused_by(Cause::nats(e))
+        })?;
         Ok(Box::new(NatsReader {
-            channel: self.name.clone(),
+            channel: self.name.to_string(),
             stream: self.stream.clone(),
             durable,
-            messages: None,
+            messages: Some(messages),
             ack_wait: self.config.ack_wait,
             retry_after: self.config.retry_after,
-            closed: self.closed.clone(),
+            closed,
         }))
     }
 
     /// JetStream consumers cannot rewind: the durable consumer is replaced by one that starts
     /// at the position; readers re-bind to it by name on their next read.
     async fn seek(&self, subscription: &str, position: Position) -> Result<u64, ChannelError> {
-        let durable = sanitize(subscription, '_');
+        let durable = nats_durable(subscription);
         let mut stream = self.stream.clone();
         let state = stream
             .info()
             .await
-            .map_err(|e| self.unavailable(format!("cannot read stream state: {e}")))?
+            .map_err(|e| {
+                self.unavailable("cannot read stream state")
+                    .caused_by(Cause::nats(e))
+            })?
             .state
             .clone();
         let policy = match &position {
@@ -279,13 +320,14 @@ impl Channel for NatsChannel {
             {
                 let nanos = t.timestamp_nanos_opt().unwrap_or(i64::MAX) as i128;
                 consumer::DeliverPolicy::ByStartTime {
-                    start_time: time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-                        .map_err(|e| self.unavailable(format!("bad time {t}: {e}")))?,
+                    start_time: time::OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(
+                        |e| ChannelError::backend(self.name.as_str(), format!("bad time {t}: {e}")),
+                    )?,
                 }
             }
             _ => {
                 return Err(ChannelError::NotRetained {
-                    channel: self.name.clone(),
+                    channel: self.name.to_string(),
                     position: position.to_string(),
                     detail: format!(
                         "the stream holds sequences {}..={} (from {})",
@@ -299,13 +341,57 @@ impl Channel for NatsChannel {
             .stream
             .create_consumer(self.consumer_config(&durable, policy))
             .await
-            .map_err(|e| self.unavailable(format!("cannot recreate consumer {durable}: {e}")))?;
+            .map_err(|e| {
+                self.unavailable(format!("cannot recreate consumer {durable}"))
+                    .caused_by(e)
+            })?;
         let pending = consumer
             .info()
             .await
-            .map_err(|e| self.unavailable(format!("cannot read consumer {durable}: {e}")))?
+            .map_err(|e| {
+                self.unavailable(format!("cannot read consumer {durable}"))
+                    .caused_by(Cause::nats(e))
+            })?
             .num_pending;
         Ok((state.last_sequence + 1).saturating_sub(pending))
+    }
+
+    async fn delete_subscription(&self, subscription: &str) -> Result<(), ChannelError> {
+        let durable = nats_durable(subscription);
+        if let Some(token) = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(subscription)
+        {
+            token.cancel();
+        }
+        match self.stream.delete_consumer(&durable).await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(e.kind(), ConsumerErrorKind::JetStream(api)
+                if api.error_code() == ErrorCode::CONSUMER_NOT_FOUND) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self
+                .unavailable(format!("cannot delete consumer {durable}"))
+                .caused_by(e)),
+        }
+    }
+
+    async fn delete(&self) -> Result<(), ChannelError> {
+        self.closed.cancel();
+        match self.js.delete_stream(self.stream_name()).await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(e.kind(), DeleteStreamErrorKind::JetStream(api)
+                if api.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.unavailable("cannot delete the stream").caused_by(e)),
+        }
     }
 
     async fn close(&self) {
@@ -324,12 +410,9 @@ struct NatsReader {
 }
 
 impl NatsReader {
-    fn unavailable(&self, detail: String) -> ChannelError {
-        ChannelError::Unavailable {
-            channel: self.channel.clone(),
-            detail,
-            retry_after: self.retry_after,
-        }
+    fn unavailable(&self, detail: String, cause: impl Into<async_nats::Error>) -> ChannelError {
+        ChannelError::unavailable(self.channel.as_str(), detail, self.retry_after)
+            .caused_by(Cause::nats(cause))
     }
 }
 
@@ -345,11 +428,11 @@ impl Subscription for NatsReader {
                     .stream
                     .get_consumer(&self.durable)
                     .await
-                    .map_err(|e| self.unavailable(format!("consumer {}: {e}", self.durable)))?;
+                    .map_err(|e| self.unavailable(format!("consumer {}", self.durable), e))?;
                 let messages = consumer
                     .messages()
                     .await
-                    .map_err(|e| self.unavailable(format!("consumer {}: {e}", self.durable)))?;
+                    .map_err(|e| self.unavailable(format!("consumer {}", self.durable), e))?;
                 self.messages = Some(messages);
             }
             let messages = self.messages.as_mut().expect("set above");
@@ -363,7 +446,7 @@ impl Subscription for NatsReader {
                     // Re-bind on the next call: the consumer may have been replaced (seek) or
                     // the connection dropped.
                     self.messages = None;
-                    return Err(self.unavailable(format!("reading consumer {}: {e}", self.durable)));
+                    return Err(self.unavailable(format!("reading consumer {}", self.durable), e));
                 }
                 None => {
                     self.messages = None;
@@ -419,15 +502,16 @@ impl Drop for NatsAck {
 
 #[async_trait]
 impl Acknowledge for NatsAck {
-    async fn ack(self: Box<Self>) -> Result<(), ChannelError> {
+    /// Released is a nak: JetStream redelivers it at once rather than after `ack_wait`.
+    async fn settle(self: Box<Self>, how: Settlement) -> Result<(), ChannelError> {
         self.heartbeat.abort();
-        self.acker
-            .ack()
-            .await
-            .map_err(|e| ChannelError::Unavailable {
-                channel: "nats".into(),
-                detail: format!("ack failed: {e}"),
-                retry_after: Duration::from_secs(1),
-            })
+        let kind = match how {
+            Settlement::Released => AckKind::Nak(None),
+            Settlement::Delivered | Settlement::DeadLettered | Settlement::Dropped => AckKind::Ack,
+        };
+        self.acker.ack_with(kind).await.map_err(|e| {
+            ChannelError::unavailable("nats", format!("{kind:?} failed"), Duration::from_secs(1))
+                .caused_by(Cause::Nats(e))
+        })
     }
 }

@@ -54,11 +54,14 @@ impl SledChannel {
         if shared.core.closed.load(Ordering::Acquire) {
             return Err(shared.unavailable("the store is closed"));
         }
+        if shared.lock().deleted {
+            return Err(shared.backend("the channel was deleted"));
+        }
         let values = events
             .iter()
             .map(record::encode_event)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| shared.backend(format!("cannot encode an event: {e}")))?;
+            .map_err(|e| shared.backend("cannot encode an event").caused_by(e))?;
         let count = values.len() as u64;
         let bytes: u64 = values.iter().map(|v| record::entry_bytes(v.len())).sum();
         let config = &shared.core.config;
@@ -119,8 +122,12 @@ impl SledChannel {
         let sub = subscription.to_string();
         tokio::task::spawn_blocking(move || shared.remove_cursor(&sub))
             .await
-            .map_err(|e| self.shared.backend(format!("task failed: {e}")))?
-            .map_err(|e| self.shared.unavailable(e))
+            .map_err(|e| self.shared.backend("task failed").caused_by(e))?
+            .map_err(|e| {
+                self.shared
+                    .unavailable("cannot remove the subscription")
+                    .caused_by(e)
+            })
     }
 
     pub fn stats(&self) -> SledChannelStats {
@@ -150,30 +157,34 @@ impl SledChannel {
             .lock()
             .cursors
             .get(subscription)
-            .map(|c| c.committed)
+            .map(|c| c.committed())
     }
 
     fn full(&self, detail: String) -> ChannelError {
-        ChannelError::Full {
-            channel: self.shared.name.clone(),
+        ChannelError::full(
+            self.shared.name.as_str(),
             detail,
-            retry_after: self.shared.core.config.retry_after,
-        }
+            self.shared.core.config.retry_after,
+        )
     }
 
     async fn persist(&self, flush: bool) -> Result<(), ChannelError> {
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || shared.persist(flush))
             .await
-            .map_err(|e| self.shared.backend(format!("task failed: {e}")))?
-            .map_err(|e| self.shared.unavailable(e))
+            .map_err(|e| self.shared.backend("task failed").caused_by(e))?
+            .map_err(|e| {
+                self.shared
+                    .unavailable("cannot persist committed offsets")
+                    .caused_by(e)
+            })
     }
 }
 
 #[async_trait]
 impl Channel for SledChannel {
     fn name(&self) -> &str {
-        &self.shared.name
+        self.shared.name.as_str()
     }
 
     async fn prune_subscriptions(&self, keep: &[String]) -> Result<Vec<String>, ChannelError> {
@@ -191,13 +202,21 @@ impl Channel for SledChannel {
     }
 
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError> {
-        check_name(&self.shared.name, "subscription", subscription)?;
+        check_name(self.shared.name.as_str(), "subscription", subscription)?;
         let created = {
             let mut state = self.shared.lock();
+            if state.deleted {
+                return Err(self.shared.backend("the channel was deleted"));
+            }
             let created = !state.cursors.contains_key(subscription);
             state.add_cursor(subscription);
+            if let Some(cursor) = state.cursors.get_mut(subscription) {
+                // Opened again: what its readers released is handed out again.
+                cursor.requeue_released();
+            }
             created
         };
+        self.shared.changed.notify_waiters();
         if created {
             // Durable before any reader runs, so a restart does not move it to a later head.
             self.persist(true).await?;
@@ -215,7 +234,23 @@ impl Channel for SledChannel {
         let sub = subscription.to_string();
         tokio::task::spawn_blocking(move || seek::seek(&shared, &sub, &position))
             .await
-            .map_err(|e| self.shared.backend(format!("task failed: {e}")))?
+            .map_err(|e| self.shared.backend("task failed").caused_by(e))?
+    }
+
+    async fn delete_subscription(&self, subscription: &str) -> Result<(), ChannelError> {
+        self.remove_subscription(subscription).await.map(|_| ())
+    }
+
+    async fn delete(&self) -> Result<(), ChannelError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.delete())
+            .await
+            .map_err(|e| self.shared.backend("task failed").caused_by(e))?
+            .map_err(|e| {
+                self.shared
+                    .unavailable("cannot delete the log")
+                    .caused_by(e)
+            })
     }
 
     /// Ends this broker's subscriptions at once (unacknowledged events are redelivered after a

@@ -39,7 +39,7 @@ pub(crate) fn compact_all(
         }
         for (channel, plan) in &plans {
             core.meta.insert(
-                record::base_key(&channel.name),
+                record::base_key(channel.name.as_str()),
                 &record::encode_base(plan.new_base, plan.last_removed_ms),
             )?;
         }

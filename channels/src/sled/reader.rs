@@ -5,7 +5,7 @@
 
 use super::record;
 use super::state::ChannelShared;
-use crate::{Acknowledge, ChannelError, Delivery, Subscription};
+use crate::{Acknowledge, ChannelError, Delivery, Settlement, Subscription};
 use async_trait::async_trait;
 use cloudevents::Event;
 use std::sync::Arc;
@@ -48,12 +48,14 @@ impl SledReader {
         }
         while let Some((offset, event)) = cursor.buffer.pop_front() {
             cursor.next = offset + 1;
-            // Acknowledged before a restart, above a gap that held the committed offset back.
-            if cursor.acked.contains(&offset) {
+            // Settled (before a restart, above a gap that held the committed offset back) or
+            // in flight with another reader (after a rewind to a released offset).
+            if !cursor.acks.is_due(offset) {
                 continue;
             }
             match event {
                 Some(event) => {
+                    cursor.delivered(offset);
                     let ack = SledAck {
                         shared: self.shared.clone(),
                         subscription: self.subscription.clone(),
@@ -64,7 +66,10 @@ impl SledReader {
                     return Step::Deliver(Box::new(delivery));
                 }
                 // Unreadable (already logged): skipped so the subscription is not stuck on it.
-                None => cursor.ack(offset),
+                None => {
+                    cursor.delivered(offset);
+                    cursor.settle(offset);
+                }
             }
         }
         if cursor.next < head && cursor.fetching.is_none() {
@@ -86,11 +91,11 @@ impl SledReader {
             token,
         };
         let log = self.shared.log.clone();
-        let name = self.shared.name.clone();
+        let name = self.shared.name.to_string();
         let read = tokio::task::spawn_blocking(move || read_range(&log, &name, from, to))
             .await
-            .map_err(|e| self.shared.backend(format!("read task failed: {e}")))?
-            .map_err(|e| self.shared.unavailable(format!("read failed: {e}")))?;
+            .map_err(|e| self.shared.backend("read task failed").caused_by(e))?
+            .map_err(|e| self.shared.unavailable("read failed").caused_by(e))?;
         let mut state = self.shared.lock();
         if let Some(cursor) = state.cursors.get_mut(&self.subscription) {
             // Only if no seek moved the subscription while we read.
@@ -191,12 +196,16 @@ struct SledAck {
 
 #[async_trait]
 impl Acknowledge for SledAck {
-    async fn ack(self: Box<Self>) -> Result<(), ChannelError> {
+    async fn settle(self: Box<Self>, how: Settlement) -> Result<(), ChannelError> {
         let mut state = self.shared.lock();
         if let Some(cursor) = state.cursors.get_mut(&self.subscription) {
-            // After a seek, acks of earlier deliveries no longer describe this position.
+            // After a seek, settlements of earlier deliveries no longer describe this position.
             if cursor.epoch == self.epoch {
-                cursor.ack(self.offset);
+                if how.is_handled() {
+                    cursor.settle(self.offset);
+                } else {
+                    cursor.release(self.offset);
+                }
             }
         }
         Ok(())

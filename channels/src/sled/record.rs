@@ -19,11 +19,6 @@ pub(crate) fn decode_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
-/// The log tree of one broker.
-pub(crate) fn log_tree_name(broker: &str) -> Vec<u8> {
-    [b"log\0", broker.as_bytes()].concat()
-}
-
 /// Meta key of a subscription's committed offset: `c\0<broker>\0<subscription>`.
 pub(crate) fn committed_key(broker: &str, subscription: &str) -> Vec<u8> {
     [committed_prefix(broker).as_slice(), subscription.as_bytes()].concat()

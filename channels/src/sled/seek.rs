@@ -44,9 +44,11 @@ pub(crate) fn seek(
         cursor.reset(target, epoch);
     }
     shared.changed.notify_waiters();
-    shared
-        .persist(true)
-        .map_err(|e| shared.unavailable(format!("cannot persist the new position: {e}")))?;
+    shared.persist(true).map_err(|e| {
+        shared
+            .unavailable("cannot persist the new position")
+            .caused_by(e)
+    })?;
     Ok(target)
 }
 
@@ -63,7 +65,7 @@ fn first_at_or_after(
         let value = shared
             .log
             .get(record::offset_key(mid))
-            .map_err(|e| shared.unavailable(e))?;
+            .map_err(|e| shared.unavailable("cannot read the log").caused_by(e))?;
         // A missing entry was just compacted away, so it is older than anything retained.
         let ms = value.as_deref().and_then(record::append_ms).unwrap_or(0);
         if ms < t_ms {
@@ -87,7 +89,7 @@ fn not_retained(shared: &ChannelShared, position: &Position, base: u64, head: u6
         _ => format!("no event is retained; the next one will be offset {base}"),
     };
     ChannelError::NotRetained {
-        channel: shared.name.clone(),
+        channel: shared.name.to_string(),
         position: position.to_string(),
         detail: format!("{oldest} (head {head})"),
     }

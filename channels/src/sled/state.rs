@@ -3,16 +3,17 @@
 //! acknowledgements and compaction.
 
 use super::record;
-use super::store::StoreCore;
-use crate::ChannelError;
+use super::store::{Registry, StoreCore};
+use crate::ack_prefix::AckPrefix;
+use crate::{ChannelError, ChannelName};
 use cloudevents::Event;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 /// Everything one broker's channel, its readers, acks and the store's threads share.
 pub(crate) struct ChannelShared {
-    pub(crate) name: String,
+    pub(crate) name: ChannelName,
     /// This broker's retention: the store's default unless the broker sets its own.
     pub(crate) retention: super::Retention,
     pub(crate) log: ::sled::Tree,
@@ -22,6 +23,8 @@ pub(crate) struct ChannelShared {
     pub(crate) changed: Notify,
     /// Serialises writes of committed offsets, so an older snapshot never overwrites a newer.
     persist_lock: Mutex<()>,
+    /// The store's open channels, to leave when deleted (weak: the store owns them).
+    pub(crate) registry: std::sync::Weak<Mutex<HashMap<String, Arc<super::SledChannel>>>>,
 }
 
 pub(crate) struct ChannelState {
@@ -41,20 +44,21 @@ pub(crate) struct ChannelState {
     /// Every known subscription: opened in this process or persisted by an earlier one.
     pub(crate) cursors: HashMap<String, Cursor>,
     pub(crate) closed: bool,
+    /// Deleted from the store: nothing is written for it any more.
+    pub(crate) deleted: bool,
     /// Source of epochs and fetch tokens, unique within this channel.
     next_id: u64,
 }
 
 pub(crate) struct Cursor {
-    /// Next offset to hand out.
+    /// Next offset to look at for handing out.
     pub(crate) next: u64,
-    /// Lowest unacknowledged offset: everything below it is acknowledged.
-    pub(crate) committed: u64,
-    /// Acknowledged offsets above `committed` (acks arrive out of order).
-    pub(crate) acked: BTreeSet<u64>,
+    /// What is settled: everything below its committed offset, and the offsets settled out
+    /// of order above it (persisted too).
+    pub(crate) acks: AckPrefix,
     /// What the meta tree holds for this subscription, if anything yet.
     pub(crate) persisted: Option<u64>,
-    /// Bumped whenever `acked` changes; `acked_persisted` is the generation on disk. Acks
+    /// Bumped whenever `acks` changes; `acked_persisted` is the generation on disk. Acks
     /// above a gap are persisted too, so a crash redelivers only what is truly unacknowledged.
     pub(crate) acked_generation: u64,
     pub(crate) acked_persisted: u64,
@@ -70,8 +74,7 @@ impl Cursor {
     fn at(offset: u64, epoch: u64, persisted: Option<u64>) -> Self {
         Self {
             next: offset,
-            committed: offset,
-            acked: BTreeSet::new(),
+            acks: AckPrefix::at(offset),
             persisted,
             acked_generation: 0,
             acked_persisted: 0,
@@ -81,21 +84,43 @@ impl Cursor {
         }
     }
 
-    pub(crate) fn ack(&mut self, offset: u64) {
-        if offset >= self.committed && offset < self.next {
-            self.acked.insert(offset);
-            while self.acked.remove(&self.committed) {
-                self.committed += 1;
-            }
+    /// Lowest unsettled offset: everything below it is settled.
+    pub(crate) fn committed(&self) -> u64 {
+        self.acks.committed().unwrap_or(self.next)
+    }
+
+    /// Records that `offset` was handed out.
+    pub(crate) fn delivered(&mut self, offset: u64) {
+        self.acks.delivered(offset);
+    }
+
+    pub(crate) fn settle(&mut self, offset: u64) {
+        if offset < self.next {
+            self.acks.settle(offset);
             self.acked_generation += 1;
+        }
+    }
+
+    /// Leaves `offset` unsettled, to be handed out again when the subscription is next
+    /// opened (or after a restart).
+    pub(crate) fn release(&mut self, offset: u64) {
+        self.acks.release(offset);
+    }
+
+    /// The subscription is opened again: what was released is handed out again.
+    pub(crate) fn requeue_released(&mut self) {
+        if let Some(released) = self.acks.first_released() {
+            if released < self.next {
+                self.next = released;
+                self.buffer.clear();
+            }
         }
     }
 
     /// Moves the subscription to `offset`, forgetting what was in flight before.
     pub(crate) fn reset(&mut self, offset: u64, epoch: u64) {
         self.next = offset;
-        self.committed = offset;
-        self.acked.clear();
+        self.acks = AckPrefix::at(offset);
         self.acked_generation += 1;
         self.buffer.clear();
         self.epoch = epoch;
@@ -110,7 +135,7 @@ impl ChannelState {
 
     /// Lowest committed offset of all known subscriptions: nothing at or above it may go.
     pub(crate) fn low_committed(&self) -> Option<u64> {
-        self.cursors.values().map(|c| c.committed).min()
+        self.cursors.values().map(Cursor::committed).min()
     }
 
     /// Events written or being written that the slowest subscription has not acknowledged.
@@ -134,10 +159,12 @@ impl ChannelShared {
     /// Loads a broker's log and subscriptions from disk. Blocking.
     pub(crate) fn open(
         core: Arc<StoreCore>,
-        name: &str,
+        channel: &ChannelName,
         retention: super::Retention,
+        registry: &Registry,
     ) -> Result<Self, ::sled::Error> {
-        let log = core.db.open_tree(record::log_tree_name(name))?;
+        let name = channel.as_str();
+        let log = core.db.open_tree(channel.sled_log_tree())?;
         let (stored_base, last_removed_ms) = match core.meta.get(record::base_key(name))? {
             Some(v) => record::decode_base(&v).unwrap_or((0, 0)),
             None => (0, 0),
@@ -173,6 +200,7 @@ impl ChannelShared {
             pending_bytes: 0,
             cursors: HashMap::new(),
             closed: false,
+            deleted: false,
             next_id: 0,
         };
         let prefix = record::committed_prefix(name);
@@ -212,22 +240,25 @@ impl ChannelShared {
                 continue;
             };
             // Only what is still above the committed offset and inside the log matters.
+            let committed = cursor.committed();
             for range in ranges {
-                cursor.acked.extend(
-                    (range.start.max(cursor.committed)..range.end.min(head))
-                        .filter(|o| *o > cursor.committed),
-                );
+                for offset in
+                    (range.start.max(committed)..range.end.min(head)).filter(|o| *o > committed)
+                {
+                    cursor.acks.settle(offset);
+                }
             }
             cursor.acked_persisted = cursor.acked_generation;
         }
         Ok(Self {
-            name: name.to_string(),
+            name: channel.clone(),
             retention,
             log,
             core,
             state: Mutex::new(state),
             changed: Notify::new(),
             persist_lock: Mutex::new(()),
+            registry: Arc::downgrade(registry),
         })
     }
 
@@ -241,30 +272,35 @@ impl ChannelShared {
     /// Blocking.
     pub(crate) fn persist(&self, flush: bool) -> Result<(), ::sled::Error> {
         let _serial = self.persist_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let dirty: Vec<(String, u64, Vec<u8>, u64)> = self
-            .lock()
-            .cursors
-            .iter()
-            .filter(|(_, c)| {
-                c.persisted != Some(c.committed) || c.acked_persisted != c.acked_generation
-            })
-            .map(|(s, c)| {
-                (
-                    s.clone(),
-                    c.committed,
-                    record::encode_ranges(&c.acked),
-                    c.acked_generation,
-                )
-            })
-            .collect();
+        let dirty: Vec<(String, u64, Vec<u8>, u64)> = {
+            let state = self.lock();
+            if state.deleted {
+                return Ok(());
+            }
+            state
+                .cursors
+                .iter()
+                .filter(|(_, c)| {
+                    c.persisted != Some(c.committed()) || c.acked_persisted != c.acked_generation
+                })
+                .map(|(s, c)| {
+                    (
+                        s.clone(),
+                        c.committed(),
+                        record::encode_ranges(&c.acks.settled_above()),
+                        c.acked_generation,
+                    )
+                })
+                .collect()
+        };
         if !dirty.is_empty() {
             let mut batch = ::sled::Batch::default();
             for (sub, committed, acked, _) in &dirty {
                 batch.insert(
-                    record::committed_key(&self.name, sub),
+                    record::committed_key(self.name.as_str(), sub),
                     &record::offset_key(*committed),
                 );
-                let key = record::acked_key(&self.name, sub);
+                let key = record::acked_key(self.name.as_str(), sub);
                 if acked.is_empty() {
                     batch.remove(key);
                 } else {
@@ -293,14 +329,52 @@ impl ChannelShared {
         let stored = self
             .core
             .meta
-            .remove(record::committed_key(&self.name, subscription))?
+            .remove(record::committed_key(self.name.as_str(), subscription))?
             .is_some();
         self.core
             .meta
-            .remove(record::acked_key(&self.name, subscription))?;
+            .remove(record::acked_key(self.name.as_str(), subscription))?;
         self.core.db.flush()?;
         self.changed.notify_waiters();
         Ok(known || stored)
+    }
+
+    /// Removes the whole log and every subscription's state from the store, and leaves the
+    /// store's open channels (a later open starts an empty log). Blocking.
+    pub(crate) fn delete(&self) -> Result<(), ::sled::Error> {
+        {
+            let mut state = self.lock();
+            state.closed = true;
+            state.deleted = true;
+            state.cursors.clear();
+        }
+        self.changed.notify_waiters();
+        if let Some(registry) = self.registry.upgrade() {
+            registry
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(self.name.as_str());
+        }
+        // After the flag, under the lock: no persist writes this channel's keys again.
+        let _serial = self.persist_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _compaction = self
+            .core
+            .compaction
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut batch = ::sled::Batch::default();
+        let name = self.name.as_str();
+        for prefix in [record::committed_prefix(name), record::acked_prefix(name)] {
+            for item in self.core.meta.scan_prefix(&prefix) {
+                batch.remove(item?.0);
+            }
+        }
+        batch.remove(record::base_key(name));
+        self.core.meta.apply_batch(batch)?;
+        self.log.clear()?;
+        self.core.db.drop_tree(self.name.sled_log_tree())?;
+        self.core.db.flush()?;
+        Ok(())
     }
 
     /// Gives back a reservation made by `publish` that the writer did not (or will not) use.
@@ -310,29 +384,22 @@ impl ChannelShared {
         state.pending_bytes = state.pending_bytes.saturating_sub(bytes);
     }
 
-    pub(crate) fn unavailable(&self, detail: impl std::fmt::Display) -> ChannelError {
-        ChannelError::Unavailable {
-            channel: self.name.clone(),
-            detail: detail.to_string(),
-            retry_after: self.core.config.retry_after,
-        }
+    pub(crate) fn unavailable(&self, detail: impl Into<String>) -> ChannelError {
+        ChannelError::unavailable(self.name.as_str(), detail, self.core.config.retry_after)
     }
 
-    pub(crate) fn backend(&self, detail: impl std::fmt::Display) -> ChannelError {
-        ChannelError::Backend {
-            channel: self.name.clone(),
-            detail: detail.to_string(),
-        }
+    pub(crate) fn backend(&self, detail: impl Into<String>) -> ChannelError {
+        ChannelError::backend(self.name.as_str(), detail)
     }
 }
 
 /// Subscription names end up in meta keys after a NUL separator, so they may not hold one.
 pub(crate) fn check_name(channel: &str, what: &str, name: &str) -> Result<(), ChannelError> {
     if name.is_empty() || name.contains('\0') {
-        return Err(ChannelError::Backend {
-            channel: channel.to_string(),
-            detail: format!("invalid {what} name {name:?}: empty or contains NUL"),
-        });
+        return Err(ChannelError::backend(
+            channel,
+            format!("invalid {what} name {name:?}: empty or contains NUL"),
+        ));
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use super::record;
 use super::state::{check_name, ChannelShared};
 use super::writer::{self, WriterCounters, WriterMessage};
 use super::{Retention, SledConfig, SyncPolicy};
-use crate::ChannelError;
+use crate::{ChannelError, ChannelName};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +38,7 @@ pub(crate) enum MaintenanceSignal {
     Stop,
 }
 
-type Registry = Arc<Mutex<HashMap<String, Arc<SledChannel>>>>;
+pub(crate) type Registry = Arc<Mutex<HashMap<String, Arc<SledChannel>>>>;
 
 /// A durable store of broker logs in one directory. See the module docs for the layout.
 pub struct SledStore {
@@ -70,10 +70,8 @@ impl SledStore {
     /// before serving or inside `spawn_blocking`.
     pub fn open(path: &Path, config: SledConfig) -> Result<SledStore, ChannelError> {
         let label = format!("sled store {}", path.display());
-        let unavailable = |e: ::sled::Error| ChannelError::Unavailable {
-            channel: label.clone(),
-            detail: format!("cannot open: {e}"),
-            retry_after: config.retry_after,
+        let unavailable = |e: ::sled::Error| {
+            ChannelError::unavailable(label.clone(), "cannot open", config.retry_after).caused_by(e)
         };
         let flush_every_ms = match config.sync {
             // Under Interval, sled's own periodic flush is the durability window.
@@ -97,10 +95,10 @@ impl SledStore {
             }
             Some(v) if record::decode_u64(&v) == Some(record::FORMAT_VERSION) => {}
             Some(v) => {
-                return Err(ChannelError::Backend {
-                    channel: label,
-                    detail: format!("unknown on-disk format {:?}", record::decode_u64(&v)),
-                })
+                return Err(ChannelError::backend(
+                    label,
+                    format!("unknown on-disk format {:?}", record::decode_u64(&v)),
+                ))
             }
         }
 
@@ -112,9 +110,9 @@ impl SledStore {
             std::thread::Builder::new()
                 .name("herald-sled-writer".into())
                 .spawn(move || writer::run(db, sync, counters, writer_rx))
-                .map_err(|e| ChannelError::Backend {
-                    channel: label.clone(),
-                    detail: format!("cannot start the writer thread: {e}"),
+                .map_err(|e| {
+                    ChannelError::backend(label.clone(), "cannot start the writer thread")
+                        .caused_by(e)
                 })?
         };
         let core = Arc::new(StoreCore {
@@ -139,10 +137,10 @@ impl SledStore {
             Err(e) => {
                 let _ = core.writer.send(WriterMessage::Stop);
                 let _ = writer.join();
-                return Err(ChannelError::Backend {
-                    channel: label,
-                    detail: format!("cannot start the maintenance thread: {e}"),
-                });
+                return Err(
+                    ChannelError::backend(label, "cannot start the maintenance thread")
+                        .caused_by(e),
+                );
             }
         };
         Ok(SledStore {
@@ -158,7 +156,7 @@ impl SledStore {
     /// The channel of one broker, created on first use; the same one on later calls (so one
     /// closed with `Channel::close` stays closed until the store is reopened). Blocking on
     /// first use: loads the broker's subscriptions and sizes its log.
-    pub fn channel(&self, name: &str) -> Result<Arc<SledChannel>, ChannelError> {
+    pub fn channel(&self, name: impl Into<ChannelName>) -> Result<Arc<SledChannel>, ChannelError> {
         self.channel_with_retention(name, self.core.config.retention)
     }
 
@@ -167,9 +165,11 @@ impl SledStore {
     /// channel decides.
     pub fn channel_with_retention(
         &self,
-        name: &str,
+        name: impl Into<ChannelName>,
         retention: Retention,
     ) -> Result<Arc<SledChannel>, ChannelError> {
+        let channel_name = name.into();
+        let name = channel_name.as_str();
         check_name(name, "broker", name)?;
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(channel) = channels.get(name) {
@@ -178,13 +178,16 @@ impl SledStore {
         if self.core.closed.load(Ordering::Acquire) {
             return Err(self.closed_error(name));
         }
-        let shared = ChannelShared::open(self.core.clone(), name, retention).map_err(|e| {
-            ChannelError::Unavailable {
-                channel: name.to_string(),
-                detail: format!("cannot load the log: {e}"),
-                retry_after: self.core.config.retry_after,
-            }
-        })?;
+        let shared =
+            ChannelShared::open(self.core.clone(), &channel_name, retention, &self.channels)
+                .map_err(|e| {
+                    ChannelError::unavailable(
+                        name,
+                        "cannot load the log",
+                        self.core.config.retry_after,
+                    )
+                    .caused_by(e)
+                })?;
         let channel = Arc::new(SledChannel::new(Arc::new(shared)));
         channels.insert(name.to_string(), channel.clone());
         Ok(channel)
@@ -211,7 +214,9 @@ impl SledStore {
         let channels = snapshot(&self.channels);
         tokio::task::spawn_blocking(move || compaction::compact_all(&core, &channels))
             .await
-            .map_err(|e| self.backend(format!("compaction task failed: {e}")))?
+            .map_err(|e| {
+                ChannelError::backend("sled store", "compaction task failed").caused_by(e)
+            })?
             .map_err(|e| self.sled_error(e))
     }
 
@@ -235,26 +240,12 @@ impl SledStore {
     }
 
     fn closed_error(&self, name: &str) -> ChannelError {
-        ChannelError::Unavailable {
-            channel: name.to_string(),
-            detail: "the store is closed".into(),
-            retry_after: self.core.config.retry_after,
-        }
+        ChannelError::unavailable(name, "the store is closed", self.core.config.retry_after)
     }
 
     fn sled_error(&self, e: ::sled::Error) -> ChannelError {
-        ChannelError::Unavailable {
-            channel: "sled store".into(),
-            detail: e.to_string(),
-            retry_after: self.core.config.retry_after,
-        }
-    }
-
-    fn backend(&self, detail: String) -> ChannelError {
-        ChannelError::Backend {
-            channel: "sled store".into(),
-            detail,
-        }
+        ChannelError::unavailable("sled store", "sled failed", self.core.config.retry_after)
+            .caused_by(e)
     }
 }
 

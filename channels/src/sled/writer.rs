@@ -186,6 +186,7 @@ fn fail(broker: BrokerBatch, error: &::sled::Error) {
         broker.channel.release(request.count, request.bytes);
         let _ = request.reply.send(Err(broker
             .channel
-            .unavailable(format!("write failed: {error}"))));
+            .unavailable("write failed")
+            .caused_by(error.clone())));
     }
 }
