@@ -1,7 +1,7 @@
 //! Reads Knative-style YAML (multi-document files, or a directory of them) into a
 //! [`ResourceSet`]. Every problem is reported with its file, document, resource and field.
 
-use crate::resources::{Broker, FieldError, ResourceKey, Trigger};
+use crate::resources::{Broker, FieldError, Resource, ResourceKey, Trigger};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
@@ -50,6 +50,42 @@ impl ResourceSet {
             .iter()
             .map(|b| &b.resource)
             .find(|b| &b.key() == key)
+    }
+
+    /// Every served resource, Brokers first, each with where it came from.
+    pub fn resources(&self) -> impl Iterator<Item = (Resource, &Origin)> {
+        let brokers = self
+            .brokers
+            .iter()
+            .map(|b| (Resource::Broker(b.resource.clone()), &b.origin));
+        let triggers = self
+            .triggers
+            .iter()
+            .map(|t| (Resource::Trigger(t.resource.clone()), &t.origin));
+        brokers.chain(triggers)
+    }
+}
+
+/// Reads one resource (YAML or JSON; e.g. an admin API request body). `label` names it in
+/// errors.
+pub fn load_resource(label: &str, text: &str) -> Result<Resource, LoadError> {
+    let set = load_str(Path::new(label), text)?;
+    let mut resources: Vec<Resource> = set.resources().map(|(r, _)| r).collect();
+    let one = |message: String| LoadError {
+        problems: vec![LoadProblem {
+            origin: None,
+            resource: None,
+            field: None,
+            message,
+        }],
+    };
+    match (resources.len(), set.deferred.first()) {
+        (1, _) => Ok(resources.remove(0)),
+        (0, Some(d)) => Err(one(format!(
+            "{} {} ({}) is recognised but not served by this version of Herald",
+            d.kind, d.name, d.api_version
+        ))),
+        (n, _) => Err(one(format!("expected exactly one Broker or Trigger, got {n}"))),
     }
 }
 

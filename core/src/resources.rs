@@ -23,11 +23,145 @@ pub struct ObjectMeta {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Set by the serving control plane (bumped on every spec change); ignored on input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<String>,
 }
 
 impl ObjectMeta {
     pub fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+    }
+
+    /// What a user sets (name, labels, annotations), without what the server stamps.
+    pub fn user_part(&self) -> (&str, &str, &BTreeMap<String, String>, &BTreeMap<String, String>) {
+        (&self.name, self.namespace(), &self.labels, &self.annotations)
+    }
+}
+
+/// A resource Herald serves, whichever feed (files, admin API, Kubernetes) it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resource {
+    Broker(Broker),
+    Trigger(Trigger),
+}
+
+/// The kinds [`Resource`] holds, with the names a user types for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Broker,
+    Trigger,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Broker, Kind::Trigger];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Broker => "Broker",
+            Kind::Trigger => "Trigger",
+        }
+    }
+
+    /// Lower-case plural, as in API paths (`brokers`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Broker => "brokers",
+            Kind::Trigger => "triggers",
+        }
+    }
+
+    pub fn api_version(self) -> &'static str {
+        EVENTING_API_VERSION
+    }
+
+    /// `eventing.knative.dev`.
+    pub fn group(self) -> &'static str {
+        self.api_version().split('/').next().unwrap_or_default()
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    /// kubectl's spellings: `broker`, `brokers`, `Broker`, `brokers.eventing.knative.dev`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let lower = text.to_ascii_lowercase();
+        let bare = lower.split('.').next().unwrap_or_default();
+        Kind::ALL
+            .into_iter()
+            .find(|k| bare == k.name().to_ascii_lowercase() || bare == k.plural())
+            .ok_or_else(|| format!("unknown kind {text:?} (expected brokers or triggers)"))
+    }
+}
+
+impl Resource {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Resource::Broker(_) => Kind::Broker,
+            Resource::Trigger(_) => Kind::Trigger,
+        }
+    }
+
+    pub fn key(&self) -> ResourceKey {
+        match self {
+            Resource::Broker(b) => b.key(),
+            Resource::Trigger(t) => t.key(),
+        }
+    }
+
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Resource::Broker(b) => &b.metadata,
+            Resource::Trigger(t) => &t.metadata,
+        }
+    }
+
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Resource::Broker(b) => &mut b.metadata,
+            Resource::Trigger(t) => &mut t.metadata,
+        }
+    }
+
+    /// Same spec, labels and annotations (what a change is made of).
+    pub fn same_as(&self, other: &Resource) -> bool {
+        let same_meta = self.metadata().user_part() == other.metadata().user_part();
+        same_meta
+            && match (self, other) {
+                (Resource::Broker(a), Resource::Broker(b)) => a.spec == b.spec,
+                (Resource::Trigger(a), Resource::Trigger(b)) => a.spec == b.spec,
+                _ => false,
+            }
+    }
+
+    /// `{apiVersion, kind, metadata, spec}` as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = match self {
+            Resource::Broker(b) => serde_json::to_value(b),
+            Resource::Trigger(t) => serde_json::to_value(t),
+        }
+        .expect("resources serialize");
+        if let serde_json::Value::Object(m) = &mut value {
+            let kind = self.kind();
+            m.insert("apiVersion".into(), kind.api_version().into());
+            m.insert("kind".into(), kind.name().into());
+        }
+        value
     }
 }
 

@@ -1,85 +1,106 @@
-//! One consumer per Trigger: reads its subscription, filters, and runs deliveries
-//! concurrently (bounded), acknowledging each event once it is handled. An ordered Trigger
-//! runs its deliveries in lanes chosen by `partitionkey`: sequential within a lane, lanes in
-//! parallel, so each key keeps its order.
+//! One consumer per route: reads its subscription, filters, and runs deliveries concurrently
+//! (bounded), settling each event once it is handled. An ordered route runs its deliveries in
+//! lanes chosen by `partitionkey`: sequential within a lane, lanes in parallel, so each key
+//! keeps its order.
+//!
+//! The route is read from a `watch` for every event, so a changed Trigger (filter,
+//! subscriber, delivery) applies to the next event while deliveries already started finish
+//! under the spec they started with, and the subscription keeps its position.
 
 use crate::engine::DeliveryEngine;
-use crate::route::{DeliveryOrder, TriggerRoute};
+use crate::route::{DeliveryOrder, Route};
 use cloudevents::AttributesReader;
-use herald_channels::{Acknowledge, Channel, ChannelError, Delivery, Subscription};
+use herald_channels::{Acknowledge, Channel, ChannelError, Delivery, Settlement, Subscription};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub struct TriggerConsumer {
-    pub route: Arc<TriggerRoute>,
+pub struct RouteConsumer {
+    /// The current route; a new value applies from the next event on.
+    pub route: watch::Receiver<Arc<Route>>,
     pub channel: Arc<dyn Channel>,
     pub engine: DeliveryEngine,
-    /// Deliveries of this Trigger in flight at once.
+    /// Deliveries of this route in flight at once.
     pub max_in_flight: usize,
 }
 
-impl TriggerConsumer {
-    /// Opens the Trigger's subscription. Done before ingress starts, so no accepted event
-    /// can precede the subscription and be missed.
+/// When a consumer ends.
+#[derive(Clone, Debug, Default)]
+pub struct ConsumerControl {
+    /// Stop reading; deliveries in flight finish (the route was removed or replaced).
+    pub stop: CancellationToken,
+    /// Abandon deliveries in flight too (a shutdown whose drain took too long).
+    pub abort: CancellationToken,
+}
+
+impl RouteConsumer {
+    /// Opens the route's subscription. Done before the consumer is announced, so no event
+    /// accepted after that can precede the subscription and be missed.
     pub async fn subscribe(&self) -> Result<Box<dyn Subscription>, ChannelError> {
-        self.channel.subscribe(&self.route.subscription()).await
+        let name = self.route.borrow().subscription();
+        self.channel.subscribe(&name).await
     }
 
-    /// Runs until the channel ends the subscription (after `Channel::close`), then waits for
-    /// in-flight deliveries. `abort` stops it at once (a shutdown whose drain took too long).
-    pub async fn run(self, mut subscription: Box<dyn Subscription>, abort: CancellationToken) {
+    fn current(&self) -> Arc<Route> {
+        self.route.borrow().clone()
+    }
+
+    /// Runs until the channel ends the subscription (after `Channel::close`) or `stop`, then
+    /// waits for in-flight deliveries; `abort` ends it at once.
+    pub async fn run(self, mut subscription: Box<dyn Subscription>, control: ConsumerControl) {
+        let ConsumerControl { stop, abort } = control;
         let permits = Arc::new(Semaphore::new(self.max_in_flight.max(1)));
         let mut tasks = JoinSet::new();
-        let lanes =
-            (self.route.order == DeliveryOrder::Ordered).then(|| self.start_lanes(&mut tasks));
+        let lanes = (self.current().order == DeliveryOrder::Ordered)
+            .then(|| self.start_lanes(&mut tasks));
         loop {
             // With every slot busy on stuck deliveries, abort must still get through.
             let permit = tokio::select! {
                 p = permits.clone().acquire_owned() => p,
                 _ = abort.cancelled() => break,
+                _ = stop.cancelled() => break,
             };
             let Ok(permit) = permit else {
                 break;
             };
             let next = tokio::select! {
-                n = subscription.next() => n,
+                biased;
                 _ = abort.cancelled() => break,
+                _ = stop.cancelled() => break,
+                n = subscription.next() => n,
             };
             let delivery = match next {
                 Ok(Some(d)) => d,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(trigger = %self.route.trigger, error = %e, "channel read failed; retrying");
+                    tracing::warn!(route = %self.current().id, error = %e, "channel read failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_secs(1))) => continue,
                         _ = abort.cancelled() => break,
+                        _ = stop.cancelled() => break,
                     }
                 }
             };
-            if !self.route.filter.matches(&delivery.event) {
-                ack(delivery.into_parts().1, &self.route).await;
+            let route = self.current();
+            if !route.accepts(&delivery.event) {
+                settle(delivery.into_parts().1, Settlement::Dropped, &route).await;
                 continue;
             }
             match &lanes {
                 Some(lanes) => {
                     let lane = &lanes[lane_of(&delivery.event, lanes.len())];
-                    if lane.send((delivery, permit)).await.is_err() {
+                    if lane.send((route, delivery, permit)).await.is_err() {
                         break;
                     }
                 }
                 None => {
-                    let (route, channel, engine) = (
-                        self.route.clone(),
-                        self.channel.clone(),
-                        self.engine.clone(),
-                    );
+                    let engine = self.engine.clone();
                     tasks.spawn(async move {
-                        handle(&route, channel.as_ref(), &engine, delivery).await;
+                        handle(&route, &engine, delivery).await;
                         drop(permit);
                     });
                 }
@@ -91,7 +112,7 @@ impl TriggerConsumer {
         if abort.is_cancelled() {
             if !tasks.is_empty() {
                 tracing::error!(
-                    trigger = %self.route.trigger, in_flight = tasks.len(),
+                    route = %self.current().id, in_flight = tasks.len(),
                     "shutdown deadline passed: abandoning in-flight deliveries (a durable channel redelivers them)"
                 );
             }
@@ -101,24 +122,19 @@ impl TriggerConsumer {
     }
 }
 
-impl TriggerConsumer {
+/// One event handed to an ordered lane, with the route it was read under.
+type LaneItem = (Arc<Route>, Delivery, OwnedSemaphorePermit);
+
+impl RouteConsumer {
     /// One sequential worker per in-flight slot; each handles its events in arrival order.
-    fn start_lanes(
-        &self,
-        tasks: &mut JoinSet<()>,
-    ) -> Vec<mpsc::Sender<(Delivery, OwnedSemaphorePermit)>> {
+    fn start_lanes(&self, tasks: &mut JoinSet<()>) -> Vec<mpsc::Sender<LaneItem>> {
         (0..self.max_in_flight.max(1))
             .map(|_| {
-                let (tx, mut rx) =
-                    mpsc::channel::<(Delivery, OwnedSemaphorePermit)>(self.max_in_flight.max(1));
-                let (route, channel, engine) = (
-                    self.route.clone(),
-                    self.channel.clone(),
-                    self.engine.clone(),
-                );
+                let (tx, mut rx) = mpsc::channel::<LaneItem>(self.max_in_flight.max(1));
+                let engine = self.engine.clone();
                 tasks.spawn(async move {
-                    while let Some((delivery, permit)) = rx.recv().await {
-                        handle(&route, channel.as_ref(), &engine, delivery).await;
+                    while let Some((route, delivery, permit)) = rx.recv().await {
+                        handle(&route, &engine, delivery).await;
                         drop(permit);
                     }
                 });
@@ -139,29 +155,24 @@ fn lane_of(event: &cloudevents::Event, lanes: usize) -> usize {
     (hasher.finish() % lanes as u64) as usize
 }
 
-/// Delivers one event (with retries, dead-lettering, replies) and acknowledges it.
-async fn handle(
-    route: &TriggerRoute,
-    channel: &dyn Channel,
-    engine: &DeliveryEngine,
-    delivery: Delivery,
-) {
+/// Delivers one event (with retries, dead-lettering, replies) and settles it.
+async fn handle(route: &Route, engine: &DeliveryEngine, delivery: Delivery) {
     let span = tracing::info_span!(
-        "dispatch", event.id = delivery.event.id(), broker = %route.broker, trigger = %route.trigger
+        "dispatch", event.id = delivery.event.id(), offset = delivery.offset, route = %route.id
     );
     async {
         let (event, acknowledge) = delivery.into_parts();
-        let disposition = engine.dispatch(route, event, channel).await;
+        let disposition = engine.dispatch(route, event).await;
         tracing::debug!(?disposition, "handled");
-        ack(acknowledge, route).await;
+        settle(acknowledge, disposition.settlement(), route).await;
     }
     .instrument(span)
     .await
 }
 
-async fn ack(acknowledge: Box<dyn Acknowledge>, route: &TriggerRoute) {
-    if let Err(e) = acknowledge.ack().await {
+async fn settle(acknowledge: Box<dyn Acknowledge>, how: Settlement, route: &Route) {
+    if let Err(e) = acknowledge.settle(how).await {
         // The event will be redelivered; at-least-once allows the duplicate.
-        tracing::warn!(trigger = %route.trigger, error = %e, "acknowledgement failed");
+        tracing::warn!(route = %route.id, error = %e, "settling a delivery failed");
     }
 }

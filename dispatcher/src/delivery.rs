@@ -4,9 +4,13 @@
 use bytes::Bytes;
 use cloudevents::binding::reqwest::RequestBuilderExt;
 use cloudevents::Event;
+use herald_core::DeliveryFormat;
 use http::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use std::time::{Duration, SystemTime};
 use url::Url;
+
+/// Content type of a structured-mode (JSON format) CloudEvent.
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -46,12 +50,14 @@ pub fn is_retryable(status: u16) -> bool {
     matches!(status, 404 | 409 | 429) || (500..600).contains(&status)
 }
 
-/// Sends `event` to `url` once. With `want_reply`, the request carries `Prefer: reply` and
-/// a 200 response holding a CloudEvent is returned as the reply.
+/// Sends `event` to `url` once, in binary or structured mode per `format`. With
+/// `want_reply`, the request carries `Prefer: reply` and a 200 response holding a CloudEvent
+/// is returned as the reply.
 pub async fn send(
     client: &reqwest::Client,
     url: &Url,
     event: &Event,
+    format: DeliveryFormat,
     timeout: Duration,
     want_reply: bool,
 ) -> Outcome {
@@ -59,7 +65,19 @@ pub async fn send(
     if want_reply {
         request = request.header("Prefer", "reply");
     }
-    let request = match request.event(event.clone()) {
+    let encoded = match format {
+        DeliveryFormat::Binary => request.event(event.clone()),
+        DeliveryFormat::Json => serde_json::to_vec(event)
+            .map(|body| {
+                request
+                    .header(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE)
+                    .body(body)
+            })
+            .map_err(|e| cloudevents::message::Error::Other {
+                source: Box::new(e),
+            }),
+    };
+    let request = match encoded {
         Ok(r) => r,
         Err(e) => {
             return Outcome::Failed(Failure {

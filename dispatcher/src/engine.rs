@@ -1,14 +1,14 @@
-//! The delivery engine: takes one event for one Trigger through attempts, backoff, reply
-//! publishing and, when all attempts fail, the dead-letter sink. One engine (and one pooled
-//! HTTP client) serves every Trigger.
+//! The delivery engine: takes one event for one [`Route`] through attempts, backoff, reply
+//! handling and, when all attempts fail, the dead-letter sink. One engine (and one pooled
+//! HTTP client) serves every route, whatever kind of subscription it came from.
 
 use crate::dead_letter::dead_letter_event;
 use crate::delivery::{send, Failure, Outcome};
 use crate::reply::{prepare_reply, take_ttl};
 use crate::retry::RetryPolicy;
-use crate::route::TriggerRoute;
+use crate::route::{DeliveryFormat, ReplyTarget, Route, TtlHandling};
 use cloudevents::{AttributesReader, Event};
-use herald_channels::Channel;
+use herald_channels::{Channel, Settlement};
 use std::time::Duration;
 use url::Url;
 
@@ -38,6 +38,24 @@ pub enum Disposition {
     Undeliverable,
 }
 
+impl Disposition {
+    /// What the channel is told.
+    pub fn settlement(self) -> Settlement {
+        match self {
+            Self::Delivered => Settlement::Delivered,
+            Self::DeadLettered => Settlement::DeadLettered,
+            Self::Undeliverable => Settlement::Dropped,
+        }
+    }
+}
+
+/// Where a reply goes, and at which TTL, during one dispatch.
+#[derive(Clone, Copy)]
+struct ReplyTo<'a> {
+    target: &'a ReplyTarget,
+    ttl: Option<i64>,
+}
+
 #[derive(Clone)]
 pub struct DeliveryEngine {
     client: reqwest::Client,
@@ -61,29 +79,27 @@ impl DeliveryEngine {
         &self.config
     }
 
-    /// Delivers `event` for `route`, publishing any reply into `broker`. Returns only when the
-    /// event is delivered, dead-lettered or logged as undeliverable, so the caller may ack.
-    pub async fn dispatch(
-        &self,
-        route: &TriggerRoute,
-        mut event: Event,
-        broker: &dyn Channel,
-    ) -> Disposition {
-        let ttl = take_ttl(&mut event);
+    /// Delivers `event` for `route`, handing any reply to the route's reply target. Returns
+    /// only when the event is delivered, dead-lettered or logged as undeliverable, so the
+    /// caller may settle it.
+    pub async fn dispatch(&self, route: &Route, mut event: Event) -> Disposition {
+        let ttl = match route.ttl {
+            TtlHandling::Broker => Some(take_ttl(&mut event)),
+            TtlHandling::PassThrough => None,
+        };
+        let reply = ReplyTo {
+            target: &route.reply,
+            ttl,
+        };
         let failure = match self
-            .with_retries(
-                &route.policy,
-                &route.subscriber,
-                &event,
-                Some((ttl, broker)),
-            )
+            .with_retries(&route.policy, route.format, &route.subscriber, &event, Some(reply))
             .await
         {
             Ok(()) => return Disposition::Delivered,
             Err(f) => f,
         };
         tracing::warn!(
-            trigger = %route.trigger, event.id = event.id(), status = ?failure.status,
+            route = %route.id, event.id = event.id(), status = ?failure.status,
             reason = %failure.reason, "delivery failed after all attempts"
         );
         let Some(dls) = &route.dead_letter_sink else {
@@ -91,7 +107,10 @@ impl DeliveryEngine {
             return Disposition::Undeliverable;
         };
         let dead = dead_letter_event(&event, &route.subscriber, &failure);
-        match self.with_retries(&route.policy, dls, &dead, None).await {
+        match self
+            .with_retries(&route.policy, route.format, dls, &dead, None)
+            .await
+        {
             Ok(()) => Disposition::DeadLettered,
             Err(dls_failure) => {
                 let why = format!(
@@ -104,28 +123,31 @@ impl DeliveryEngine {
         }
     }
 
-    /// Attempts delivery up to `1 + policy.retry` times. With `reply_to`, a reply is published
-    /// into that broker before the attempt counts as successful.
+    /// Attempts delivery up to `1 + policy.retry` times. With `reply`, the request asks for a
+    /// reply, and a reply is handed on before the attempt counts as successful.
     async fn with_retries(
         &self,
         policy: &RetryPolicy,
+        format: DeliveryFormat,
         url: &Url,
         event: &Event,
-        reply_to: Option<(i64, &dyn Channel)>,
+        reply: Option<ReplyTo<'_>>,
     ) -> Result<(), Failure> {
+        let want_reply = reply.is_some_and(|r| !matches!(r.target, ReplyTarget::Discard));
         let mut retry = 0;
         loop {
             let failure =
-                match send(&self.client, url, event, policy.timeout, reply_to.is_some()).await {
-                    Outcome::Delivered { reply } => match (reply, reply_to) {
-                        (Some(reply), Some((ttl, broker))) => {
-                            match publish_reply(*reply, ttl, event, broker).await {
-                                Ok(()) => return Ok(()),
-                                Err(f) => f,
-                            }
+                match send(&self.client, url, event, format, policy.timeout, want_reply).await {
+                    Outcome::Delivered { reply: Some(answer) } if want_reply => {
+                        match self
+                            .hand_on_reply(*answer, reply.expect("wanted"), event, policy, format)
+                            .await
+                        {
+                            Ok(()) => return Ok(()),
+                            Err(f) => f,
                         }
-                        _ => return Ok(()),
-                    },
+                    }
+                    Outcome::Delivered { .. } => return Ok(()),
                     Outcome::Failed(f) => f,
                 };
             if !failure.retryable || retry >= policy.retry {
@@ -137,23 +159,42 @@ impl DeliveryEngine {
             tokio::time::sleep(wait).await;
         }
     }
+
+    async fn hand_on_reply(
+        &self,
+        answer: Event,
+        reply: ReplyTo<'_>,
+        original: &Event,
+        policy: &RetryPolicy,
+        format: DeliveryFormat,
+    ) -> Result<(), Failure> {
+        let answer = match reply.ttl {
+            Some(ttl) => match prepare_reply(answer, ttl) {
+                Some(a) => a,
+                None => {
+                    tracing::warn!(
+                        event.id = original.id(),
+                        "reply dropped: knativebrokerttl exhausted (reply loop?)"
+                    );
+                    return Ok(());
+                }
+            },
+            None => answer,
+        };
+        match reply.target {
+            ReplyTarget::Channel(channel) => publish_reply(answer, channel.as_ref()).await,
+            // The reply is a delivery of its own: retried under the same policy, and its own
+            // answer is not routed further.
+            ReplyTarget::Url(url) => {
+                Box::pin(self.with_retries(policy, format, url, &answer, None)).await
+            }
+            ReplyTarget::Discard => Ok(()),
+        }
+    }
 }
 
-async fn publish_reply(
-    reply: Event,
-    ttl: i64,
-    original: &Event,
-    broker: &dyn Channel,
-) -> Result<(), Failure> {
-    let Some(reply) = prepare_reply(reply, ttl) else {
-        tracing::warn!(
-            event.id = original.id(),
-            broker = broker.name(),
-            "reply dropped: knativebrokerttl exhausted (reply loop?)"
-        );
-        return Ok(());
-    };
-    broker.publish(vec![reply]).await.map_err(|e| Failure {
+async fn publish_reply(reply: Event, channel: &dyn Channel) -> Result<(), Failure> {
+    channel.publish(vec![reply]).await.map_err(|e| Failure {
         status: None,
         body: Default::default(),
         retry_after: e.retry_after(),
@@ -163,10 +204,10 @@ async fn publish_reply(
 }
 
 /// The last resort: the event is written to the log in full so an operator can recover it.
-fn log_undeliverable(route: &TriggerRoute, event: &Event, failure: &Failure, why: &str) {
+fn log_undeliverable(route: &Route, event: &Event, failure: &Failure, why: &str) {
     let json = serde_json::to_string(event).unwrap_or_else(|e| format!("<unserializable: {e}>"));
     tracing::error!(
-        trigger = %route.trigger, event.id = event.id(), status = ?failure.status,
+        route = %route.id, event.id = event.id(), status = ?failure.status,
         reason = %failure.reason, event = %json,
         "UNDELIVERABLE EVENT: {why}; the full event is in this log line"
     );

@@ -1,5 +1,6 @@
-//! The dispatcher: one consumer per Trigger reads the Broker's channel, applies the Trigger's
-//! filter and delivers matching events with retries, dead-lettering and reply handling.
+//! The dispatcher: one consumer per [`Route`] (a Trigger, later a Subscription or a flow step)
+//! reads a channel, applies the route's filter and delivers matching events with retries,
+//! dead-lettering and reply handling.
 //!
 //! Data path, one module per step: [`consumer`] -> [`filter`] -> [`delivery`] (one attempt over
 //! HTTP) under [`retry`] (the DeliverySpec's policy) -> [`dead_letter`] or [`reply`].
@@ -14,8 +15,8 @@ pub mod reply;
 pub mod retry;
 pub mod route;
 
-pub use consumer::TriggerConsumer;
-pub use engine::{DeliveryEngine, EngineConfig};
+pub use consumer::{ConsumerControl, RouteConsumer};
+pub use engine::{DeliveryEngine, Disposition, EngineConfig};
 pub use filter::{Filter, FilterError};
 pub use retry::RetryPolicy;
-pub use route::{RouteError, TriggerRoute};
+pub use route::{ReplyTarget, Route, RouteError, RouteId};

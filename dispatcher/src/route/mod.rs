@@ -1,48 +1,86 @@
-//! A Trigger resolved for the data plane: its compiled filter, subscriber URL and delivery.
+//! A [`Route`]: one subscription compiled for the delivery engine. Every kind of subscription
+//! (a Trigger today; a Channel's Subscription, a Sequence step, a Parallel branch) compiles
+//! into this one type, so the engine never knows which kind it serves.
 
-use crate::filter::{Filter, FilterError};
+mod trigger;
+
+use crate::filter::Filter;
 use crate::retry::RetryPolicy;
-use herald_core::{Broker, DeliverySpec, ResolveError, Resolver, ResourceKey, Trigger};
-use std::time::Duration;
+use herald_channels::Channel;
+pub use herald_core::DeliveryFormat;
+use herald_core::ResourceKey;
+use std::fmt;
+use std::sync::Arc;
 use url::Url;
 
-#[derive(Debug, thiserror::Error)]
-pub enum RouteError {
-    #[error("Trigger {trigger}: invalid filter: {source}")]
-    Filter {
-        trigger: ResourceKey,
-        source: FilterError,
-    },
-    #[error("Trigger {trigger}: spec.subscriber: {source}")]
-    Subscriber {
-        trigger: ResourceKey,
-        source: Box<ResolveError>,
-    },
-    #[error("Trigger {trigger}: annotation {DELIVERY_ORDER_ANNOTATION}: expected ordered or unordered, got {value:?}")]
-    DeliveryOrder { trigger: ResourceKey, value: String },
-    #[error("Trigger {trigger}: {field}.deadLetterSink: {source}")]
-    DeadLetterSink {
-        trigger: ResourceKey,
-        field: &'static str,
-        source: Box<ResolveError>,
-    },
+pub use trigger::{check_trigger, trigger_route, RouteError, DELIVERY_ORDER_ANNOTATION};
+
+/// Who a route belongs to: the resource kind and its key, e.g. `Trigger default/orders`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteId {
+    pub kind: &'static str,
+    pub key: ResourceKey,
 }
 
-#[derive(Clone, Debug)]
-pub struct TriggerRoute {
-    pub trigger: ResourceKey,
-    pub broker: ResourceKey,
-    pub filter: Filter,
-    pub subscriber: Url,
-    pub policy: RetryPolicy,
-    pub dead_letter_sink: Option<Url>,
-    pub order: DeliveryOrder,
+impl RouteId {
+    pub fn trigger(key: ResourceKey) -> Self {
+        Self {
+            kind: "Trigger",
+            key,
+        }
+    }
+
+    /// The route's subscription on its channel; stable across restarts, since committed
+    /// offsets are kept under it (`trigger.{ns}.{name}` for Triggers).
+    pub fn subscription(&self) -> String {
+        format!(
+            "{}.{}.{}",
+            self.kind.to_ascii_lowercase(),
+            self.key.namespace,
+            self.key.name
+        )
+    }
 }
 
-/// Trigger annotation choosing the delivery order, spelled as Knative's Kafka broker does.
-pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
+impl fmt::Display for RouteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind, self.key)
+    }
+}
 
-/// How a Trigger's deliveries are ordered.
+/// Where a subscriber's reply goes.
+#[derive(Clone)]
+pub enum ReplyTarget {
+    /// Published into a channel (a Broker's, for a Trigger; a Subscription's reply channel).
+    Channel(Arc<dyn Channel>),
+    /// Delivered to an address, with the route's retry policy.
+    Url(Url),
+    /// Not asked for (no `Prefer: reply`) and dropped if sent anyway.
+    Discard,
+}
+
+impl fmt::Debug for ReplyTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Channel(c) => write!(f, "Channel({})", c.name()),
+            Self::Url(u) => write!(f, "Url({u})"),
+            Self::Discard => f.write_str("Discard"),
+        }
+    }
+}
+
+/// What the route does with Knative's broker TTL (`knativebrokerttl`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TtlHandling {
+    /// Broker semantics: the TTL is removed before delivery and a reply carries it one hop
+    /// lower; an exhausted TTL drops the reply (stops reply loops).
+    #[default]
+    Broker,
+    /// Channel semantics: the event goes out as stored, TTL and all.
+    PassThrough,
+}
+
+/// How a route's deliveries are ordered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeliveryOrder {
     /// Concurrent, highest throughput.
@@ -53,76 +91,32 @@ pub enum DeliveryOrder {
     Ordered,
 }
 
-impl TriggerRoute {
-    /// Resolves `trigger` against its `broker`. Delivery is the Trigger's own DeliverySpec,
-    /// else the Broker's, else `default_delivery` (as Knative, a spec replaces, not merges).
-    pub fn build(
-        trigger: &Trigger,
-        broker: &Broker,
-        resolver: &Resolver,
-        default_delivery: &DeliverySpec,
-        default_timeout: Duration,
-    ) -> Result<Self, RouteError> {
-        let key = trigger.key();
-        let namespace = trigger.metadata.namespace();
-        let filter = Filter::compile(&trigger.spec).map_err(|source| RouteError::Filter {
-            trigger: key.clone(),
-            source,
-        })?;
-        let subscriber = resolver
-            .resolve(&trigger.spec.subscriber, namespace)
-            .map_err(|source| RouteError::Subscriber {
-                trigger: key.clone(),
-                source: Box::new(source),
-            })?;
-        let (delivery, field) = match (&trigger.spec.delivery, &broker.spec.delivery) {
-            (Some(d), _) => (d, "spec.delivery"),
-            (None, Some(d)) => (d, "Broker spec.delivery"),
-            (None, None) => (default_delivery, "default delivery"),
-        };
-        let dead_letter_sink = delivery
-            .dead_letter_sink
-            .as_ref()
-            .map(|d| resolver.resolve(d, namespace))
-            .transpose()
-            .map_err(|source| RouteError::DeadLetterSink {
-                trigger: key.clone(),
-                field,
-                source: Box::new(source),
-            })?;
-        let order = match trigger
-            .metadata
-            .annotations
-            .get(DELIVERY_ORDER_ANNOTATION)
-            .map(String::as_str)
-        {
-            None | Some("unordered") => DeliveryOrder::Unordered,
-            Some("ordered") => DeliveryOrder::Ordered,
-            Some(other) => {
-                return Err(RouteError::DeliveryOrder {
-                    trigger: key,
-                    value: other.to_string(),
-                })
-            }
-        };
-        Ok(Self {
-            order,
-            trigger: key,
-            broker: broker.key(),
-            filter,
-            subscriber,
-            policy: RetryPolicy::from_spec(delivery, default_timeout),
-            dead_letter_sink,
-        })
+/// One subscription, resolved: what to deliver, where, how, and what happens after.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub id: RouteId,
+    /// Events the filter rejects are settled as dropped; `None` passes everything.
+    pub filter: Option<Filter>,
+    pub subscriber: Url,
+    pub reply: ReplyTarget,
+    pub dead_letter_sink: Option<Url>,
+    pub policy: RetryPolicy,
+    pub order: DeliveryOrder,
+    pub format: DeliveryFormat,
+    pub ttl: TtlHandling,
+}
+
+impl Route {
+    pub fn subscription(&self) -> String {
+        self.id.subscription()
     }
 
-    /// Name of this Trigger's subscription on the Broker's channel.
-    pub fn subscription(&self) -> String {
-        subscription_name(&self.trigger)
+    pub fn accepts(&self, event: &cloudevents::Event) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.matches(event))
     }
 }
 
-/// The channel subscription of a Trigger (stable across restarts: offsets are kept under it).
+/// The channel subscription of a Trigger.
 pub fn subscription_name(trigger: &ResourceKey) -> String {
-    format!("trigger.{}.{}", trigger.namespace, trigger.name)
+    RouteId::trigger(trigger.clone()).subscription()
 }
