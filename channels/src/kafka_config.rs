@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct KafkaConfig {
     /// `host:port[,host:port…]` of the Kafka-API brokers.
     pub bootstrap_servers: String,
@@ -25,14 +26,18 @@ pub struct KafkaConfig {
     /// security…); they override Herald's defaults.
     pub consumer: BTreeMap<String, String>,
     /// Longest wait for every record of a publish to be acknowledged by the brokers.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub publish_timeout: Duration,
     /// Retry-After suggested to publishers while Kafka is unreachable or the producer queue
     /// is full.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub retry_after: Duration,
     /// How often each reader commits its acknowledged prefix (also committed on rebalance
     /// and on close). A shorter interval means fewer redeliveries after a crash.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub commit_interval: Duration,
     /// Longest wait for metadata, admin and offset requests (topic creation, seek).
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub request_timeout: Duration,
     /// Idempotent producer (`enable.idempotence`): no duplicates from producer retries.
     /// Off by default: tansu 0.6 accepts idempotent producers but, once a record has timed

@@ -1,9 +1,12 @@
 //! Channels: where a Broker keeps accepted events until every Trigger has handled them.
 //!
 //! One trait, [`Channel`], with one module per backend. Callers (ingress, dispatcher, later
-//! Channel/Subscription fan-out) know channels only through this trait.
+//! Channel/Subscription fan-out) know channels only through this trait, and backends only
+//! through [`Backend`] and the [`BackendRegistry`] that connects them on first use, each
+//! configured by its section of [`ChannelsConfig`].
 
 mod ack_prefix;
+pub mod config;
 pub mod error;
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -11,6 +14,7 @@ pub mod kafka_config;
 pub mod memory;
 pub mod name;
 pub mod nats;
+pub mod registry;
 pub mod sled;
 
 /// What the wire codecs' round-trip tests check of a decoded event.
@@ -42,15 +46,18 @@ use cloudevents::Event;
 use std::sync::Arc;
 
 pub use self::sled::{
-    Retention, SledChannel, SledChannelStats, SledConfig, SledStats, SledStore, SyncPolicy,
+    Retention, SledBackend, SledChannel, SledChannelStats, SledConfig, SledStats, SledStore,
+    SyncPolicy,
 };
+pub use config::{ChannelsConfig, SledSection};
 pub use error::{Cause, ChannelError};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaBackend, KafkaChannel};
 pub use kafka_config::KafkaConfig;
-pub use memory::{MemoryChannel, MemoryChannelConfig};
+pub use memory::{MemoryBackend, MemoryChannel, MemoryChannelConfig};
 pub use name::ChannelName;
 pub use nats::{NatsBackend, NatsChannel, NatsConfig, NatsStorage};
+pub use registry::{Backend, BackendHealth, BackendKind, BackendRegistry, ChannelOptions};
 
 /// An ordered log of events with independent, acknowledged subscriptions.
 #[async_trait]

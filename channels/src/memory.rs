@@ -6,6 +6,7 @@
 //! that, `publish` answers [`ChannelError::Full`] instead of growing.
 
 use crate::ack_prefix::AckPrefix;
+use crate::registry::{Backend, BackendHealth, BackendKind, ChannelOptions};
 use crate::{
     Acknowledge, Channel, ChannelError, ChannelName, Delivery, Position, Settlement, Subscription,
 };
@@ -16,11 +17,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct MemoryChannelConfig {
     /// Most events held at once (the slowest subscription's unacknowledged backlog).
     pub capacity: usize,
     /// Retry-After suggested to publishers when full.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub retry_after: Duration,
 }
 
@@ -31,6 +34,52 @@ impl Default for MemoryChannelConfig {
             retry_after: Duration::from_secs(1),
         }
     }
+}
+
+/// The memory backend: channels live as long as the process, one per name.
+pub struct MemoryBackend {
+    config: MemoryChannelConfig,
+    channels: Mutex<HashMap<ChannelName, Arc<MemoryChannel>>>,
+}
+
+/// The memory backend's constructor.
+pub fn connect(config: MemoryChannelConfig) -> Arc<dyn Backend> {
+    Arc::new(MemoryBackend {
+        config,
+        channels: Mutex::new(HashMap::new()),
+    })
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Memory
+    }
+
+    /// The same channel for the same name, unless it was closed or deleted: then a fresh one.
+    async fn open(
+        &self,
+        channel: &ChannelName,
+        _options: &ChannelOptions,
+    ) -> Result<Arc<dyn Channel>, ChannelError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let open = channels
+            .get(channel)
+            .filter(|c| !c.shared.lock().closing)
+            .cloned();
+        let open = open.unwrap_or_else(|| {
+            let fresh = Arc::new(MemoryChannel::new(channel.clone(), self.config.clone()));
+            channels.insert(channel.clone(), fresh.clone());
+            fresh
+        });
+        Ok(open)
+    }
+
+    async fn health(&self) -> BackendHealth {
+        BackendHealth::Up
+    }
+
+    async fn close(&self) {}
 }
 
 pub struct MemoryChannel {
@@ -330,11 +379,11 @@ impl Acknowledge for MemoryAck {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
 
-    fn event(id: &str) -> Event {
+    pub(crate) fn event(id: &str) -> Event {
         EventBuilderV10::new()
             .id(id)
             .source("/test")

@@ -22,6 +22,7 @@ mod seek;
 pub use crate::kafka_config::KafkaConfig;
 
 use crate::name::kafka_group;
+use crate::registry::{Backend, BackendHealth, BackendKind, ChannelOptions};
 use crate::{Channel, ChannelError, ChannelName, Position, Subscription};
 use async_trait::async_trait;
 use blocking::{blocking, bounded, OffRuntime};
@@ -40,13 +41,72 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The Kafka backend's constructor.
+pub async fn connect(config: KafkaConfig) -> Result<Arc<dyn Backend>, ChannelError> {
+    Ok(Arc::new(KafkaBackend::connect(config).await?))
+}
+
 /// A connection to a Kafka cluster, from which each Broker's channel is opened.
 #[derive(Clone)]
 pub struct KafkaBackend {
     config: Arc<KafkaConfig>,
     admin: Arc<OffRuntime<AdminClient<DefaultClientContext>>>,
     producer: Arc<ProducerSlot>,
+    /// Channels opened through [`Backend::open`], shared: seek coordinates one channel's
+    /// readers.
+    opened: Arc<Mutex<HashMap<ChannelName, Arc<KafkaChannel>>>>,
 }
+
+#[async_trait]
+impl Backend for KafkaBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Kafka
+    }
+
+    /// The same channel for the same name, unless it was closed or deleted.
+    async fn open(
+        &self,
+        channel: &ChannelName,
+        _options: &ChannelOptions,
+    ) -> Result<Arc<dyn Channel>, ChannelError> {
+        let cached = self
+            .opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .filter(|c| !c.closed.is_cancelled())
+            .cloned();
+        if let Some(open) = cached {
+            return Ok(open);
+        }
+        let fresh = self.channel(channel).await?;
+        self.opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.clone(), fresh.clone());
+        Ok(fresh)
+    }
+
+    async fn health(&self) -> BackendHealth {
+        match self.reachable(HEALTH_TIMEOUT).await {
+            Ok(()) => BackendHealth::Up,
+            Err(e) => BackendHealth::Down(format!(
+                "Kafka at {} does not answer: {e}",
+                self.config.bootstrap_servers
+            )),
+        }
+    }
+
+    async fn close(&self) {
+        self.opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+/// How long a readiness probe waits for Kafka's metadata.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl KafkaBackend {
     /// Creates the clients and checks that the cluster answers; later connection losses are
@@ -68,6 +128,7 @@ impl KafkaBackend {
             config: config.clone(),
             admin: Arc::new(admin),
             producer: Arc::new(producer),
+            opened: Arc::default(),
         };
         backend
             .reachable(config.request_timeout)

@@ -7,6 +7,7 @@
 mod codec;
 
 use crate::name::nats_durable;
+use crate::registry::{Backend, BackendHealth, BackendKind, ChannelOptions};
 use crate::{
     Acknowledge, Cause, Channel, ChannelError, ChannelName, Delivery, Position, Settlement,
     Subscription,
@@ -25,14 +26,16 @@ use tokio_util::sync::CancellationToken;
 
 pub use codec::{decode, encode};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NatsStorage {
     #[default]
     File,
     Memory,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct NatsConfig {
     pub url: String,
     /// Prefix of stream names (`HERALD_<namespace>_<broker>`) and subjects.
@@ -40,17 +43,21 @@ pub struct NatsConfig {
     pub replicas: usize,
     pub storage: NatsStorage,
     /// How long acknowledged events stay in the stream (for replay).
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub max_age: Duration,
     /// Stream size limit; when reached, publishing fails (429) rather than discarding events.
     pub max_bytes: Option<i64>,
     /// How long JetStream waits for an acknowledgement before redelivering; deliveries that
     /// take longer are kept alive with progress acks.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub ack_wait: Duration,
     /// Unacknowledged messages per Trigger across all replicas (bounds in-flight work).
     pub max_ack_pending: i64,
     /// Longest wait for JetStream to confirm a publish.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub publish_timeout: Duration,
     /// Retry-After suggested to publishers while NATS is unreachable.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub retry_after: Duration,
 }
 
@@ -67,6 +74,41 @@ impl Default for NatsConfig {
             max_ack_pending: 1000,
             publish_timeout: Duration::from_secs(5),
             retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The NATS backend's constructor.
+pub async fn connect(config: NatsConfig) -> Result<Arc<dyn Backend>, ChannelError> {
+    Ok(Arc::new(NatsBackend::connect(config).await?))
+}
+
+#[async_trait]
+impl Backend for NatsBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Nats
+    }
+
+    async fn open(
+        &self,
+        channel: &ChannelName,
+        _options: &ChannelOptions,
+    ) -> Result<Arc<dyn Channel>, ChannelError> {
+        Ok(self.channel(channel).await?)
+    }
+
+    async fn health(&self) -> BackendHealth {
+        if self.connected() {
+            BackendHealth::Up
+        } else {
+            BackendHealth::Down(format!("not connected to NATS at {}", self.config.url))
+        }
+    }
+
+    /// Sends what is buffered; the client reconnects no more.
+    async fn close(&self) {
+        if let Err(e) = self.client.drain().await {
+            tracing::debug!(error = %e, "draining the NATS connection failed");
         }
     }
 }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 /// When `publish` may return: what "durable" means for an accepted event.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "SyncText")]
 pub enum SyncPolicy {
     /// A writer thread gathers every publish waiting at that moment, appends them in one batch
     /// per broker and answers them all after one `flush` (fsync): durable on return, and many
@@ -24,13 +25,16 @@ pub enum SyncPolicy {
 /// Events no subscription has consumed yet are never removed. A consumed event is removed once
 /// it is older than `max_age` or the log is larger than `max_bytes`; with both `None` it is
 /// removed as soon as it is consumed (then only unconsumed backlog can be replayed).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Retention {
+    #[serde(deserialize_with = "crate::config::duration::option::deserialize")]
     pub max_age: Option<Duration>,
     pub max_bytes: Option<u64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct SledConfig {
     pub sync: SyncPolicy,
     pub retention: Retention,
@@ -41,6 +45,7 @@ pub struct SledConfig {
     /// removed first when this is reached); past it `publish` answers `Full`.
     pub max_log_bytes: u64,
     /// Retry-After suggested to publishers on `Full` and `Unavailable`.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub retry_after: Duration,
     /// Size of sled's page cache, in bytes.
     pub cache_capacity_bytes: u64,
@@ -50,8 +55,10 @@ pub struct SledConfig {
     pub writer_queue: usize,
     /// How often acknowledged positions are written to disk. A crash redelivers at most what
     /// was acknowledged in this window (and until sled's next flush).
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub commit_interval: Duration,
     /// How often consumed events are checked against the retention rules and removed.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub compaction_interval: Duration,
 }
 
@@ -68,6 +75,50 @@ impl Default for SledConfig {
             writer_queue: 4096,
             commit_interval: Duration::from_millis(100),
             compaction_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How `sync` is written: `group`, `per-event`, or a flush interval (a duration, or a bare
+/// number of milliseconds as `--sync` takes it).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum SyncText {
+    Millis(u64),
+    Text(String),
+}
+
+impl TryFrom<SyncText> for SyncPolicy {
+    type Error = String;
+
+    fn try_from(value: SyncText) -> Result<Self, Self::Error> {
+        match value {
+            SyncText::Millis(ms) => Ok(SyncPolicy::Interval(Duration::from_millis(ms))),
+            SyncText::Text(text) => text.parse(),
+        }
+    }
+}
+
+impl std::str::FromStr for SyncPolicy {
+    type Err = String;
+
+    /// `group`, `per-event`, a number of milliseconds, or a duration (`PT0.5S`, `500ms`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "group" => Ok(SyncPolicy::Group),
+            "per-event" => Ok(SyncPolicy::PerEvent),
+            ms if ms.bytes().all(|b| b.is_ascii_digit()) && !ms.is_empty() => ms
+                .parse()
+                .map(|ms| SyncPolicy::Interval(Duration::from_millis(ms)))
+                .map_err(|e| format!("{ms:?}: {e}")),
+            other => crate::config::parse_duration(other)
+                .map(SyncPolicy::Interval)
+                .map_err(|_| {
+                    format!(
+                        "sync must be group, per-event or a flush interval (milliseconds or a \
+                         duration), got {other:?}"
+                    )
+                }),
         }
     }
 }

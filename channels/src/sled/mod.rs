@@ -48,3 +48,60 @@ mod tests;
 pub use channel::{SledChannel, SledChannelStats};
 pub use config::{Retention, SledConfig, SyncPolicy};
 pub use store::{SledStats, SledStore};
+
+use crate::config::SledSection;
+use crate::registry::{Backend, BackendHealth, BackendKind, ChannelOptions};
+use crate::{Channel, ChannelError, ChannelName};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// The sled backend's constructor: opens (recovering) the store in `section.data_dir`.
+pub async fn connect(section: SledSection) -> Result<Arc<dyn Backend>, ChannelError> {
+    let label = format!("sled store {}", section.data_dir.display());
+    // Opening recovers the store from disk: blocking work, off the runtime.
+    let store =
+        tokio::task::spawn_blocking(move || SledStore::open(&section.data_dir, section.store))
+            .await
+            .map_err(|e| ChannelError::backend(label, "cannot open").caused_by(e))??;
+    Ok(Arc::new(SledBackend(Arc::new(store))))
+}
+
+/// The store as a [`Backend`].
+pub struct SledBackend(pub Arc<SledStore>);
+
+#[async_trait]
+impl Backend for SledBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Sled
+    }
+
+    /// The channel with `options.retention` if given (the first open of a channel decides),
+    /// else the store's.
+    async fn open(
+        &self,
+        channel: &ChannelName,
+        options: &ChannelOptions,
+    ) -> Result<Arc<dyn Channel>, ChannelError> {
+        let store = self.0.clone();
+        let (name, retention) = (channel.clone(), options.retention);
+        let opened = tokio::task::spawn_blocking(move || match retention {
+            Some(r) => store.channel_with_retention(name, r),
+            None => store.channel(name),
+        })
+        .await
+        .map_err(|e| ChannelError::backend(channel.as_str(), "cannot open").caused_by(e))??;
+        Ok(opened)
+    }
+
+    async fn health(&self) -> BackendHealth {
+        if self.0.is_closed() {
+            BackendHealth::Down("the sled store is closed".into())
+        } else {
+            BackendHealth::Up
+        }
+    }
+
+    async fn close(&self) {
+        self.0.close().await;
+    }
+}

@@ -193,6 +193,11 @@ impl SledStore {
         Ok(channel)
     }
 
+    /// Whether the store was shut down.
+    pub fn is_closed(&self) -> bool {
+        self.core.closed.load(Ordering::Acquire)
+    }
+
     pub fn stats(&self) -> SledStats {
         let c = &self.core.counters;
         SledStats {
