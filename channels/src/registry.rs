@@ -64,6 +64,12 @@ impl<'de> serde::Deserialize<'de> for BackendKind {
     }
 }
 
+impl serde::Serialize for BackendKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// What one channel asks of its backend beyond the backend's own configuration.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChannelOptions {

@@ -209,7 +209,10 @@ async fn start_herald(
         drain_timeout: Duration::from_secs(60),
         channels: BackendsConfig {
             default: kind,
-            data_dir,
+            sled: herald_channels::SledSection {
+                data_dir,
+                ..Default::default()
+            },
             nats: NatsConfig {
                 url: bench.nats_url.clone(),
                 // A fresh stream per run, so earlier runs' events are not consumed.
