@@ -488,4 +488,86 @@ pub(crate) mod tests {
         let d2 = next(&mut r2).await;
         assert_ne!(d1.event.id(), d2.event.id());
     }
+
+    #[tokio::test]
+    async fn a_subscription_opened_while_events_flow_starts_at_the_head() {
+        let ch = small(100);
+        let mut a = ch.subscribe("a").await.unwrap();
+        ch.publish(vec![event("before")]).await.unwrap();
+        let mut late = ch.subscribe("late").await.unwrap();
+        ch.publish(vec![event("after")]).await.unwrap();
+        assert_eq!(next(&mut late).await.event.id(), "after");
+        assert_eq!(next(&mut a).await.event.id(), "before");
+        assert_eq!(next(&mut a).await.event.id(), "after");
+    }
+
+    #[tokio::test]
+    async fn a_released_event_comes_again_when_the_subscription_is_reopened() {
+        let ch = small(100);
+        let mut a = ch.subscribe("a").await.unwrap();
+        ch.publish(vec![event("1"), event("2"), event("3")])
+            .await
+            .unwrap();
+        let d1 = next(&mut a).await;
+        let d2 = next(&mut a).await;
+        let d3 = next(&mut a).await;
+        d1.settle(Settlement::Dropped).await.unwrap();
+        d2.settle(Settlement::Released).await.unwrap();
+        d3.settle(Settlement::DeadLettered).await.unwrap();
+        // Held back: the released event is still owed, so the log keeps it.
+        assert_eq!(ch.shared.lock().subscriptions["a"].committed(), 1);
+        drop(a);
+        let mut again = ch.subscribe("a").await.unwrap();
+        let d = next(&mut again).await;
+        assert_eq!(d.event.id(), "2");
+        d.ack().await.unwrap();
+        assert_eq!(ch.shared.lock().subscriptions["a"].committed(), 3);
+        ch.publish(vec![event("4")]).await.unwrap();
+        assert_eq!(next(&mut again).await.event.id(), "4", "nothing else again");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_subscription_ends_its_readers_and_holds_nothing_back() {
+        let ch = small(2);
+        let mut gone = ch.subscribe("gone").await.unwrap();
+        let _kept = ch.subscribe("kept").await.unwrap();
+        ch.publish(vec![event("1")]).await.unwrap();
+        ch.delete_subscription("gone").await.unwrap();
+        ch.delete_subscription("gone").await.unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(5), gone.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(end.is_none());
+        // Reopened: a fresh subscription at the head.
+        let mut fresh = ch.subscribe("gone").await.unwrap();
+        ch.publish(vec![event("2")]).await.unwrap();
+        assert_eq!(next(&mut fresh).await.event.id(), "2");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_channel_ends_its_readers_and_the_backend_opens_a_fresh_one() {
+        let backend = connect(MemoryChannelConfig::default());
+        let name = ChannelName::from("ns/b");
+        let ch = backend
+            .open(&name, &ChannelOptions::default())
+            .await
+            .unwrap();
+        let mut a = ch.subscribe("a").await.unwrap();
+        ch.publish(vec![event("1")]).await.unwrap();
+        ch.close().await;
+        ch.delete().await.unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(5), a.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(end.is_none());
+        let fresh = backend
+            .open(&name, &ChannelOptions::default())
+            .await
+            .unwrap();
+        let mut a = fresh.subscribe("a").await.unwrap();
+        fresh.publish(vec![event("2")]).await.unwrap();
+        assert_eq!(next(&mut a).await.event.id(), "2");
+    }
 }

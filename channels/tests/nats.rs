@@ -3,7 +3,8 @@
 
 use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
 use herald_channels::{
-    Channel, Delivery, NatsBackend, NatsChannel, NatsConfig, Position, Subscription,
+    Channel, ChannelError, Delivery, NatsBackend, NatsChannel, NatsConfig, Position, Settlement,
+    Subscription,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -232,5 +233,131 @@ async fn close_ends_readers() {
         .unwrap()
         .unwrap();
     assert!(end.is_none());
+    ch.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_subscription_opened_while_events_flow_starts_at_the_head_and_reopening_resumes() {
+    // A short ack_wait: what the dropped reader's pull request still received comes back soon.
+    let Some(ch) = channel("live", Duration::from_secs(1)).await else {
+        return;
+    };
+    let mut first = ch.subscribe("trigger.first").await.unwrap();
+    // Events keep flowing while the new Trigger's subscription is opened.
+    let publisher = {
+        let ch = ch.clone();
+        tokio::spawn(async move {
+            for i in 0..40 {
+                ch.publish(vec![event(&format!("flow-{i}"))]).await.unwrap();
+            }
+        })
+    };
+    ch.publish(vec![event("before")]).await.unwrap();
+    let mut late = ch.subscribe("trigger.late").await.unwrap();
+    ch.publish(vec![event("after")]).await.unwrap();
+    publisher.await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let d = next(&mut late).await;
+        let id = d.event.id().to_string();
+        d.ack().await.unwrap();
+        if id == "after" {
+            break;
+        }
+        seen.push(id);
+    }
+    assert!(!seen.contains(&"before".to_string()), "{seen:?}");
+    for _ in 0..42 {
+        next(&mut first).await.ack().await.unwrap();
+    }
+    // Reopened by name: resumes after what it acknowledged.
+    drop(late);
+    ch.publish(vec![event("later")]).await.unwrap();
+    let mut again = ch.subscribe("trigger.late").await.unwrap();
+    let mut ids = Vec::new();
+    while let Ok(d) = tokio::time::timeout(Duration::from_secs(4), next(&mut again)).await {
+        ids.push(d.event.id().to_string());
+        d.ack().await.unwrap();
+    }
+    assert!(ids.ends_with(&["later".to_string()]), "{ids:?}");
+    assert!(
+        !ids.contains(&"after".to_string()),
+        "acknowledged, not again: {ids:?}"
+    );
+    ch.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_released_event_is_redelivered_at_once() {
+    // ack_wait is long: only a nak brings it back within the deadline.
+    let Some(ch) = channel("release", Duration::from_secs(60)).await else {
+        return;
+    };
+    let mut sub = ch.subscribe("trigger.r").await.unwrap();
+    ch.publish(vec![event("r")]).await.unwrap();
+    let d = next(&mut sub).await;
+    d.settle(Settlement::Released).await.unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(5), next(&mut sub))
+        .await
+        .expect("redelivered well before ack_wait");
+    assert_eq!(again.event.id(), "r");
+    again.settle(Settlement::Dropped).await.unwrap();
+    ch.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn deleting_a_subscription_and_the_channel() {
+    let Some(ch) = channel("deletes", Duration::from_secs(30)).await else {
+        return;
+    };
+    let mut gone = ch.subscribe("trigger.gone").await.unwrap();
+    ch.publish(vec![event("1")]).await.unwrap();
+    ch.delete_subscription("trigger.gone").await.unwrap();
+    ch.delete_subscription("trigger.gone").await.unwrap();
+    let end = tokio::time::timeout(DEADLINE, gone.next())
+        .await
+        .expect("the reader ends")
+        .unwrap();
+    assert!(end.is_none());
+    // Gone from JetStream: a new one starts at the head, without "1".
+    let mut fresh = ch.subscribe("trigger.gone").await.unwrap();
+    ch.publish(vec![event("2")]).await.unwrap();
+    assert_eq!(next(&mut fresh).await.event.id(), "2");
+
+    ch.close().await;
+    ch.delete().await.unwrap();
+    ch.delete().await.unwrap();
+    assert!(
+        ch.publish(vec![event("3")]).await.is_err(),
+        "the stream is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_full_stream_answers_full_by_its_error_code() {
+    let config = NatsConfig {
+        url: std::env::var("HERALD_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+        stream_prefix: format!("TFULL{}", std::process::id()),
+        max_bytes: Some(2048),
+        ..Default::default()
+    };
+    let Ok(backend) = NatsBackend::connect(config).await else {
+        eprintln!("skipping: NATS unreachable");
+        return;
+    };
+    let ch = backend.channel("full/b").await.unwrap();
+    let mut err = None;
+    for i in 0..100 {
+        if let Err(e) = ch.publish(vec![event(&format!("big-{i}"))]).await {
+            err = Some(e);
+            break;
+        }
+    }
+    let err = err.expect("the stream filled up");
+    assert!(matches!(err, ChannelError::Full { .. }), "{err}");
+    assert!(
+        matches!(err.cause(), Some(herald_channels::Cause::NatsPublish(_))),
+        "{err:?}"
+    );
     ch.delete().await.unwrap();
 }

@@ -660,3 +660,96 @@ async fn disk_use_under_a_long_steady_load() {
     .await;
     println!("done: size_on_disk {} bytes", store.size_on_disk().unwrap());
 }
+
+#[tokio::test]
+async fn a_released_event_comes_again_on_reopen_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir, quick());
+        let ch = store.channel("ns/b").unwrap();
+        let mut a = ch.subscribe("a").await.unwrap();
+        ch.append(events("e", 3)).await.unwrap();
+        let ds = take(&mut a, 3).await;
+        let mut ds = ds.into_iter();
+        ds.next().unwrap().ack().await.unwrap();
+        ds.next()
+            .unwrap()
+            .settle(crate::Settlement::Released)
+            .await
+            .unwrap();
+        ds.next()
+            .unwrap()
+            .settle(crate::Settlement::Dropped)
+            .await
+            .unwrap();
+        assert_eq!(ch.committed("a"), Some(1), "held at the released event");
+        drop(a);
+        let mut again = ch.subscribe("a").await.unwrap();
+        let d = next(&mut again).await;
+        assert_eq!((d.event.id(), d.offset), ("e1", Some(1)));
+        // Released again (shutdown abandons it): a restart redelivers it, and only it.
+        d.settle(crate::Settlement::Released).await.unwrap();
+        store.close().await;
+    }
+    let store = open(&dir, quick());
+    let ch = store.channel("ns/b").unwrap();
+    let mut a = ch.subscribe("a").await.unwrap();
+    let d = next(&mut a).await;
+    assert_eq!(d.offset, Some(1));
+    d.ack().await.unwrap();
+    ch.append(events("f", 1)).await.unwrap();
+    assert_eq!(next(&mut a).await.offset, Some(3), "e2 was settled before");
+}
+
+#[tokio::test]
+async fn deleting_a_subscription_ends_its_readers_and_reopening_starts_at_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, quick());
+    let ch = store.channel("ns/b").unwrap();
+    let mut gone = ch.subscribe("gone").await.unwrap();
+    ch.append(events("e", 2)).await.unwrap();
+    ch.delete_subscription("gone").await.unwrap();
+    ch.delete_subscription("gone").await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), gone.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(end.is_none());
+    assert!(ch.subscriptions().is_empty());
+    let mut fresh = ch.subscribe("gone").await.unwrap();
+    ch.append(events("f", 1)).await.unwrap();
+    assert_eq!(next(&mut fresh).await.event.id(), "f0");
+}
+
+#[tokio::test]
+async fn deleting_a_channel_removes_its_log_and_state_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir, quick());
+        let ch = store.channel("ns/b").unwrap();
+        let other = store.channel("ns/other").unwrap();
+        let mut a = ch.subscribe("a").await.unwrap();
+        let _o = other.subscribe("o").await.unwrap();
+        ch.append(events("e", 3)).await.unwrap();
+        other.append(events("o", 1)).await.unwrap();
+        ch.close().await;
+        ch.delete().await.unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(5), a.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(end.is_none());
+        assert!(ch.publish(events("late", 1)).await.is_err());
+        // A new open of the name is a new, empty log.
+        let again = store.channel("ns/b").unwrap();
+        assert_eq!(again.stats().head, 0);
+        assert!(again.subscriptions().is_empty());
+        store.close().await;
+    }
+    let store = open(&dir, quick());
+    let ch = store.channel("ns/b").unwrap();
+    assert_eq!(ch.stats(), SledChannelStats::default(), "nothing survives");
+    let other = store.channel("ns/other").unwrap();
+    assert_eq!(other.stats().head, 1, "other channels keep theirs");
+    assert_eq!(other.subscriptions(), ["o"]);
+}
