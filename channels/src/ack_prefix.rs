@@ -40,6 +40,7 @@ impl AckPrefix {
     }
 
     /// A Kafka partition: offsets may skip, the starting position is the first one handed out.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(crate) fn sparse() -> Self {
         Self {
             committed: None,

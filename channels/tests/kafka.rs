@@ -839,3 +839,80 @@ async fn publishing_fails_while_the_broker_is_down_and_recovers_after_restart() 
         "an event refused while Kafka was down was stored anyway"
     );
 }
+
+#[tokio::test]
+async fn a_subscription_opened_while_events_flow_sees_everything_after_subscribe() {
+    let Some(tansu) = Tansu::start("live_subscription").await else {
+        return;
+    };
+    let ch = open(&tansu).await;
+    let mut first = ch.subscribe("trigger.first").await.unwrap();
+    ch.publish(vec![event("before")]).await.unwrap();
+    let mut late = ch.subscribe("trigger.late").await.unwrap();
+    // Published right after subscribe returned, before the late reader joined its group:
+    // still the late Trigger's, since its group's position was set on subscribe.
+    let n = 20;
+    ch.publish((0..n).map(|i| event(&format!("after-{i}"))).collect())
+        .await
+        .unwrap();
+    let mut seen = HashSet::new();
+    while seen.len() < n {
+        let d = next(&mut late).await;
+        assert_ne!(id(&d), "before", "a new subscription starts at the head");
+        seen.insert(id(&d));
+        d.ack().await.unwrap();
+    }
+    for _ in 0..=n {
+        next(&mut first).await.ack().await.unwrap();
+    }
+    // Reopened by name: resumes at its committed position, not at the head.
+    drop(late);
+    ch.publish(vec![event("while-away")]).await.unwrap();
+    let mut again = ch.subscribe("trigger.late").await.unwrap();
+    let d = next(&mut again).await;
+    assert_eq!(id(&d), "while-away", "{}", tansu.log_tail());
+    d.ack().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_released_event_is_redelivered_when_reopened_and_deletes_clean_up() {
+    let Some(tansu) = Tansu::start("release_and_delete").await else {
+        return;
+    };
+    let ch = open(&tansu).await;
+    let mut sub = ch.subscribe("trigger.r").await.unwrap();
+    ch.publish(vec![keyed("r", "k")]).await.unwrap();
+    let d = next(&mut sub).await;
+    d.settle(herald_channels::Settlement::Released)
+        .await
+        .unwrap();
+    drop(sub);
+    let mut again = ch.subscribe("trigger.r").await.unwrap();
+    let d = next(&mut again).await;
+    assert_eq!(id(&d), "r", "released, so delivered again");
+    d.ack().await.unwrap();
+
+    ch.delete_subscription("trigger.r").await.unwrap();
+    let end = tokio::time::timeout(DEADLINE, again.next())
+        .await
+        .expect("the reader ends")
+        .unwrap();
+    assert!(end.is_none());
+    ch.delete_subscription("trigger.r").await.unwrap();
+
+    ch.close().await;
+    ch.delete().await.unwrap();
+    let raw = raw_client(&tansu);
+    let topic = ch.topic().to_string();
+    let metadata = tokio::task::spawn_blocking(move || {
+        raw.fetch_metadata(Some(&topic), Duration::from_secs(5))
+            .map(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.error().is_none() && !t.partitions().is_empty())
+            })
+    })
+    .await
+    .unwrap();
+    assert!(!metadata.unwrap_or(false), "the topic is gone");
+}
