@@ -84,14 +84,6 @@ pub trait Channel: Send + Sync + 'static {
     /// at the head.
     async fn delete_subscription(&self, subscription: &str) -> Result<(), ChannelError>;
 
-    /// Forgets subscriptions not in `keep` (Triggers deleted from the configuration), so
-    /// they no longer hold back retention or count as lag. Returns the names removed.
-    /// Superseded by [`Channel::delete_subscription`].
-    async fn prune_subscriptions(&self, keep: &[String]) -> Result<Vec<String>, ChannelError> {
-        let _ = keep;
-        Ok(Vec::new())
-    }
-
     /// Deletes the channel and everything it holds from the backend (its Broker was
     /// deleted), after `close`. NATS: the stream; Kafka: the topic and the groups of its
     /// subscriptions; sled: the log and its subscriptions' state; memory: everything.

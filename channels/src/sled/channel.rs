@@ -187,16 +187,6 @@ impl Channel for SledChannel {
         self.shared.name.as_str()
     }
 
-    async fn prune_subscriptions(&self, keep: &[String]) -> Result<Vec<String>, ChannelError> {
-        let mut removed = Vec::new();
-        for name in self.subscriptions() {
-            if !keep.contains(&name) && self.remove_subscription(&name).await? {
-                removed.push(name);
-            }
-        }
-        Ok(removed)
-    }
-
     async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
         self.append(events).await.map(|_| ())
     }
