@@ -6,14 +6,11 @@
 # - tansu, a Kafka-API broker the Kafka tests start privately (cargo install, ~12 minutes).
 set -euo pipefail
 
-missing=()
-command -v cmake >/dev/null || missing+=(cmake)
-dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || missing+=(libcurl4-openssl-dev)
-command -v nats-server >/dev/null || missing+=(nats-server)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing ${missing[*]}"
+bash "$(dirname "$0")/build-deps.sh"
+if ! command -v nats-server >/dev/null; then
+  echo "== installing nats-server"
   apt-get update -qq
-  apt-get install -y -qq cmake libcurl4-openssl-dev nats-server
+  apt-get install -y -qq nats-server
 fi
 
 if [ ! -x "$HOME/.cargo/bin/tansu" ]; then

@@ -2,6 +2,7 @@
 //! accepts CloudEvents in binary, structured and batch mode and answers only once the
 //! Broker's channel holds them.
 
+use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -17,8 +18,9 @@ use std::sync::Arc;
 
 pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 
-/// The Brokers this ingress serves, each with its channel.
-pub type Brokers = Arc<HashMap<ResourceKey, Arc<dyn Channel>>>;
+/// The Brokers this ingress serves, each with its channel; swapped whole by the data plane
+/// on every change, so a request reads one consistent map without taking a lock.
+pub type Brokers = Arc<ArcSwap<HashMap<ResourceKey, Arc<dyn Channel>>>>;
 
 #[derive(Clone)]
 pub struct IngressState {
@@ -29,7 +31,6 @@ pub struct IngressState {
 pub fn router(state: IngressState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
         .route("/{namespace}/{broker}", post(accept))
         .with_state(state)
 }
@@ -70,7 +71,7 @@ async fn accept(
     request: Request,
 ) -> Result<StatusCode, Rejection> {
     let key = ResourceKey::new(namespace, name);
-    let Some(channel) = state.brokers.get(&key) else {
+    let Some(channel) = state.brokers.load().get(&key).cloned() else {
         return Err(Rejection::new(
             StatusCode::NOT_FOUND,
             format!("broker {key} not found"),

@@ -1,12 +1,16 @@
-//! Herald's broker: the HTTP ingress that accepts CloudEvents into a Broker's channel, and the
-//! `serve` path that wires ingress, channels and the dispatcher together.
+//! Herald's broker: the HTTP ingress that accepts CloudEvents into a Broker's channel, the
+//! data plane that runs Brokers and Triggers and applies changes at runtime, its admin API,
+//! and the `serve` path that wires them together.
 
 pub mod admin;
 pub mod backends;
 pub mod bench;
+pub mod cli;
 pub mod display;
 pub mod ingress;
+pub mod plane;
 pub mod send;
 pub mod serve;
+pub mod watch;
 
 pub use serve::{RunningServer, ServeConfig, ServeError};

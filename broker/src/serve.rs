@@ -1,19 +1,19 @@
-//! `herald serve`: builds each Broker's channel, starts one consumer per Trigger and the
-//! ingress, and shuts down gracefully (stop accepting, drain, then stop).
+//! `herald serve` as a library: binds the listener, starts the [`DataPlane`], applies the
+//! initial resources (and, with a watched config path, every later change to it), serves
+//! ingress and the admin API, and shuts down gracefully (stop accepting, drain, then stop).
 
-use crate::admin::{self, TriggerHandle};
-use crate::backends::{BackendError, Backends, BackendsConfig};
-use crate::ingress::{router, Brokers, IngressState};
-use herald_channels::Channel;
+use crate::admin;
+use crate::backends::BackendsConfig;
+use crate::ingress::{router, IngressState};
+use crate::plane::{ApplyError, DataPlane, Owner, PlaneConfig, PlaneError};
+use crate::watch::ConfigWatcher;
 use herald_core::{DeliverySpec, Resolver, ResourceKey, ResourceSet};
-use herald_dispatcher::route::subscription_name;
-use herald_dispatcher::{DeliveryEngine, EngineConfig, RouteError, TriggerConsumer, TriggerRoute};
-use std::collections::HashMap;
+use herald_dispatcher::EngineConfig;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -31,6 +31,13 @@ pub struct ServeConfig {
     pub max_in_flight: usize,
     /// How long shutdown waits for accepted events to drain before abandoning them.
     pub drain_timeout: Duration,
+    /// A config file or directory to watch: each change is applied while Herald runs.
+    pub watch: Option<PathBuf>,
+    /// How long the watcher waits for a burst of file changes to settle.
+    pub watch_debounce: Duration,
+    /// How often resources that are not ready are reconciled again (e.g. a backend that was
+    /// down at apply time).
+    pub resync_interval: Duration,
 }
 
 impl Default for ServeConfig {
@@ -48,6 +55,9 @@ impl Default for ServeConfig {
             },
             max_in_flight: 256,
             drain_timeout: Duration::from_secs(30),
+            watch: None,
+            watch_debounce: Duration::from_millis(200),
+            resync_interval: Duration::from_secs(5),
         }
     }
 }
@@ -57,33 +67,35 @@ pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
+        #[source]
         source: std::io::Error,
     },
     /// The configuration cannot be served (e.g. an invalid filter), with file and resource.
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
-    Engine(#[from] herald_dispatcher::engine::EngineError),
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error("Trigger {trigger}: cannot open its subscription: {source}")]
-    Subscribe {
-        trigger: ResourceKey,
-        source: herald_channels::ChannelError,
+    Plane(#[from] PlaneError),
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
     },
 }
 
-/// A running Herald: ingress plus dispatcher.
+/// A running Herald: ingress, admin API and data plane.
 pub struct RunningServer {
     pub addr: SocketAddr,
-    /// Triggers that are not ready (unknown Broker, unresolvable subscriber), with why.
+    /// Resources that are not ready after the initial apply (unknown Broker, unresolvable
+    /// subscriber), each with where it came from and why.
     pub warnings: Vec<String>,
+    plane: Arc<DataPlane>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
-    /// Base URL of the ingress, e.g. `http://127.0.0.1:8080`.
+    /// Base URL of the ingress (and admin API), e.g. `http://127.0.0.1:8080`.
     pub fn url(&self) -> Url {
         Url::parse(&format!("http://{}", self.addr)).expect("socket address is a valid host")
     }
@@ -92,17 +104,22 @@ impl RunningServer {
         Resolver::new(self.url()).broker_url(&ResourceKey::new(namespace, name))
     }
 
+    pub fn plane(&self) -> &Arc<DataPlane> {
+        &self.plane
+    }
+
     /// Stops accepting, drains accepted events (up to the drain timeout) and stops.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
     }
 
-    /// Waits until the server stops (after `shutdown` from elsewhere, e.g. a signal).
+    /// Cancelling it shuts the server down (e.g. on a signal).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
 
+    /// Waits until the server stops (after `shutdown` from elsewhere, e.g. a signal).
     pub async fn wait(self) {
         let _ = self.task.await;
     }
@@ -112,72 +129,28 @@ pub async fn start(
     resources: &ResourceSet,
     config: ServeConfig,
 ) -> Result<RunningServer, ServeError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+    let bind_err = |source| ServeError::Bind {
         addr: config.listen,
         source,
-    })?;
+    };
+    let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
+    let addr = listener.local_addr().map_err(bind_err)?;
     let base = Url::parse(&format!("http://{addr}")).expect("socket address is a valid host");
-    let resolver = Resolver::new(base);
-
-    let mut backends = Backends::new(config.channels.clone());
-    let mut channels: HashMap<ResourceKey, Arc<dyn Channel>> = HashMap::new();
-    for b in &resources.brokers {
-        let (kind, channel) = backends.open(&b.resource).await?;
-        tracing::info!(broker = %b.resource.key(), channel = %kind, "broker ready");
-        channels.insert(b.resource.key(), channel);
-    }
-
-    let mut warnings = Vec::new();
-    let mut routes = Vec::new();
-    for t in &resources.triggers {
-        let trigger = &t.resource;
-        let broker_key = trigger.broker_key();
-        let Some(broker) = resources.broker(&broker_key) else {
-            warnings.push(format!(
-                "{}: Trigger {} is not ready: Broker {broker_key} does not exist",
-                t.origin,
-                trigger.key()
-            ));
-            continue;
-        };
-        match TriggerRoute::build(
-            trigger,
-            broker,
-            &resolver,
-            &config.default_delivery,
-            config.engine.default_timeout,
-        ) {
-            Ok(route) => routes.push(route),
-            // A bad filter is a configuration error; refuse to start rather than misroute.
-            Err(e @ (RouteError::Filter { .. } | RouteError::DeliveryOrder { .. })) => {
-                return Err(ServeError::Config(format!("{}: {e}", t.origin)))
-            }
-            Err(e) => warnings.push(format!("{}: not ready: {e}", t.origin)),
-        }
-    }
-    // Triggers deleted from the configuration must not hold back retention forever; those
-    // merely not ready keep their position.
-    for (key, channel) in &channels {
-        let keep: Vec<String> = resources
-            .triggers
-            .iter()
-            .filter(|t| &t.resource.broker_key() == key)
-            .map(|t| subscription_name(&t.resource.key()))
-            .collect();
-        match channel.prune_subscriptions(&keep).await {
-            Ok(removed) if !removed.is_empty() => {
-                tracing::info!(broker = %key, ?removed, "forgot subscriptions of deleted triggers")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(broker = %key, error = %e, "cannot prune subscriptions"),
-        }
-    }
+    let plane = DataPlane::new(
+        PlaneConfig {
+            channels: config.channels.clone(),
+            engine: config.engine.clone(),
+            default_delivery: config.default_delivery.clone(),
+            max_in_flight: config.max_in_flight,
+            drain_timeout: config.drain_timeout,
+        },
+        base,
+    )?;
+    plane
+        .apply_set(resources, Owner::Files)
+        .await
+        .map_err(|e: ApplyError| ServeError::Config(e.to_string()))?;
+    let warnings = not_ready_warnings(&plane, resources).await;
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -191,74 +164,79 @@ pub async fn start(
         );
     }
 
-    let engine = DeliveryEngine::new(config.engine.clone())?;
-    let abort = CancellationToken::new();
-    let mut consumers = JoinSet::new();
-    let mut triggers = HashMap::new();
-    for route in routes {
-        triggers.insert(
-            route.trigger.clone(),
-            TriggerHandle {
-                broker: route.broker.clone(),
-                channel: channels[&route.broker].clone(),
-                subscription: route.subscription(),
-            },
-        );
-        let consumer = TriggerConsumer {
-            channel: channels[&route.broker].clone(),
-            route: Arc::new(route),
-            engine: engine.clone(),
-            max_in_flight: config.max_in_flight,
-        };
-        let subscription = consumer
-            .subscribe()
-            .await
-            .map_err(|source| ServeError::Subscribe {
-                trigger: consumer.route.trigger.clone(),
-                source,
-            })?;
-        tracing::info!(trigger = %consumer.route.trigger, subscriber = %consumer.route.subscriber, "trigger ready");
-        consumers.spawn(consumer.run(subscription, abort.clone()));
-    }
-
-    let brokers: Brokers = Arc::new(channels);
+    let shutdown = CancellationToken::new();
+    let watcher = match &config.watch {
+        Some(path) => Some(
+            ConfigWatcher::spawn(path, config.watch_debounce, plane.clone(), shutdown.clone())
+                .map_err(|source| ServeError::Watch {
+                    path: path.clone(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let resync = tokio::spawn(resync_loop(
+        plane.clone(),
+        config.resync_interval,
+        shutdown.clone(),
+    ));
     let app = router(IngressState {
-        brokers: brokers.clone(),
+        brokers: plane.ingress(),
         max_body_bytes: config.max_body_bytes,
     })
-    .merge(admin::router(Arc::new(triggers)));
-    let shutdown = CancellationToken::new();
+    .merge(admin::router(plane.clone()));
     let stop = shutdown.clone();
-    let drain_timeout = config.drain_timeout;
+    let serving = plane.clone();
     let task = tokio::spawn(async move {
         // Stop accepting first; requests already inside finish publishing.
         let server = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
         if let Err(e) = server.await {
             tracing::error!(error = %e, "ingress failed");
         }
-        for channel in brokers.values() {
-            channel.close().await;
+        if let Some(w) = watcher {
+            w.stop().await;
         }
-        let drained = tokio::time::timeout(drain_timeout, async {
-            while consumers.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::error!(
-                ?drain_timeout,
-                "drain timeout passed; abandoning remaining deliveries"
-            );
-            abort.cancel();
-            while consumers.join_next().await.is_some() {}
-        }
-        backends.close().await;
+        let _ = resync.await;
+        serving.shutdown().await;
         tracing::info!("stopped");
     });
     tracing::info!(%addr, brokers = resources.brokers.len(), triggers = resources.triggers.len(), "herald serving");
     Ok(RunningServer {
         addr,
         warnings,
+        plane,
         shutdown,
         task,
     })
+}
+
+/// `file (document n): Trigger ns/name is not ready: reason: message`, per resource.
+async fn not_ready_warnings(plane: &DataPlane, resources: &ResourceSet) -> Vec<String> {
+    let health = plane.health().await;
+    health
+        .not_ready
+        .iter()
+        .map(|n| {
+            let origin = resources
+                .resources()
+                .find(|(r, _)| r.kind() == n.kind && r.key().to_string() == n.name)
+                .map(|(_, o)| format!("{o}: "))
+                .unwrap_or_default();
+            format!(
+                "{origin}{} {} is not ready: {}: {}",
+                n.kind, n.name, n.reason, n.message
+            )
+        })
+        .collect()
+}
+
+async fn resync_loop(plane: Arc<DataPlane>, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => plane.resync().await,
+            _ = stop.cancelled() => return,
+        }
+    }
 }

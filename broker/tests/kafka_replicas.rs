@@ -12,10 +12,10 @@
 mod replicas;
 
 use axum::http::StatusCode;
+use replicas::servers::*;
 use replicas::*;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,76 +27,6 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 const NAMESPACE: &str = "kr";
 /// The ce-source of the tests' events.
 const SOURCE: &str = "/herald/tests/kafka-replicas";
-
-/// The tansu binary, or None (after failing under CI=true, or printing a skip notice).
-fn tansu_bin(test: &str) -> Option<PathBuf> {
-    let candidates: Vec<PathBuf> = match std::env::var_os("TANSU_BIN") {
-        Some(bin) => vec![PathBuf::from(bin)],
-        None => {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            let mut c = vec![Path::new(&home).join(".cargo/bin/tansu")];
-            if let Some(path) = std::env::var_os("PATH") {
-                c.extend(std::env::split_paths(&path).map(|d| d.join("tansu")));
-            }
-            c
-        }
-    };
-    if let Some(bin) = candidates.into_iter().find(|p| p.is_file()) {
-        return Some(bin);
-    }
-    assert!(
-        !in_ci(),
-        "{test}: tansu is not available (TANSU_BIN, ~/.cargo/bin/tansu, PATH) and CI=true: \
-         failing instead of skipping"
-    );
-    eprintln!(
-        "SKIPPED {test}: tansu is not available; install it with `cargo install tansu` or set \
-         TANSU_BIN (set CI=true to make this a failure)"
-    );
-    None
-}
-
-// ---------------------------------------------------------------------------------------
-// Processes
-
-/// A private tansu broker on `port`, storing in `dir/tansu.db` (sqlite; tansu resolves the
-/// path relative to its working directory), so a restart on the same port and directory
-/// keeps the topics, records and committed offsets.
-async fn start_tansu(bin: &Path, port: u16, dir: &Path) -> Proc {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut command = Command::new(bin);
-    command
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "sqlite://tansu.db"])
-        .current_dir(dir)
-        // tansu logs every request at info level: keep it to warnings unless asked for.
-        .env(
-            "RUST_LOG",
-            std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .env("NO_COLOR", "1");
-    let mut tansu = Proc::spawn_command("tansu", command);
-    let end = Instant::now() + STARTUP;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(tansu.alive(), "tansu exited:\n{}", tansu.log_tail());
-        assert!(
-            Instant::now() < end,
-            "tansu did not listen on {port} within {STARTUP:?}:\n{}",
-            tansu.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tansu
-}
 
 /// `herald serve` with Kafka at `127.0.0.1:kafka_port` (for Brokers of class Kafka), a short session
 /// timeout, and `extra` arguments.

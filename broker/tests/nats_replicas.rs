@@ -11,14 +11,12 @@
 mod replicas;
 
 use axum::http::StatusCode;
-use futures::StreamExt;
+use replicas::servers::*;
 use replicas::*;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const NATS_URL: &str = "nats://127.0.0.1:4222";
-const NATS_ADDR: &str = "127.0.0.1:4222";
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
 /// JetStream's redelivery delay for unacknowledged messages in the replica-kill test
 /// (`herald serve --nats-ack-wait`; the default is 30 s).
@@ -28,33 +26,9 @@ const ACK_WAIT_FLAG: &str = "PT5S";
 /// The ce-source of the tests' events.
 const SOURCE: &str = "/herald/tests/nats-replicas";
 
-/// Whether `what` is usable; when it is not, fails under CI=true and otherwise prints a
-/// skip notice.
-fn available(test: &str, what: &str, ok: bool) -> bool {
-    if !ok {
-        assert!(
-            !in_ci(),
-            "{test}: {what} is not available and CI=true: failing instead of skipping"
-        );
-        eprintln!("SKIPPED {test}: {what} is not available (set CI=true to make this a failure)");
-    }
-    ok
-}
-
-fn shared_nats_available(test: &str) -> bool {
-    let ok =
-        std::net::TcpStream::connect_timeout(&NATS_ADDR.parse().unwrap(), Duration::from_secs(2))
-            .is_ok();
-    available(test, &format!("NATS at {NATS_URL}"), ok)
-}
-
 /// Namespace of this test run: stream names never collide with other runs' leftovers.
 fn namespace() -> String {
     format!("nr-{}", std::process::id())
-}
-
-fn stream_name(namespace: &str, broker: &str) -> String {
-    format!("HERALD_{namespace}_{broker}")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -117,71 +91,6 @@ fn write_config(dir: &Path, docs: &[String]) {
 
 // ---------------------------------------------------------------------------------------
 // NATS streams
-
-/// Deletes a test's stream when created (a leftover of an earlier run with the same pid) and
-/// when dropped, also after a failure.
-struct StreamCleanup {
-    url: String,
-    stream: String,
-}
-
-impl StreamCleanup {
-    fn new(url: &str, stream: String) -> Self {
-        let cleanup = Self {
-            url: url.to_string(),
-            stream,
-        };
-        cleanup.delete();
-        cleanup
-    }
-
-    fn delete(&self) {
-        let (url, stream) = (self.url.clone(), self.stream.clone());
-        // Its own thread and runtime: this runs from Drop, possibly inside a runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let connect = async_nats::ConnectOptions::new()
-                    .connection_timeout(Duration::from_secs(3))
-                    .connect(url.as_str());
-                if let Ok(Ok(client)) = tokio::time::timeout(Duration::from_secs(5), connect).await
-                {
-                    let js = async_nats::jetstream::new(client);
-                    let _ = tokio::time::timeout(Duration::from_secs(5), js.delete_stream(&stream))
-                        .await;
-                }
-            })
-        })
-        .join();
-    }
-}
-
-impl Drop for StreamCleanup {
-    fn drop(&mut self) {
-        self.delete();
-    }
-}
-
-/// Messages in the stream, and per consumer (pending, ack-pending).
-async fn stream_state(url: &str, stream: &str) -> (u64, BTreeMap<String, (u64, usize)>) {
-    let client = async_nats::connect(url).await.expect("NATS connects");
-    let js = async_nats::jetstream::new(client);
-    let mut s = js
-        .get_stream(stream)
-        .await
-        .unwrap_or_else(|e| panic!("stream {stream} exists: {e}"));
-    let messages = s.info().await.unwrap().state.messages;
-    let mut consumers = BTreeMap::new();
-    let mut list = s.consumers();
-    while let Some(info) = list.next().await {
-        let info = info.unwrap();
-        consumers.insert(info.name.clone(), (info.num_pending, info.num_ack_pending));
-    }
-    (messages, consumers)
-}
 
 /// Waits until every consumer of `stream` has nothing pending nor unacknowledged.
 async fn wait_all_acked(url: &str, stream: &str, limit: Duration) -> (u64, usize) {

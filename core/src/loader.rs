@@ -85,7 +85,9 @@ pub fn load_resource(label: &str, text: &str) -> Result<Resource, LoadError> {
             "{} {} ({}) is recognised but not served by this version of Herald",
             d.kind, d.name, d.api_version
         ))),
-        (n, _) => Err(one(format!("expected exactly one Broker or Trigger, got {n}"))),
+        (n, _) => Err(one(format!(
+            "expected exactly one Broker or Trigger, got {n}"
+        ))),
     }
 }
 

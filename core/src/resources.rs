@@ -36,8 +36,20 @@ impl ObjectMeta {
     }
 
     /// What a user sets (name, labels, annotations), without what the server stamps.
-    pub fn user_part(&self) -> (&str, &str, &BTreeMap<String, String>, &BTreeMap<String, String>) {
-        (&self.name, self.namespace(), &self.labels, &self.annotations)
+    pub fn user_part(
+        &self,
+    ) -> (
+        &str,
+        &str,
+        &BTreeMap<String, String>,
+        &BTreeMap<String, String>,
+    ) {
+        (
+            &self.name,
+            self.namespace(),
+            &self.labels,
+            &self.annotations,
+        )
     }
 }
 

@@ -154,7 +154,10 @@ mod tests {
     fn ready_follows_the_first_failing_dependent_and_keeps_transition_times() {
         let mut s = Status::default();
         s.set_all(&[
-            ("BrokerReady", Check::failed("BrokerDoesNotExist", "no broker b")),
+            (
+                "BrokerReady",
+                Check::failed("BrokerDoesNotExist", "no broker b"),
+            ),
             ("SubscriberResolved", Check::Ok),
         ]);
         let ready = s.condition(READY).unwrap().clone();
@@ -162,14 +165,20 @@ mod tests {
         assert_eq!(ready.reason.as_deref(), Some("BrokerDoesNotExist"));
         assert_eq!(s.conditions[0].kind, READY);
         s.set_all(&[
-            ("BrokerReady", Check::failed("BrokerDoesNotExist", "still none")),
+            (
+                "BrokerReady",
+                Check::failed("BrokerDoesNotExist", "still none"),
+            ),
             ("SubscriberResolved", Check::Ok),
         ]);
         assert_eq!(
             s.condition(READY).unwrap().last_transition_time,
             ready.last_transition_time
         );
-        s.set_all(&[("BrokerReady", Check::Ok), ("SubscriberResolved", Check::Ok)]);
+        s.set_all(&[
+            ("BrokerReady", Check::Ok),
+            ("SubscriberResolved", Check::Ok),
+        ]);
         assert!(s.is_ready());
     }
 }

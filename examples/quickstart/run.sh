@@ -9,6 +9,7 @@ check=false
 port="${HERALD_PORT:-8080}"
 
 if [ -z "${HERALD_BIN:-}" ]; then
+  bash scripts/build-deps.sh
   cargo build --release --locked -q -p herald-broker --bin herald
   HERALD_BIN="${CARGO_TARGET_DIR:-target}/release/herald"
 fi

@@ -5,6 +5,9 @@
 // Each test binary compiles this module on its own, and not all of them use every item.
 #![allow(dead_code)]
 
+pub mod admin;
+pub mod servers;
+
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -119,6 +122,12 @@ impl Proc {
         lines[from..].join("\n")
     }
 
+    /// How many output lines so far contain `needle`.
+    pub fn count_lines(&self, needle: &str) -> usize {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().filter(|l| l.contains(needle)).count()
+    }
+
     pub fn find_line(&self, needle: &str) -> Option<String> {
         let lines = self.lines.lock().unwrap();
         lines.iter().find(|l| l.contains(needle)).cloned()
@@ -183,17 +192,7 @@ impl Replica {
         broker: (&str, &str),
         args: &[&str],
     ) -> Replica {
-        let mut all = vec![
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        let mut proc = Proc::spawn(name, HERALD, &all);
+        let mut proc = Proc::spawn(name, HERALD, &serve_args(config, data_dir, args));
         let line = proc
             .wait_line(&format!("Broker {}/{}:", broker.0, broker.1))
             .await;
@@ -210,6 +209,44 @@ impl Replica {
             broker_url,
         }
     }
+
+    /// Like `start`, for a configuration that may hold no Broker yet: ready once it prints
+    /// the address it serves on (`broker_url` stays empty; see `url_of`).
+    pub async fn serve(name: &str, config: &Path, data_dir: &Path, args: &[&str]) -> Replica {
+        let mut proc = Proc::spawn(name, HERALD, &serve_args(config, data_dir, args));
+        let line = proc.wait_line("herald serving on http://").await;
+        let start = line.find("http://").expect("the line has a URL");
+        let base = line[start..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string();
+        Replica {
+            proc,
+            base,
+            broker_url: String::new(),
+        }
+    }
+
+    /// The ingress URL of Broker `namespace/name` on this replica.
+    pub fn url_of(&self, namespace: &str, name: &str) -> String {
+        format!("{}/{namespace}/{name}", self.base)
+    }
+}
+
+fn serve_args<'a>(config: &'a Path, data_dir: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec![
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    all
 }
 
 pub fn assert_all_alive(replicas: &mut [Replica]) {

@@ -1,0 +1,164 @@
+//! The CLI's client of the admin API (`herald apply|get|delete|replay`).
+
+use super::resources::APPLIED_HEADER;
+use super::{ReplayRequest, ReplayResponse, REPLAY_PATH};
+use herald_core::{Kind, Resource, ResourceKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server refused; `message` is its own words (the field in error, for an apply).
+    #[error("{url} answered {status}: {message}")]
+    Refused {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("unexpected answer from {url}: {detail}")]
+    Unexpected { url: String, detail: String },
+}
+
+pub struct AdminClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// `server` is the admin base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn new(server: &str) -> Self {
+        Self {
+            base: server.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn collection(&self, kind: Kind, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) => format!(
+                "{}/apis/{}/namespaces/{ns}/{}",
+                self.base,
+                kind.api_version(),
+                kind.plural()
+            ),
+            None => format!(
+                "{}/apis/{}/{}",
+                self.base,
+                kind.api_version(),
+                kind.plural()
+            ),
+        }
+    }
+
+    fn object(&self, kind: Kind, key: &ResourceKey) -> String {
+        format!(
+            "{}/{}",
+            self.collection(kind, Some(&key.namespace)),
+            key.name
+        )
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: url.to_string(),
+                source,
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        // A Kubernetes Status carries the message; anything else is shown as it came.
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| body.trim().to_string());
+        Err(ClientError::Refused {
+            url: url.to_string(),
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    async fn json(
+        url: &str,
+        response: reqwest::Response,
+    ) -> Result<serde_json::Value, ClientError> {
+        response.json().await.map_err(|e| ClientError::Unexpected {
+            url: url.to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Applies `resource`; returns `created`, `configured` or `unchanged`.
+    pub async fn apply(&self, resource: &Resource) -> Result<String, ClientError> {
+        let url = self.object(resource.kind(), &resource.key());
+        let request = self
+            .http
+            .put(&url)
+            .header("content-type", "application/json")
+            .body(resource.to_json().to_string());
+        let response = self.send(&url, request).await?;
+        Ok(response
+            .headers()
+            .get(APPLIED_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("configured")
+            .to_string())
+    }
+
+    /// One object, with status.
+    pub async fn get(
+        &self,
+        kind: Kind,
+        key: &ResourceKey,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = self.object(kind, key);
+        let response = self.send(&url, self.http.get(&url)).await?;
+        Self::json(&url, response).await
+    }
+
+    /// Every object of `kind` in `namespace` (all namespaces when `None`).
+    pub async fn list(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+    ) -> Result<Vec<serde_json::Value>, ClientError> {
+        let url = self.collection(kind, namespace);
+        let response = self.send(&url, self.http.get(&url)).await?;
+        let list = Self::json(&url, response).await?;
+        match list["items"].as_array() {
+            Some(items) => Ok(items.clone()),
+            None => Err(ClientError::Unexpected {
+                url,
+                detail: "no `items` in the list".into(),
+            }),
+        }
+    }
+
+    pub async fn delete(&self, kind: Kind, key: &ResourceKey) -> Result<(), ClientError> {
+        let url = self.object(kind, key);
+        self.send(&url, self.http.delete(&url)).await?;
+        Ok(())
+    }
+
+    pub async fn replay(&self, request: &ReplayRequest) -> Result<ReplayResponse, ClientError> {
+        let url = format!("{}{REPLAY_PATH}", self.base);
+        let response = self.send(&url, self.http.post(&url).json(request)).await?;
+        response.json().await.map_err(|e| ClientError::Unexpected {
+            url,
+            detail: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,123 @@
+//! Event commands: `herald send` (post CloudEvents to a Broker), `herald display` (an
+//! event-display subscriber) and `herald replay` (re-deliver retained events to a Trigger).
+
+use crate::admin::{self, client::AdminClient};
+use crate::{display, send};
+use anyhow::{bail, Context};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Args)]
+pub struct SendArgs {
+    /// Broker URL, e.g. http://127.0.0.1:8080/default/default
+    #[arg(long, default_value = "http://127.0.0.1:8080/default/default")]
+    pub to: String,
+    /// A CloudEvent in JSON format (or an array, sent as a batch) instead of the flags below.
+    #[arg(long, conflicts_with_all = ["ty", "source", "data"])]
+    pub file: Option<PathBuf>,
+    #[arg(long = "type", default_value = "dev.herald.example")]
+    pub ty: String,
+    #[arg(long, default_value = "herald-cli")]
+    pub source: String,
+    #[arg(long)]
+    pub id: Option<String>,
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Event data (sent with --content-type).
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long, default_value = "application/json")]
+    pub content_type: String,
+    /// Extension attribute, name=value (repeatable).
+    #[arg(long = "ext")]
+    pub extensions: Vec<String>,
+    /// Send in structured mode instead of binary mode.
+    #[arg(long)]
+    pub structured: bool,
+}
+
+#[derive(Args)]
+pub struct DisplayArgs {
+    /// Port to listen on (127.0.0.1).
+    #[arg(long, default_value_t = 9000)]
+    pub port: u16,
+    /// Full listen address; overrides --port.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// The running Herald's ingress URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Broker, as namespace/name or name (namespace "default").
+    #[arg(long)]
+    pub broker: String,
+    /// Trigger, as name (in the Broker's namespace) or namespace/name.
+    #[arg(long)]
+    pub trigger: String,
+    /// Where to start: a log offset or an RFC 3339 time (e.g. 2026-11-24T10:00:00Z).
+    #[arg(long)]
+    pub from: String,
+}
+
+pub async fn send(a: SendArgs) -> anyhow::Result<()> {
+    let events = match &a.file {
+        Some(path) => send::read_events(path)?,
+        None => vec![send::build_event(&send::EventOptions {
+            id: a.id,
+            source: a.source,
+            ty: a.ty,
+            subject: a.subject,
+            data: a.data,
+            content_type: a.content_type,
+            extensions: a.extensions,
+        })?],
+    };
+    let count = events.len();
+    let (status, body) = send::send(&a.to, events, a.structured)
+        .await
+        .with_context(|| format!("sending to {}", a.to))?;
+    if !(200..300).contains(&status) {
+        bail!("{} answered {status}: {}", a.to, body.trim());
+    }
+    println!("sent {count} event(s) to {}: {status}", a.to);
+    Ok(())
+}
+
+pub async fn display(a: DisplayArgs) -> anyhow::Result<()> {
+    let addr = a
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], a.port)));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    eprintln!(
+        "event display listening on http://{}",
+        listener.local_addr()?
+    );
+    let printer: display::Printer = Arc::new(|text| println!("{text}"));
+    axum::serve(listener, display::router(printer))
+        .with_graceful_shutdown(super::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+pub async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
+    // Reject a bad position before contacting the server.
+    admin::parse_position(&a.from).map_err(anyhow::Error::msg)?;
+    let request = admin::ReplayRequest {
+        broker: a.broker,
+        trigger: a.trigger,
+        from: a.from,
+    };
+    let response = AdminClient::new(&a.server).replay(&request).await?;
+    println!(
+        "replaying to trigger {} from offset {}",
+        response.trigger, response.offset
+    );
+    Ok(())
+}

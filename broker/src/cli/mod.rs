@@ -1,0 +1,79 @@
+//! The `herald` command line: one module per group of commands; `main` only parses and
+//! calls [`run`].
+
+mod bench;
+mod events;
+mod resources;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "A CloudEvents broker and trigger system, compatible with Knative Eventing"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run ingress, admin API and dispatcher for the resources in --config.
+    Serve(serve::ServeArgs),
+    /// Apply resources from a YAML file or directory to a running Herald.
+    Apply(resources::ApplyArgs),
+    /// Show resources of a running Herald, with their status.
+    Get(resources::GetArgs),
+    /// Delete resources from a running Herald.
+    Delete(resources::DeleteArgs),
+    /// Build a CloudEvent and POST it to a Broker.
+    Send(events::SendArgs),
+    /// Run an event-display subscriber that prints every event it receives.
+    Display(events::DisplayArgs),
+    /// Re-deliver retained events to one Trigger of a running Herald.
+    Replay(events::ReplayArgs),
+    /// Benchmark Herald against a bare HTTP forwarder on this machine.
+    Bench(bench::BenchArgs),
+}
+
+impl Cli {
+    /// The log level when RUST_LOG sets none.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            // Their own output is the point; Herald's info logs would drown it.
+            Command::Bench(_) | Command::Apply(_) | Command::Get(_) | Command::Delete(_) => "warn",
+            _ => "info",
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(a) => serve::run(a).await,
+        Command::Apply(a) => resources::apply(a).await,
+        Command::Get(a) => resources::get(a).await,
+        Command::Delete(a) => resources::delete(a).await,
+        Command::Send(a) => events::send(a).await,
+        Command::Display(a) => events::display(a).await,
+        Command::Replay(a) => events::replay(a).await,
+        Command::Bench(a) => bench::run(a).await,
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("can install a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

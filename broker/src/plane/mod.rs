@@ -1,0 +1,440 @@
+//! The data plane: owns the running Brokers and Triggers and applies a desired resource set
+//! to itself at runtime. Every feed (the config directory watcher, the admin API, later the
+//! Kubernetes controller) calls the same methods: [`DataPlane::apply`],
+//! [`DataPlane::apply_set`] and [`DataPlane::delete`].
+//!
+//! Rules, as a Knative user expects of `kubectl apply`:
+//! - an added Trigger starts at the head of its Broker;
+//! - a changed Trigger keeps its committed position; deliveries in flight finish under the
+//!   spec they started with;
+//! - a removed Trigger stops at once and its subscription is deleted from the backend;
+//! - a removed Broker answers 404 at once; its channel is closed and deleted from the backend
+//!   once no Trigger reads it any more (so Triggers still applied drain what was accepted);
+//! - an invalid resource is refused and the running one stays as it was;
+//! - a Trigger whose Broker or subscriber does not exist yet is NotReady, and becomes Ready
+//!   by itself when they are applied.
+
+mod brokers;
+mod status;
+mod triggers;
+mod view;
+
+pub use status::{Health, NotReady};
+pub use view::ResourceView;
+
+use crate::backends::{BackendError, Backends, BackendsConfig};
+use crate::ingress::Brokers;
+use arc_swap::ArcSwap;
+use brokers::ChannelEntry;
+use herald_channels::Channel;
+use herald_core::{DeliverySpec, Kind, Resolver, Resource, ResourceKey, ResourceSet};
+use herald_dispatcher::{DeliveryEngine, EngineConfig, RouteError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+use triggers::Running;
+use url::Url;
+
+/// Which feed applied a resource. A feed that applies a whole set (the config directory)
+/// removes only the resources it applied itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// `herald serve --config`.
+    Files,
+    /// The admin API (`herald apply`).
+    Api,
+}
+
+#[derive(Clone, Debug)]
+pub struct PlaneConfig {
+    pub channels: BackendsConfig,
+    pub engine: EngineConfig,
+    /// Delivery for Triggers whose Trigger and Broker both set none.
+    pub default_delivery: DeliverySpec,
+    /// Deliveries in flight per Trigger.
+    pub max_in_flight: usize,
+    /// How long shutdown waits for accepted events to drain before abandoning them.
+    pub drain_timeout: Duration,
+}
+
+/// What an apply did, kubectl's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Applied::Created => "created",
+            Applied::Configured => "configured",
+            Applied::Unchanged => "unchanged",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The resource is invalid; nothing was changed.
+    #[error("{}{kind} {key}: {field}: {message}", origin.as_ref().map(|o| format!("{o}: ")).unwrap_or_default())]
+    Invalid {
+        /// The file (and document) it came from, for a feed that has one.
+        origin: Option<String>,
+        kind: Kind,
+        key: ResourceKey,
+        field: String,
+        message: String,
+    },
+    #[error("{kind} {key} not found")]
+    NotFound { kind: Kind, key: ResourceKey },
+    #[error("the data plane is shutting down")]
+    ShuttingDown,
+}
+
+impl ApplyError {
+    fn invalid(kind: Kind, key: ResourceKey, field: impl Into<String>, e: impl ToString) -> Self {
+        Self::Invalid {
+            origin: None,
+            kind,
+            key,
+            field: field.into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Where a Trigger reads from, for replay.
+#[derive(Clone)]
+pub struct TriggerHandle {
+    pub broker: ResourceKey,
+    pub channel: Arc<dyn Channel>,
+    pub subscription: String,
+}
+
+struct State {
+    backends: Backends,
+    brokers: BTreeMap<ResourceKey, Entry<herald_core::Broker>>,
+    triggers: BTreeMap<ResourceKey, Entry<herald_core::Trigger>>,
+    /// The consumer of each Trigger that is running.
+    consumers: BTreeMap<ResourceKey, Running>,
+    /// Open channels by Broker; a deleted Broker's channel stays while Triggers read it.
+    channels: BTreeMap<ResourceKey, ChannelEntry>,
+    /// Consumers that were replaced or stopped and are finishing their in-flight deliveries.
+    retiring: JoinSet<()>,
+    closed: bool,
+}
+
+pub struct DataPlane {
+    state: Mutex<State>,
+    ingress: Brokers,
+    resolver: Resolver,
+    engine: DeliveryEngine,
+    config: PlaneConfig,
+}
+
+impl DataPlane {
+    /// A data plane whose Brokers are addressed at `ingress_base` (this server's ingress).
+    pub fn new(config: PlaneConfig, ingress_base: Url) -> Result<Arc<Self>, PlaneError> {
+        let engine = DeliveryEngine::new(config.engine.clone())?;
+        Ok(Arc::new(Self {
+            state: Mutex::new(State {
+                backends: Backends::new(config.channels.clone()),
+                brokers: BTreeMap::new(),
+                triggers: BTreeMap::new(),
+                consumers: BTreeMap::new(),
+                channels: BTreeMap::new(),
+                retiring: JoinSet::new(),
+                closed: false,
+            }),
+            ingress: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            resolver: Resolver::new(ingress_base),
+            engine,
+            config,
+        }))
+    }
+
+    /// The Brokers ingress accepts for, updated on every apply.
+    pub fn ingress(&self) -> Brokers {
+        self.ingress.clone()
+    }
+
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    /// Applies one resource (created or changed).
+    pub async fn apply(&self, resource: Resource, owner: Owner) -> Result<Applied, ApplyError> {
+        validate(&resource)?;
+        let mut state = self.state.lock().await;
+        if state.closed {
+            return Err(ApplyError::ShuttingDown);
+        }
+        let applied = state.upsert(resource, owner);
+        self.reconcile(&mut state).await;
+        Ok(applied)
+    }
+
+    /// Makes the resources owned by `owner` exactly `set`: applies each, removes the ones
+    /// `owner` applied before that `set` no longer holds. All or nothing: one invalid
+    /// resource and nothing changes.
+    pub async fn apply_set(
+        &self,
+        set: &ResourceSet,
+        owner: Owner,
+    ) -> Result<Vec<(Kind, ResourceKey, Applied)>, ApplyError> {
+        let mut resources = Vec::new();
+        for (r, from) in set.resources() {
+            validate(&r).map_err(|e| match e {
+                ApplyError::Invalid {
+                    kind,
+                    key,
+                    field,
+                    message,
+                    ..
+                } => ApplyError::Invalid {
+                    origin: Some(from.to_string()),
+                    kind,
+                    key,
+                    field,
+                    message,
+                },
+                other => other,
+            })?;
+            resources.push(r);
+        }
+        let mut state = self.state.lock().await;
+        if state.closed {
+            return Err(ApplyError::ShuttingDown);
+        }
+        let mut applied = Vec::new();
+        let keep: Vec<(Kind, ResourceKey)> =
+            resources.iter().map(|r| (r.kind(), r.key())).collect();
+        for r in resources {
+            let (kind, key) = (r.kind(), r.key());
+            let how = state.upsert(r, owner);
+            if how != Applied::Unchanged {
+                applied.push((kind, key, how));
+            }
+        }
+        let gone: Vec<(Kind, ResourceKey)> = state
+            .owned_by(owner)
+            .into_iter()
+            .filter(|k| !keep.contains(k))
+            .collect();
+        for (kind, key) in gone {
+            state.remove(kind, &key).await;
+            tracing::info!(%kind, %key, "deleted");
+        }
+        self.reconcile(&mut state).await;
+        Ok(applied)
+    }
+
+    pub async fn delete(&self, kind: Kind, key: &ResourceKey) -> Result<(), ApplyError> {
+        let mut state = self.state.lock().await;
+        if !state.remove(kind, key).await {
+            return Err(ApplyError::NotFound {
+                kind,
+                key: key.clone(),
+            });
+        }
+        tracing::info!(%kind, %key, "deleted");
+        self.reconcile(&mut state).await;
+        Ok(())
+    }
+
+    /// Brings what runs in line with what is applied: opens channels, starts, updates and
+    /// stops consumers, deletes channels no one needs, publishes the ingress map, and
+    /// writes every status.
+    async fn reconcile(&self, state: &mut State) {
+        self.reconcile_brokers(state).await;
+        self.reconcile_triggers(state).await;
+        self.release_channels(state).await;
+        let ingress: HashMap<ResourceKey, Arc<dyn Channel>> = state
+            .brokers
+            .keys()
+            .filter_map(|k| {
+                state
+                    .channels
+                    .get(k)
+                    .map(|c| (k.clone(), c.channel.clone()))
+            })
+            .collect();
+        self.ingress.store(Arc::new(ingress));
+    }
+
+    pub async fn list(&self, kind: Kind, namespace: Option<&str>) -> Vec<ResourceView> {
+        let state = self.state.lock().await;
+        state
+            .views(kind)
+            .into_iter()
+            .filter(|v| namespace.is_none_or(|ns| v.key.namespace == ns))
+            .collect()
+    }
+
+    pub async fn get(&self, kind: Kind, key: &ResourceKey) -> Option<ResourceView> {
+        let state = self.state.lock().await;
+        state.views(kind).into_iter().find(|v| &v.key == key)
+    }
+
+    pub async fn trigger(&self, key: &ResourceKey) -> Option<TriggerHandle> {
+        let state = self.state.lock().await;
+        let running = state.consumers.get(key)?;
+        Some(TriggerHandle {
+            broker: running.broker.clone(),
+            channel: running.channel.clone(),
+            subscription: running.subscription.clone(),
+        })
+    }
+
+    /// Stops: channels close (subscriptions end once safe), consumers drain up to the drain
+    /// timeout, then whatever is still in flight is abandoned.
+    pub async fn shutdown(&self) {
+        let mut state = self.state.lock().await;
+        state.closed = true;
+        self.ingress.store(Arc::new(HashMap::new()));
+        for c in state.channels.values() {
+            c.channel.close().await;
+        }
+        let mut consumers = std::mem::take(&mut state.retiring);
+        let mut controls = Vec::new();
+        for (_, r) in std::mem::take(&mut state.consumers) {
+            controls.push(r.control.clone());
+            consumers.spawn(async move {
+                let _ = r.task.await;
+            });
+        }
+        let drain_timeout = self.config.drain_timeout;
+        let drained = tokio::time::timeout(drain_timeout, async {
+            while consumers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::error!(
+                ?drain_timeout,
+                "drain timeout passed; abandoning remaining deliveries"
+            );
+            for c in &controls {
+                c.abort.cancel();
+            }
+            while consumers.join_next().await.is_some() {}
+        }
+        state.backends.close().await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaneError {
+    #[error(transparent)]
+    Engine(#[from] herald_dispatcher::engine::EngineError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Refuses what can never run, before anything changes.
+fn validate(resource: &Resource) -> Result<(), ApplyError> {
+    let (kind, key) = (resource.kind(), resource.key());
+    let errors = match resource {
+        Resource::Broker(b) => b.validate(),
+        Resource::Trigger(t) => t.validate(),
+    };
+    if let Some(e) = errors.into_iter().next() {
+        return Err(ApplyError::invalid(kind, key, e.field, e.message));
+    }
+    match resource {
+        Resource::Trigger(t) => herald_dispatcher::route::check_trigger(t)
+            .map(|_| ())
+            .map_err(|e: RouteError| ApplyError::invalid(kind, key, e.field(), e)),
+        Resource::Broker(b) => crate::backends::check_broker(b)
+            .map_err(|e| ApplyError::invalid(kind, key, "metadata.annotations", e)),
+    }
+}
+
+impl State {
+    fn upsert(&mut self, resource: Resource, owner: Owner) -> Applied {
+        match resource {
+            Resource::Broker(b) => upsert(&mut self.brokers, b.key(), b, owner, |a, b| {
+                Resource::Broker(a.clone()).same_as(&Resource::Broker(b.clone()))
+            }),
+            Resource::Trigger(t) => upsert(&mut self.triggers, t.key(), t, owner, |a, b| {
+                Resource::Trigger(a.clone()).same_as(&Resource::Trigger(b.clone()))
+            }),
+        }
+    }
+
+    fn owned_by(&self, owner: Owner) -> Vec<(Kind, ResourceKey)> {
+        let brokers = self
+            .brokers
+            .iter()
+            .filter(|(_, e)| e.owner == owner)
+            .map(|(k, _)| (Kind::Broker, k.clone()));
+        let triggers = self
+            .triggers
+            .iter()
+            .filter(|(_, e)| e.owner == owner)
+            .map(|(k, _)| (Kind::Trigger, k.clone()));
+        brokers.chain(triggers).collect()
+    }
+
+    /// Forgets a resource; a Trigger's consumer stops at once and its subscription is
+    /// deleted from the backend.
+    async fn remove(&mut self, kind: Kind, key: &ResourceKey) -> bool {
+        match kind {
+            Kind::Broker => self.brokers.remove(key).is_some(),
+            Kind::Trigger => {
+                let found = self.triggers.remove(key).is_some();
+                if let Some(running) = self.consumers.remove(key) {
+                    running.remove().await;
+                }
+                found
+            }
+        }
+    }
+}
+
+/// One applied resource with what the plane keeps about it.
+struct Entry<T> {
+    resource: T,
+    /// The feed that applied it last.
+    owner: Owner,
+    /// Bumped on every change of spec, labels or annotations.
+    generation: i64,
+    created: String,
+    status: herald_core::Status,
+}
+
+fn upsert<T>(
+    entries: &mut BTreeMap<ResourceKey, Entry<T>>,
+    key: ResourceKey,
+    resource: T,
+    owner: Owner,
+    same: impl Fn(&T, &T) -> bool,
+) -> Applied {
+    match entries.get_mut(&key) {
+        Some(e) => {
+            e.owner = owner;
+            if same(&e.resource, &resource) {
+                return Applied::Unchanged;
+            }
+            e.generation += 1;
+            e.resource = resource;
+            Applied::Configured
+        }
+        None => {
+            entries.insert(
+                key,
+                Entry {
+                    resource,
+                    owner,
+                    generation: 1,
+                    created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    status: Default::default(),
+                },
+            );
+            Applied::Created
+        }
+    }
+}

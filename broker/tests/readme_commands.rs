@@ -1,0 +1,221 @@
+//! The commands README.md's "Using Herald" shows, run as written (only the addresses and
+//! directories are the test's own: `--listen 127.0.0.1:0`, a free `--port`, a temporary
+//! `--data-dir`, the Broker's namespace unique to the run):
+//!
+//! - `herald serve --config DIR --channel nats`, `herald display --port PORT` and
+//!   `herald send ... --type com.example.order.created --data '{"order": 2}' --ext region=eu`;
+//! - `herald serve --config DIR --channel kafka` (on a private tansu);
+//! - `herald send --to URL --file event.json`, with one event and with a batch.
+//!
+//! Covered elsewhere and not repeated here: `herald serve --config examples/quickstart`
+//! (tests/cli.rs runs the quickstart script), `herald replay --from <offset>` and
+//! `--from <RFC 3339>` (tests/durability.rs), `herald apply|get|delete`
+//! (tests/admin_cli.rs). `herald bench` is a benchmark, not run by the tests.
+
+mod replicas;
+
+use replicas::admin::*;
+use replicas::servers::*;
+use replicas::*;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+const ORDER_CREATED: &str = "com.example.order.created";
+
+/// The namespace of this run's Brokers (NATS streams and Kafka topics never collide with
+/// an earlier run's).
+fn namespace() -> String {
+    format!("readme-{}", std::process::id())
+}
+
+/// A Broker `default` in `ns`, and a Trigger selecting order-created events from region eu
+/// for `subscriber`.
+fn write_orders_config(dir: &Path, ns: &str, subscriber: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("herald.yaml"),
+        format!(
+            "{}---\n{}",
+            broker_yaml(ns, "default", &[]),
+            trigger_yaml(
+                ns,
+                "orders",
+                "default",
+                subscriber,
+                &[("type", ORDER_CREATED), ("region", "eu")]
+            )
+        ),
+    )
+    .unwrap();
+}
+
+/// `herald send --to URL --type com.example.order.created --data '{"order": N}' --ext
+/// region=REGION`, as the README writes it (plus an id to find it by).
+async fn send_order(url: &str, id: &str, order: u32, region: &str) {
+    let data = format!(r#"{{"order": {order}}}"#);
+    let ext = format!("region={region}");
+    herald(&[
+        "send",
+        "--to",
+        url,
+        "--type",
+        ORDER_CREATED,
+        "--data",
+        &data,
+        "--ext",
+        &ext,
+        "--id",
+        id,
+    ])
+    .await
+    .ok();
+}
+
+#[test]
+fn readme_serve_on_nats_with_display_and_send_ext() {
+    const TEST: &str = "readme_serve_on_nats_with_display_and_send_ext";
+    if !shared_nats_available(TEST) {
+        return;
+    }
+    run(async {
+        let ns = namespace();
+        let _cleanup = StreamCleanup::new(NATS_URL, stream_name(&ns, "default"));
+        let port = free_port().to_string();
+        let mut display = Proc::spawn("display", HERALD, &["display", "--port", &port]);
+        display.wait_line("listening on").await;
+        let work = tempfile::tempdir().unwrap();
+        let config = work.path().join("config");
+        write_orders_config(&config, &ns, &format!("http://127.0.0.1:{port}/"));
+        // `--nats-url` left at its default, the shared NATS.
+        let herald = Replica::start(
+            "herald",
+            &config,
+            &work.path().join("data"),
+            (&ns, "default"),
+            &["--channel", "nats"],
+        )
+        .await;
+        assert!(
+            herald.proc.find_line("channel=nats").is_some(),
+            "the Broker is not on NATS:\n{}",
+            herald.proc.log_tail()
+        );
+        // The us order first: once the eu one is displayed, the us one would have been.
+        send_order(&herald.broker_url, "order-us", 1, "us").await;
+        send_order(&herald.broker_url, "order-eu", 2, "eu").await;
+        display.wait_line("id: order-eu").await;
+        display.wait_line("region: eu").await;
+        display.wait_line(r#""order": 2"#).await;
+        assert!(
+            display.find_line("order-us").is_none(),
+            "the us order was displayed:\n{}",
+            display.log_tail()
+        );
+    });
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn readme_serve_on_kafka() {
+    const TEST: &str = "readme_serve_on_kafka";
+    let Some(bin) = tansu_bin(TEST) else {
+        return;
+    };
+    run(async {
+        let work = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut tansu = start_tansu(&bin, port, work.path()).await;
+        let sink = Sink::start((0, 0)).await;
+        let ns = namespace();
+        let config = work.path().join("config");
+        write_orders_config(&config, &ns, &sink.url);
+        let bootstrap = format!("127.0.0.1:{port}");
+        let herald = Replica::start(
+            "herald",
+            &config,
+            &work.path().join("data"),
+            (&ns, "default"),
+            &[
+                "--channel",
+                "kafka",
+                "--kafka-bootstrap-servers",
+                &bootstrap,
+            ],
+        )
+        .await;
+        assert!(
+            herald.proc.find_line("channel=kafka").is_some(),
+            "the Broker is not on Kafka:\n{}",
+            herald.proc.log_tail()
+        );
+        Admin::new(&herald.base)
+            .wait_ready("triggers", &ns, "orders", WAIT)
+            .await;
+        send_order(&herald.broker_url, "kafka-order", 2, "eu").await;
+        sink.wait_for_or(
+            &["kafka-order".to_string()].into(),
+            WAIT,
+            "the order on Kafka",
+            || herald.proc.log_tail(),
+        )
+        .await;
+        assert!(tansu.alive(), "tansu died:\n{}", tansu.log_tail());
+    });
+}
+
+#[test]
+fn readme_send_file_with_an_event_and_a_batch() {
+    run(async {
+        let sink = Sink::start((0, 0)).await;
+        let ns = namespace();
+        let work = tempfile::tempdir().unwrap();
+        let config = work.path().join("config");
+        write_orders_config(&config, &ns, &sink.url);
+        let server = Replica::start(
+            "herald",
+            &config,
+            &work.path().join("data"),
+            (&ns, "default"),
+            &[],
+        )
+        .await;
+        let event = |id: &str| {
+            serde_json::json!({
+                "specversion": "1.0",
+                "id": id,
+                "source": "/shop",
+                "type": ORDER_CREATED,
+                "region": "eu",
+                "datacontenttype": "application/json",
+                "data": {"order": 2},
+            })
+        };
+        let single = work.path().join("event.json");
+        std::fs::write(&single, event("file-1").to_string()).unwrap();
+        let batch = work.path().join("batch.json");
+        std::fs::write(
+            &batch,
+            serde_json::json!([event("batch-1"), event("batch-2")]).to_string(),
+        )
+        .unwrap();
+        for file in [&single, &batch] {
+            herald(&[
+                "send",
+                "--to",
+                &server.broker_url,
+                "--file",
+                file.to_str().unwrap(),
+            ])
+            .await
+            .ok();
+        }
+        let want: HashSet<String> = ["file-1", "batch-1", "batch-2"].map(String::from).into();
+        sink.wait_for_or(&want, WAIT, "the events from files", || {
+            server.proc.log_tail()
+        })
+        .await;
+        assert_eq!(duplicates(&sink.counts()), 0);
+    });
+}

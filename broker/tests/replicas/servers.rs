@@ -1,0 +1,173 @@
+//! The backend servers the process tests need: the shared NATS JetStream (and its streams),
+//! and private tansu (Kafka API) brokers. A missing server fails a test under CI=true and
+//! skips it with a notice otherwise.
+
+use super::{in_ci, Proc, STARTUP};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+pub const NATS_ADDR: &str = "127.0.0.1:4222";
+
+/// Whether `what` is usable; when it is not, fails under CI=true and otherwise prints a
+/// skip notice.
+pub fn available(test: &str, what: &str, ok: bool) -> bool {
+    if !ok {
+        assert!(
+            !in_ci(),
+            "{test}: {what} is not available and CI=true: failing instead of skipping"
+        );
+        eprintln!("SKIPPED {test}: {what} is not available (set CI=true to make this a failure)");
+    }
+    ok
+}
+
+/// Whether the shared NATS at [`NATS_URL`] listens (see [`available`]).
+pub fn shared_nats_available(test: &str) -> bool {
+    let ok =
+        std::net::TcpStream::connect_timeout(&NATS_ADDR.parse().unwrap(), Duration::from_secs(2))
+            .is_ok();
+    available(test, &format!("NATS at {NATS_URL}"), ok)
+}
+
+/// The JetStream stream Herald keeps a Broker's events in.
+pub fn stream_name(namespace: &str, broker: &str) -> String {
+    format!("HERALD_{namespace}_{broker}")
+}
+
+/// Deletes a test's stream when created (a leftover of an earlier run with the same pid) and
+/// when dropped, also after a failure.
+pub struct StreamCleanup {
+    url: String,
+    stream: String,
+}
+
+impl StreamCleanup {
+    pub fn new(url: &str, stream: String) -> Self {
+        let cleanup = Self {
+            url: url.to_string(),
+            stream,
+        };
+        cleanup.delete();
+        cleanup
+    }
+
+    fn delete(&self) {
+        let (url, stream) = (self.url.clone(), self.stream.clone());
+        // Its own thread and runtime: this runs from Drop, possibly inside a runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let connect = async_nats::ConnectOptions::new()
+                    .connection_timeout(Duration::from_secs(3))
+                    .connect(url.as_str());
+                if let Ok(Ok(client)) = tokio::time::timeout(Duration::from_secs(5), connect).await
+                {
+                    let js = async_nats::jetstream::new(client);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), js.delete_stream(&stream))
+                        .await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+impl Drop for StreamCleanup {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+/// The tansu binary, or None (after failing under CI=true, or printing a skip notice).
+pub fn tansu_bin(test: &str) -> Option<PathBuf> {
+    let candidates: Vec<PathBuf> = match std::env::var_os("TANSU_BIN") {
+        Some(bin) => vec![PathBuf::from(bin)],
+        None => {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            let mut c = vec![Path::new(&home).join(".cargo/bin/tansu")];
+            if let Some(path) = std::env::var_os("PATH") {
+                c.extend(std::env::split_paths(&path).map(|d| d.join("tansu")));
+            }
+            c
+        }
+    };
+    if let Some(bin) = candidates.into_iter().find(|p| p.is_file()) {
+        return Some(bin);
+    }
+    assert!(
+        !in_ci(),
+        "{test}: tansu is not available (TANSU_BIN, ~/.cargo/bin/tansu, PATH) and CI=true: \
+         failing instead of skipping"
+    );
+    eprintln!(
+        "SKIPPED {test}: tansu is not available; install it with `cargo install tansu` or set \
+         TANSU_BIN (set CI=true to make this a failure)"
+    );
+    None
+}
+
+/// A private tansu broker on `port`, storing in `dir/tansu.db` (sqlite; tansu resolves the
+/// path relative to its working directory), so a restart on the same port and directory
+/// keeps the topics, records and committed offsets.
+pub async fn start_tansu(bin: &Path, port: u16, dir: &Path) -> Proc {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut command = Command::new(bin);
+    command
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .current_dir(dir)
+        // tansu logs every request at info level: keep it to warnings unless asked for.
+        .env(
+            "RUST_LOG",
+            std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .env("NO_COLOR", "1");
+    let mut tansu = Proc::spawn_command("tansu", command);
+    let end = Instant::now() + STARTUP;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(tansu.alive(), "tansu exited:\n{}", tansu.log_tail());
+        assert!(
+            Instant::now() < end,
+            "tansu did not listen on {port} within {STARTUP:?}:\n{}",
+            tansu.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tansu
+}
+
+/// Messages in the stream, and per consumer (pending, ack-pending).
+pub async fn stream_state(
+    url: &str,
+    stream: &str,
+) -> (u64, std::collections::BTreeMap<String, (u64, usize)>) {
+    use futures::StreamExt;
+    let client = async_nats::connect(url).await.expect("NATS connects");
+    let js = async_nats::jetstream::new(client);
+    let mut s = js
+        .get_stream(stream)
+        .await
+        .unwrap_or_else(|e| panic!("stream {stream} exists: {e}"));
+    let messages = s.info().await.unwrap().state.messages;
+    let mut consumers = std::collections::BTreeMap::new();
+    let mut list = s.consumers();
+    while let Some(info) = list.next().await {
+        let info = info.unwrap();
+        consumers.insert(info.name.clone(), (info.num_pending, info.num_ack_pending));
+    }
+    (messages, consumers)
+}
