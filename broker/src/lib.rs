@@ -3,7 +3,6 @@
 
 pub mod admin;
 pub mod backends;
-pub mod bench;
 pub mod display;
 pub mod ingress;
 pub mod send;

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use herald_broker::backends::{BackendKind, BackendsConfig};
-use herald_broker::{admin, bench, display, send, serve};
+use herald_broker::{admin, display, send, serve};
 use herald_channels::{KafkaConfig, NatsConfig, Retention, SledConfig, SyncPolicy};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,8 +34,6 @@ enum Command {
     Send(SendArgs),
     /// Run an event-display subscriber that prints every event it receives.
     Display(DisplayArgs),
-    /// Benchmark Herald against a bare HTTP forwarder on this machine.
-    Bench(BenchArgs),
     /// Re-deliver retained events to one Trigger of a running Herald.
     Replay(ReplayArgs),
 }
@@ -54,36 +52,6 @@ struct ReplayArgs {
     /// Where to start: a log offset or an RFC 3339 time (e.g. 2026-11-24T10:00:00Z).
     #[arg(long)]
     from: String,
-}
-
-#[derive(Args)]
-struct BenchArgs {
-    /// Events per case.
-    #[arg(long, default_value_t = 20_000)]
-    events: usize,
-    /// Concurrent senders.
-    #[arg(long, default_value_t = 32)]
-    senders: usize,
-    /// Bytes of data per event.
-    #[arg(long, default_value_t = 1024)]
-    event_size: usize,
-    /// Skip the open-loop run at half the maximum rate.
-    #[arg(long)]
-    no_half_load: bool,
-    /// Skip the fan-out case (10 of 100 triggers match).
-    #[arg(long)]
-    no_fan_out: bool,
-    /// Channel backends to run Herald on, comma-separated (memory, sled, nats, kafka).
-    #[arg(long, value_delimiter = ',', default_value = "memory,sled")]
-    channels: Vec<bench::ChannelKind>,
-    /// Also run the NATS cases (raw JetStream baseline and Herald on NATS) on this server.
-    #[arg(long)]
-    nats: bool,
-    /// Also run the Kafka cases (raw rdkafka baseline and Herald on Kafka) on these brokers.
-    #[arg(long, value_name = "BOOTSTRAP_SERVERS")]
-    kafka: Option<String>,
-    #[arg(long, default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
 }
 
 #[derive(Args)]
@@ -195,11 +163,6 @@ struct DisplayArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // The benchmark's own output is the point; Herald's info logs would drown it.
-    let default_level = match cli.command {
-        Command::Bench(_) => "warn",
-        _ => "info",
-    };
     tracing_subscriber::fmt()
         .with_env_filter(
             // An empty RUST_LOG (as some shells export) means "not set", not "no directives".
@@ -207,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
                 .ok()
                 .filter(|v| !v.trim().is_empty())
                 .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
-                .unwrap_or_else(|| default_level.into()),
+                .unwrap_or_else(|| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -215,7 +178,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(a) => run_serve(a).await,
         Command::Send(a) => run_send(a).await,
         Command::Display(a) => run_display(a).await,
-        Command::Bench(a) => run_bench(a).await,
         Command::Replay(a) => run_replay(a).await,
     }
 }
@@ -353,41 +315,6 @@ async fn run_display(a: DisplayArgs) -> anyhow::Result<()> {
     axum::serve(listener, display::router(printer))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    Ok(())
-}
-
-async fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
-    let config = bench::BenchConfig {
-        events: a.events,
-        senders: a.senders,
-        event_size: a.event_size,
-        half_load: !a.no_half_load,
-        fan_out: !a.no_fan_out,
-        nats_url: a.nats_url,
-        channels: a.channels,
-        ..Default::default()
-    };
-    let mut config = config;
-    if let Some(bootstrap) = a.kafka {
-        config.kafka_bootstrap_servers = bootstrap;
-        if !config.channels.contains(&bench::ChannelKind::Kafka) {
-            config.channels.push(bench::ChannelKind::Kafka);
-        }
-    }
-    if a.nats && !config.channels.contains(&bench::ChannelKind::Nats) {
-        config.channels.push(bench::ChannelKind::Nats);
-    }
-    eprintln!(
-        "herald bench: {} events of {} bytes per case, {} senders, {} cores",
-        config.events,
-        config.event_size,
-        config.senders,
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
-    );
-    let results = bench::run(&config).await?;
-    print!("{}", bench::render(&results));
     Ok(())
 }
 
