@@ -78,25 +78,24 @@ pub async fn run(config: &BenchConfig) -> Result<Vec<CaseResult>, BenchError> {
 
     for kind in &config.channels {
         // Herald on NATS or Kafka is compared with that server used directly.
-        let raw =
-            match kind {
-                ChannelKind::Nats => Some((
-                    "raw nats jetstream",
-                    raw_nats::run(config, &config.nats_url).boxed(),
-                )),
-                #[cfg(feature = "kafka")]
-                ChannelKind::Kafka => Some((
-                    "raw kafka (rdkafka)",
-                    raw_kafka::run(config, &config.kafka_bootstrap_servers).boxed(),
-                )),
-                #[cfg(not(feature = "kafka"))]
-                ChannelKind::Kafka => return Err(BenchError::Start(
-                    "herald kafka".into(),
-                    "herald-bench was built without Kafka support; build it with `--features kafka`"
-                        .into(),
-                )),
-                _ => None,
-            };
+        let raw = match kind {
+            ChannelKind::Nats => Some((
+                "raw nats jetstream",
+                raw_nats::run(config, &config.nats_url).boxed(),
+            )),
+            #[cfg(feature = "kafka")]
+            ChannelKind::Kafka => Some((
+                "raw kafka (rdkafka)",
+                raw_kafka::run(config, &config.kafka_bootstrap_servers).boxed(),
+            )),
+            #[cfg(not(feature = "kafka"))]
+            ChannelKind::Kafka => return Err(BenchError::Start(
+                "herald kafka".into(),
+                "herald-bench was built without Kafka support; build it with `--features kafka`"
+                    .into(),
+            )),
+            _ => None,
+        };
         let compare_with = match raw {
             Some((name, run)) => {
                 report::reset_peak_rss();
