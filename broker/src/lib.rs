@@ -4,7 +4,6 @@
 
 pub mod admin;
 pub mod backends;
-pub mod bench;
 pub mod cli;
 pub mod display;
 pub mod ingress;

@@ -1,7 +1,6 @@
 //! The `herald` command line: one module per group of commands; `main` only parses and
 //! calls [`run`].
 
-mod bench;
 mod events;
 mod resources;
 mod serve;
@@ -35,8 +34,6 @@ enum Command {
     Display(events::DisplayArgs),
     /// Re-deliver retained events to one Trigger of a running Herald.
     Replay(events::ReplayArgs),
-    /// Benchmark Herald against a bare HTTP forwarder on this machine.
-    Bench(bench::BenchArgs),
 }
 
 impl Cli {
@@ -44,7 +41,7 @@ impl Cli {
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
             // Their own output is the point; Herald's info logs would drown it.
-            Command::Bench(_) | Command::Apply(_) | Command::Get(_) | Command::Delete(_) => "warn",
+            Command::Apply(_) | Command::Get(_) | Command::Delete(_) => "warn",
             _ => "info",
         }
     }
@@ -59,7 +56,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(a) => events::send(a).await,
         Command::Display(a) => events::display(a).await,
         Command::Replay(a) => events::replay(a).await,
-        Command::Bench(a) => bench::run(a).await,
     }
 }
 

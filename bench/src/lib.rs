@@ -1,4 +1,4 @@
-//! `herald bench`: measures, in one run on one machine, a bare HTTP forwarder (the baseline)
+//! `herald-bench`: measures, in one run on one machine, a bare HTTP forwarder (the baseline)
 //! and Herald end to end on each channel backend, plus a fan-out case, and prints events/s,
 //! ingress-to-subscriber latency percentiles, peak RSS and each Herald figure as a ratio of
 //! the baseline.
@@ -7,6 +7,7 @@
 //! competes for the same cores the same way and the ratios compare like with like.
 
 mod forwarder;
+mod herald;
 mod load;
 #[cfg(feature = "kafka")]
 mod raw_kafka;
@@ -14,13 +15,10 @@ mod raw_nats;
 mod report;
 mod sink;
 
-use crate::backends::BackendsConfig;
-use crate::serve::{self, ServeConfig};
 use futures::FutureExt;
-use herald_channels::{KafkaConfig, NatsConfig};
+use herald::start_herald;
 pub use report::{render, CaseResult};
 use sink::Sink;
-use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
@@ -42,7 +40,7 @@ pub struct BenchConfig {
 }
 
 /// The benchmark runs Herald on the same backends `herald serve` offers.
-pub use crate::backends::BackendKind as ChannelKind;
+pub use herald_broker::backends::BackendKind as ChannelKind;
 
 impl Default for BenchConfig {
     fn default() -> Self {
@@ -80,25 +78,24 @@ pub async fn run(config: &BenchConfig) -> Result<Vec<CaseResult>, BenchError> {
 
     for kind in &config.channels {
         // Herald on NATS or Kafka is compared with that server used directly.
-        let raw =
-            match kind {
-                ChannelKind::Nats => Some((
-                    "raw nats jetstream",
-                    raw_nats::run(config, &config.nats_url).boxed(),
-                )),
-                #[cfg(feature = "kafka")]
-                ChannelKind::Kafka => Some((
-                    "raw kafka (rdkafka)",
-                    raw_kafka::run(config, &config.kafka_bootstrap_servers).boxed(),
-                )),
-                #[cfg(not(feature = "kafka"))]
-                ChannelKind::Kafka => return Err(BenchError::Start(
-                    "herald kafka".into(),
-                    "this herald was built without Kafka support; build it with `--features kafka`"
-                        .into(),
-                )),
-                _ => None,
-            };
+        let raw = match kind {
+            ChannelKind::Nats => Some((
+                "raw nats jetstream",
+                raw_nats::run(config, &config.nats_url).boxed(),
+            )),
+            #[cfg(feature = "kafka")]
+            ChannelKind::Kafka => Some((
+                "raw kafka (rdkafka)",
+                raw_kafka::run(config, &config.kafka_bootstrap_servers).boxed(),
+            )),
+            #[cfg(not(feature = "kafka"))]
+            ChannelKind::Kafka => return Err(BenchError::Start(
+                "herald kafka".into(),
+                "herald-bench was built without Kafka support; build it with `--features kafka`"
+                    .into(),
+            )),
+            _ => None,
+        };
         let compare_with = match raw {
             Some((name, run)) => {
                 report::reset_peak_rss();
@@ -116,7 +113,7 @@ pub async fn run(config: &BenchConfig) -> Result<Vec<CaseResult>, BenchError> {
             None => http_baseline.clone(),
         };
         let server = start_herald(*kind, sink.url(), 1, 1, config).await?;
-        let url = server.broker_url("bench", "b").to_string();
+        let url = server.broker_url();
         let r = measure(
             &format!("herald {kind}"),
             &url,
@@ -132,7 +129,7 @@ pub async fn run(config: &BenchConfig) -> Result<Vec<CaseResult>, BenchError> {
 
     if config.fan_out {
         let server = start_herald(ChannelKind::Memory, sink.url(), 100, 10, config).await?;
-        let url = server.broker_url("bench", "b").to_string();
+        let url = server.broker_url();
         let mut fan = config.clone();
         fan.events = (config.events / 10).max(1000);
         let r = measure(
@@ -174,73 +171,4 @@ async fn measure(
         peak_rss_kib: report::peak_rss_kib(),
         baseline,
     })
-}
-
-/// Herald with one Broker `bench/b` and `triggers` Triggers, of which `matching` match the
-/// benchmark's events, all delivering to the sink.
-async fn start_herald(
-    kind: ChannelKind,
-    sink: String,
-    triggers: usize,
-    matching: usize,
-    bench: &BenchConfig,
-) -> Result<serve::RunningServer, BenchError> {
-    let mut yaml = String::from(
-        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b, namespace: bench}\n\
-         spec:\n  delivery: {retry: 3, backoffPolicy: exponential, backoffDelay: PT0.1S}\n",
-    );
-    for i in 0..triggers {
-        let ty = if i < matching {
-            load::EVENT_TYPE.to_string()
-        } else {
-            format!("bench.other.{i}")
-        };
-        yaml.push_str(&format!(
-            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: t{i}, namespace: bench}}\n\
-             spec:\n  broker: b\n  filter: {{attributes: {{type: {ty}}}}}\n  subscriber: {{uri: '{sink}'}}\n"
-        ));
-    }
-    let resources = herald_core::load_str(std::path::Path::new("bench.yaml"), &yaml)
-        .map_err(|e| BenchError::Start("herald".into(), e.to_string()))?;
-    // Each sled run gets a fresh store in a temporary directory.
-    let data_dir = tempdir_for(kind)?;
-    let config = ServeConfig {
-        listen: "127.0.0.1:0".parse().expect("valid literal"),
-        drain_timeout: Duration::from_secs(60),
-        channels: BackendsConfig {
-            default: kind,
-            sled: herald_channels::SledSection {
-                data_dir,
-                ..Default::default()
-            },
-            nats: NatsConfig {
-                url: bench.nats_url.clone(),
-                // A fresh stream per run, so earlier runs' events are not consumed.
-                stream_prefix: format!("HERALDBENCH{}", sink::now_micros()),
-                ..Default::default()
-            },
-            kafka: KafkaConfig {
-                bootstrap_servers: bench.kafka_bootstrap_servers.clone(),
-                // A fresh topic per run.
-                topic_prefix: format!("herald-bench-{}", sink::now_micros()),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    serve::start(&resources, config)
-        .await
-        .map_err(|e| BenchError::Start(format!("herald {kind}"), e.to_string()))
-}
-
-fn tempdir_for(kind: ChannelKind) -> Result<std::path::PathBuf, BenchError> {
-    let dir = std::env::temp_dir().join(format!(
-        "herald-bench-{}-{kind}-{}",
-        std::process::id(),
-        sink::now_micros()
-    ));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| BenchError::Start(dir.display().to_string(), e.to_string()))?;
-    Ok(dir)
 }

@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# Herald against nginx, measured with independent tools (issue "Performance", item 1).
+#
+# wrk posts 1 KiB binary-mode CloudEvents (unique ce-id per request) over 32 connections to:
+#   (a) nginx answering 202 itself               (the ceiling of this machine's HTTP stack)
+#   (b) nginx proxy_pass to an nginx sink (202)  (the baseline: one hop in, one hop out = 100%)
+#   (c) Herald, memory channel, 1 Trigger        (subscriber = the same nginx sink)
+#   (d) Herald, durable default (sled), 1 Trigger
+#   (e) Herald on NATS JetStream                 (if a nats-server listens on 127.0.0.1:4222)
+#   (f) Herald on Kafka                          (with --kafka HOST:PORT; builds --features kafka)
+#   (g) Herald, memory, 1,000 non-matching Triggers (half prefix, half CESQL) + 1 matching
+# and prints req/s, the ratio to (b) from the same run, latency p50/p99/p99.9 (wrk's own
+# histogram), and for Herald the peak RSS (VmHWM) and the rate at which the sink actually
+# received the events (an accepted event may still be queued on the channel when wrk stops).
+#
+# Usage: scripts/bench.sh [--duration 10s] [--warmup 2s] [--connections 32] [--threads 2]
+#                         [--kafka HOST:PORT] [--nats-url nats://127.0.0.1:4222]
+# Installs wrk and nginx-light with apt-get when missing (needs root). Everything listens on
+# 127.0.0.1; configs, data and logs live in a temporary directory removed on exit (kept with
+# HERALD_BENCH_KEEP=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=10s
+warmup=2s
+connections=32
+threads=2
+kafka=""
+nats_url="nats://127.0.0.1:4222"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) duration="$2"; shift 2 ;;
+    --warmup) warmup="$2"; shift 2 ;;
+    --connections) connections="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --kafka) kafka="$2"; shift 2 ;;
+    --nats-url) nats_url="$2"; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+# --- tools -----------------------------------------------------------------------------------
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bench.sh needs ${missing[*]}: run as root, or apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "== installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The package starts a system nginx on port 80; this script runs its own.
+  if command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then
+    systemctl stop nginx || true
+  fi
+fi
+nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/herald/target}"
+features=()
+[ -n "$kafka" ] && features=(--features kafka)
+echo "== building herald (release${kafka:+, kafka})"
+cargo build --release --quiet -p herald-broker --bin herald "${features[@]}"
+herald="$CARGO_TARGET_DIR/release/herald"
+
+# --- processes and clean-up --------------------------------------------------------------------
+tmp="$(mktemp -d -t herald-bench.XXXXXX)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "${HERALD_BENCH_KEEP:-}" ]; then echo "kept $tmp (configs, logs)" >&2; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Stops one process this script started and forgets it.
+stop() {
+  local pid="$1" keep=() p
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in "${pids[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Waits until 127.0.0.1:PORT accepts connections; fails if process PID (named WHAT, logging to
+# LOG) exits first or after SECONDS.   wait_port PORT PID WHAT LOG [SECONDS]
+wait_port() {
+  local port="$1" pid="$2" what="$3" log="$4" limit="${5:-30}"
+  local deadline=$((SECONDS + limit))
+  until listening "$port"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$what exited before listening on $port; its log:" >&2
+      cat "$log" >&2 || true
+      exit 1
+    fi
+    [ $SECONDS -lt "$deadline" ] || { echo "$what: nothing listens on $port after ${limit}s" >&2; exit 1; }
+    sleep 0.05
+  done
+}
+
+# --- nginx ---------------------------------------------------------------------------------------
+# One nginx per role, each in its own prefix directory: `sink` answers 202 to everything (and
+# counts requests on /nginx-status), `forwarder` proxies to the sink with pooled upstream
+# connections, as Herald's dispatcher pools its own.
+start_nginx() {
+  local name="$1" port="$2" location="$3" upstream="${4:-}"
+  mkdir -p "$tmp/$name/logs"
+  cat >"$tmp/$name/nginx.conf" <<EOF
+worker_processes 2;
+daemon off;
+pid $tmp/$name/nginx.pid;
+error_log $tmp/$name/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $tmp/$name/body;
+  proxy_temp_path $tmp/$name/proxy;
+  fastcgi_temp_path $tmp/$name/fastcgi;
+  uwsgi_temp_path $tmp/$name/uwsgi;
+  scgi_temp_path $tmp/$name/scgi;
+  $upstream
+  server {
+    listen 127.0.0.1:$port reuseport backlog=4096;
+    location = /nginx-status { stub_status; }
+    location / { $location }
+  }
+}
+EOF
+  "$nginx_bin" -p "$tmp/$name" -c "$tmp/$name/nginx.conf" >"$tmp/$name.log" 2>&1 &
+  pids+=($!)
+  wait_port "$port" $! "$name" "$tmp/$name.log"
+}
+
+sink_port="$(free_port)"
+start_nginx sink "$sink_port" "return 202;"
+sink="http://127.0.0.1:$sink_port/"
+
+# Requests the sink has answered, not counting the status requests themselves (counted in a
+# file: callers run this in command substitutions, i.e. subshells).
+echo 0 >"$tmp/status-polls"
+sink_count() {
+  local polls total
+  polls=$(($(cat "$tmp/status-polls") + 1))
+  echo "$polls" >"$tmp/status-polls"
+  total="$(curl -fsS "http://127.0.0.1:$sink_port/nginx-status" | awk 'NR == 3 {print $3}')"
+  echo $((total - polls))
+}
+
+# --- load --------------------------------------------------------------------------------------
+cat >"$tmp/post.lua" <<'EOF'
+-- 1 KiB binary-mode CloudEvents, a unique ce-id per request (thread number + counter; each wrk
+-- thread has its own Lua state).
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+local body = string.rep("x", 1024)
+local n = 0
+function request()
+  n = n + 1
+  return wrk.format("POST", nil, {
+    ["ce-specversion"] = "1.0",
+    ["ce-id"] = "wrk-" .. tid .. "-" .. n,
+    ["ce-source"] = "/bench/wrk",
+    ["ce-type"] = "bench.event",
+    ["content-type"] = "application/octet-stream",
+  }, body)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT requests=%d seconds=%.3f p50=%d p99=%d p999=%d non2xx=%d socket_errors=%d\n",
+    summary.requests, summary.duration / 1e6,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+EOF
+
+# Runs wrk against URL for DURATION; prints its RESULT line.
+run_wrk() {
+  local url="$1" d="$2"
+  wrk -t"$threads" -c"$connections" -d"$d" --latency --timeout 10s -s "$tmp/post.lua" "$url" \
+    >"$tmp/wrk.out" 2>&1 || { cat "$tmp/wrk.out" >&2; return 1; }
+  grep '^RESULT ' "$tmp/wrk.out" || { cat "$tmp/wrk.out" >&2; return 1; }
+}
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+
+# Waits until the sink has received BASE + N requests (deadline 120 s); prints seconds waited.
+wait_delivered() {
+  local base="$1" n="$2" start end
+  start="$(date +%s.%N)"
+  local deadline=$((SECONDS + 120)) got
+  while got=$(( $(sink_count) - base )); [ "$got" -lt "$n" ]; do
+    [ $SECONDS -lt "$deadline" ] || { echo "only $got of $n events reached the sink within 120 s" >&2; return 1; }
+    sleep 0.05
+  done
+  end="$(date +%s.%N)"
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }'
+}
+
+results="$tmp/results"
+: >"$results"
+baseline_rps=""
+
+# Measures one case: warm-up, then DURATION; records a results row.
+#   measure NAME URL [HERALD_PID]
+measure() {
+  local name="$1" url="$2" herald_pid="${3:-}" r base rps accepted drain delivered rss
+  run_wrk "$url" "$warmup" >/dev/null
+  if [ -n "$herald_pid" ]; then
+    # Start from an empty channel: everything the warm-up got accepted reaches the sink first.
+    local settled="" deadline=$((SECONDS + 120))
+    base="$(sink_count)"
+    until [ "$settled" = "$base" ]; do
+      [ $SECONDS -lt "$deadline" ] || { echo "$name: the warm-up never drained" >&2; exit 1; }
+      settled="$base"
+      sleep 0.3
+      base="$(sink_count)"
+    done
+  fi
+  r="$(run_wrk "$url" "$duration")"
+  rps="$(awk -v n="$(field requests "$r")" -v s="$(field seconds "$r")" 'BEGIN { printf "%.0f", n / s }')"
+  delivered="-" drain="-" rss="-"
+  if [ -n "$herald_pid" ]; then
+    accepted=$(( $(field requests "$r") - $(field non2xx "$r") ))
+    drain="$(wait_delivered "$base" "$accepted")"
+    delivered="$(awk -v n="$accepted" -v s="$(field seconds "$r")" -v d="$drain" \
+      'BEGIN { printf "%.0f", n / (s + d) }')"
+    rss="$(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$herald_pid/status")"
+  fi
+  [ -n "$baseline_rps" ] || [ "$name" != "(b) nginx forwarder" ] || baseline_rps="$rps"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" \
+    "$(field p50 "$r")" "$(field p99 "$r")" "$(field p999 "$r")" "$(field non2xx "$r")" \
+    "$(field socket_errors "$r")" "$delivered" "$drain" "$rss" >>"$results"
+  echo "   $name: $rps req/s" >&2
+}
+
+# --- Herald --------------------------------------------------------------------------------------
+# A namespace per run, so NATS streams and Kafka topics (named after the Broker) start empty.
+ns="bench$(date +%s)"
+
+# Writes DIR/config.yaml: Broker NS/b, NONMATCHING Triggers that never match (half prefix, half
+# CESQL), and one Trigger on type bench.event, all subscribed to the sink.
+herald_config() {
+  local dir="$1" nonmatching="$2" i
+  mkdir -p "$dir"
+  {
+    cat <<EOF
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: b
+  namespace: $ns
+spec:
+  delivery:
+    retry: 3
+    backoffPolicy: exponential
+    backoffDelay: PT0.1S
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: matching
+  namespace: $ns
+spec:
+  broker: b
+  filter:
+    attributes:
+      type: bench.event
+  subscriber:
+    uri: $sink
+EOF
+    for ((i = 0; i < nonmatching; i++)); do
+      if ((i % 2 == 0)); then
+        filter="    - prefix:
+        type: bench.other.$i."
+      else
+        # Only attributes every event has: a missing one would make each evaluation an error.
+        filter="    - cesql: \"type = 'bench.other.$i' OR (source LIKE '/other/%' AND id = 'x$i')\""
+      fi
+      cat <<EOF
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: other-$i
+  namespace: $ns
+spec:
+  broker: b
+  filters:
+$filter
+  subscriber:
+    uri: $sink
+EOF
+    done
+  } >"$dir/config.yaml"
+}
+
+# Runs one Herald case: herald_case NAME CHANNEL NONMATCHING [extra serve flags...]
+herald_case() {
+  local name="$1" channel="$2" nonmatching="$3" port pid dir
+  shift 3
+  dir="$tmp/herald-$channel-$nonmatching"
+  herald_config "$dir/config" "$nonmatching"
+  port="$(free_port)"
+  RUST_LOG=warn "$herald" serve --config "$dir/config" --listen "127.0.0.1:$port" \
+    --channel "$channel" --data-dir "$dir/data" "$@" >"$dir/herald.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  wait_port "$port" "$pid" herald "$dir/herald.log" 60
+  # Ready once one event goes through to the sink.
+  local base deadline=$((SECONDS + 60))
+  base="$(sink_count)"
+  until curl -fsS -o /dev/null -X POST "http://127.0.0.1:$port/$ns/b" \
+    -H 'ce-specversion: 1.0' -H 'ce-id: ready' -H 'ce-source: /bench/ready' \
+    -H 'ce-type: bench.event' -H 'content-type: text/plain' --data-binary ready 2>/dev/null; do
+    [ $SECONDS -lt "$deadline" ] || { echo "$name: Herald never accepted an event" >&2; cat "$dir/herald.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  wait_delivered "$base" 1 >/dev/null
+  measure "$name" "http://127.0.0.1:$port/$ns/b" "$pid"
+  stop "$pid"
+}
+
+echo "== $(nproc) cores; wrk -t$threads -c$connections, ${warmup} warm-up + $duration per case; 1 KiB binary-mode events"
+direct_port="$(free_port)"
+start_nginx direct "$direct_port" "return 202;"
+measure "(a) nginx 202" "http://127.0.0.1:$direct_port/"
+
+fwd_port="$(free_port)"
+start_nginx forwarder "$fwd_port" "proxy_pass http://sink; proxy_http_version 1.1; proxy_set_header Connection \"\";" \
+  "upstream sink { server 127.0.0.1:$sink_port; keepalive 64; }"
+measure "(b) nginx forwarder" "http://127.0.0.1:$fwd_port/"
+
+herald_case "(c) herald memory" memory 0
+herald_case "(d) herald sled (durable)" sled 0
+nats_host_port="${nats_url#nats://}"
+if listening "${nats_host_port##*:}"; then
+  herald_case "(e) herald nats" nats 0 --nats-url "$nats_url"
+else
+  printf '%s\tskipped: no nats-server on %s\n' "(e) herald nats" "$nats_url" >>"$results"
+fi
+if [ -n "$kafka" ]; then
+  herald_case "(f) herald kafka" kafka 0 --kafka-bootstrap-servers "$kafka"
+else
+  printf '%s\tskipped: no --kafka HOST:PORT\n' "(f) herald kafka" >>"$results"
+fi
+herald_case "(g) herald memory 1000+1 triggers" memory 1000
+
+# --- report ------------------------------------------------------------------------------------
+echo
+awk -F'\t' -v base="$baseline_rps" '
+  function ms(us) { return sprintf("%.2f", us / 1000) }
+  BEGIN {
+    printf "%-34s %9s %6s %8s %8s %9s %7s %11s %7s %8s\n", "case", "req/s", "ratio",
+      "p50 ms", "p99 ms", "p99.9 ms", "non2xx", "delivered/s", "drain s", "RSS MiB"
+  }
+  NF == 2 { printf "%-34s %s\n", $1, $2; next }
+  {
+    ratio = base > 0 ? sprintf("%.0f%%", $2 / base * 100) : "-"
+    printf "%-34s %9s %6s %8s %8s %9s %7s %11s %7s %8s\n", $1, $2, ratio, ms($3), ms($4),
+      ms($5), $6 + $7, $8, $9, $10
+  }' "$results"
+echo
+echo "ratio: req/s as a share of (b). delivered/s: accepted events / (run + time until the sink"
+echo "had them all). RSS: peak resident set of the Herald process (VmHWM)."
