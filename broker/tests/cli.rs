@@ -255,3 +255,71 @@ fn the_example_configuration_loads() {
     let set = herald_core::load_path(&dir).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((set.brokers.len(), set.triggers.len()), (1, 2));
 }
+
+/// A plain HTTP/1.1 GET; returns status and body.
+fn http_get(base: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// README's `--channels-config` line, with the example file: it loads, and flags given on the
+/// command line override it (here the backend and the data directory).
+#[test]
+fn serve_reads_the_example_channels_config_and_flags_override_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broker.yaml"),
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default, namespace: default}\n",
+    )
+    .unwrap();
+    let mut serve = Proc::spawn(&[
+        "serve",
+        "--config",
+        dir.path().to_str().unwrap(),
+        "--channels-config",
+        root.join("examples/channels.yaml").to_str().unwrap(),
+        "--channel",
+        "memory",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let base = url_in(&serve.wait_line("herald serving on"));
+    let (status, body) = http_get(&base, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["backends"][0]["kind"], "memory", "{health}");
+    assert_eq!(health["backends"][0]["up"], true, "{health}");
+    // The flag beat the file's `default: sled`: nothing was written to a store.
+    assert!(!dir.path().join("data").exists());
+
+    let bad = dir.path().join("bad-channels.yaml");
+    std::fs::write(&bad, "sled: {dataDri: /tmp/x}\n").unwrap();
+    let out = Command::new(HERALD)
+        .args(["serve", "--channels-config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad-channels.yaml") && stderr.contains("dataDri"),
+        "{stderr}"
+    );
+    serve.terminate();
+}

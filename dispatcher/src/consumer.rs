@@ -56,7 +56,7 @@ impl RouteConsumer {
         let permits = Arc::new(Semaphore::new(self.max_in_flight.max(1)));
         let mut tasks = JoinSet::new();
         let lanes = (self.current().order == DeliveryOrder::Ordered)
-            .then(|| self.start_lanes(&mut tasks));
+            .then(|| self.start_lanes(&mut tasks, &abort));
         loop {
             // With every slot busy on stuck deliveries, abort must still get through.
             let permit = tokio::select! {
@@ -98,9 +98,9 @@ impl RouteConsumer {
                     }
                 }
                 None => {
-                    let engine = self.engine.clone();
+                    let (engine, abort) = (self.engine.clone(), abort.clone());
                     tasks.spawn(async move {
-                        handle(&route, &engine, delivery).await;
+                        handle(&route, &engine, delivery, &abort).await;
                         drop(permit);
                     });
                 }
@@ -109,14 +109,19 @@ impl RouteConsumer {
         }
         // Closing the lanes lets each finish what it holds, in order.
         drop(lanes);
-        if abort.is_cancelled() {
-            if !tasks.is_empty() {
-                tracing::error!(
-                    route = %self.current().id, in_flight = tasks.len(),
-                    "shutdown deadline passed: abandoning in-flight deliveries (a durable channel redelivers them)"
-                );
+        if abort.is_cancelled() && !tasks.is_empty() {
+            tracing::error!(
+                route = %self.current().id, in_flight = tasks.len(),
+                "abandoning in-flight deliveries: released for redelivery (a durable channel redelivers them)"
+            );
+            // Each abandoned delivery is released at once; a backend that cannot even take
+            // that (it is down) does not get to hold shutdown up.
+            let released = tokio::time::timeout(RELEASE_GRACE, async {
+                while tasks.join_next().await.is_some() {}
+            });
+            if released.await.is_err() {
+                tasks.abort_all();
             }
-            tasks.abort_all();
         }
         while tasks.join_next().await.is_some() {}
     }
@@ -127,14 +132,18 @@ type LaneItem = (Arc<Route>, Delivery, OwnedSemaphorePermit);
 
 impl RouteConsumer {
     /// One sequential worker per in-flight slot; each handles its events in arrival order.
-    fn start_lanes(&self, tasks: &mut JoinSet<()>) -> Vec<mpsc::Sender<LaneItem>> {
+    fn start_lanes(
+        &self,
+        tasks: &mut JoinSet<()>,
+        abort: &CancellationToken,
+    ) -> Vec<mpsc::Sender<LaneItem>> {
         (0..self.max_in_flight.max(1))
             .map(|_| {
                 let (tx, mut rx) = mpsc::channel::<LaneItem>(self.max_in_flight.max(1));
-                let engine = self.engine.clone();
+                let (engine, abort) = (self.engine.clone(), abort.clone());
                 tasks.spawn(async move {
                     while let Some((route, delivery, permit)) = rx.recv().await {
-                        handle(&route, &engine, delivery).await;
+                        handle(&route, &engine, delivery, &abort).await;
                         drop(permit);
                     }
                 });
@@ -155,16 +164,30 @@ fn lane_of(event: &cloudevents::Event, lanes: usize) -> usize {
     (hasher.finish() % lanes as u64) as usize
 }
 
-/// Delivers one event (with retries, dead-lettering, replies) and settles it.
-async fn handle(route: &Route, engine: &DeliveryEngine, delivery: Delivery) {
+/// How long abandoned deliveries get to be released before their tasks are dropped.
+const RELEASE_GRACE: Duration = Duration::from_secs(2);
+
+/// Delivers one event (with retries, dead-lettering, replies) and settles it; abandoned
+/// (`abort`) it is released, so the backend hands it out again (NATS: at once, elsewhere).
+async fn handle(
+    route: &Route,
+    engine: &DeliveryEngine,
+    delivery: Delivery,
+    abort: &CancellationToken,
+) {
     let span = tracing::info_span!(
         "dispatch", event.id = delivery.event.id(), offset = delivery.offset, route = %route.id
     );
     async {
         let (event, acknowledge) = delivery.into_parts();
-        let disposition = engine.dispatch(route, event).await;
-        tracing::debug!(?disposition, "handled");
-        settle(acknowledge, disposition.settlement(), route).await;
+        let how = tokio::select! {
+            disposition = engine.dispatch(route, event) => {
+                tracing::debug!(?disposition, "handled");
+                disposition.settlement()
+            }
+            _ = abort.cancelled() => Settlement::Released,
+        };
+        settle(acknowledge, how, route).await;
     }
     .instrument(span)
     .await
