@@ -54,6 +54,8 @@ impl ObjectMeta {
 }
 
 /// A resource Herald serves, whichever feed (files, admin API, Kubernetes) it came from.
+// Resources move through the apply path a few at a time, never per event: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Resource {
     Broker(Broker),

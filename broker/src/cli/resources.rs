@@ -65,7 +65,7 @@ pub struct GetArgs {
     pub server: ServerArgs,
 }
 
-fn load(path: &PathBuf, namespace: Option<&str>) -> anyhow::Result<Vec<Resource>> {
+fn load(path: &std::path::Path, namespace: Option<&str>) -> anyhow::Result<Vec<Resource>> {
     let set = herald_core::load_path(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     for d in &set.deferred {
         eprintln!(
