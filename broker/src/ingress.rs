@@ -25,14 +25,42 @@ pub type Brokers = Arc<ArcSwap<HashMap<ResourceKey, Arc<dyn Channel>>>>;
 #[derive(Clone)]
 pub struct IngressState {
     pub brokers: Brokers,
+    /// `messaging.knative.dev` Channels (and the channels of Sequences and Parallels),
+    /// addressed at `/channels/{namespace}/{name}`.
+    pub channels: Brokers,
     pub max_body_bytes: usize,
 }
+
+/// Path prefix of Channel addresses.
+pub const CHANNELS_PATH: &str = "/channels";
 
 pub fn router(state: IngressState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/{namespace}/{broker}", post(accept))
+        .route("/channels/{namespace}/{name}", post(accept_channel))
         .with_state(state)
+}
+
+/// Which kind of address a request was sent to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Broker,
+    Channel,
+}
+
+async fn accept_channel(
+    State(state): State<IngressState>,
+    Path((namespace, name)): Path<(String, String)>,
+    request: Request,
+) -> Result<StatusCode, Rejection> {
+    accept_into(
+        state,
+        Target::Channel,
+        ResourceKey::new(namespace, name),
+        request,
+    )
+    .await
 }
 
 /// An ingress refusal: a status and a message naming the problem.
@@ -70,11 +98,29 @@ async fn accept(
     Path((namespace, name)): Path<(String, String)>,
     request: Request,
 ) -> Result<StatusCode, Rejection> {
-    let key = ResourceKey::new(namespace, name);
-    let Some(channel) = state.brokers.load().get(&key).cloned() else {
+    accept_into(
+        state,
+        Target::Broker,
+        ResourceKey::new(namespace, name),
+        request,
+    )
+    .await
+}
+
+async fn accept_into(
+    state: IngressState,
+    target: Target,
+    key: ResourceKey,
+    request: Request,
+) -> Result<StatusCode, Rejection> {
+    let (map, what) = match target {
+        Target::Broker => (&state.brokers, "broker"),
+        Target::Channel => (&state.channels, "channel"),
+    };
+    let Some(channel) = map.load().get(&key).cloned() else {
         return Err(Rejection::new(
             StatusCode::NOT_FOUND,
-            format!("broker {key} not found"),
+            format!("{what} {key} not found"),
         ));
     };
     let (parts, body) = request.into_parts();
@@ -87,7 +133,8 @@ async fn accept(
             String::new()
         };
         validate(event).map_err(|m| Rejection::new(StatusCode::BAD_REQUEST, format!("{at}{m}")))?;
-        if event.extension(TTL_EXTENSION).is_none() {
+        // The broker TTL stops reply loops through Brokers; a Channel carries events as sent.
+        if target == Target::Broker && event.extension(TTL_EXTENSION).is_none() {
             event.set_extension(TTL_EXTENSION, DEFAULT_TTL);
         }
     }
@@ -97,7 +144,7 @@ async fn accept(
     let count = events.len();
     match channel.publish(events).await {
         Ok(()) => {
-            tracing::debug!(broker = %key, count, "accepted");
+            tracing::debug!(%what, %key, count, "accepted");
             Ok(StatusCode::ACCEPTED)
         }
         Err(e) => Err(channel_rejection(e)),

@@ -182,6 +182,7 @@ pub async fn start(
     ));
     let app = router(IngressState {
         brokers: plane.ingress(),
+        channels: plane.channel_ingress(),
         max_body_bytes: config.max_body_bytes,
     })
     .merge(admin::router(plane.clone()));

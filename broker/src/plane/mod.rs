@@ -131,6 +131,7 @@ struct State {
 pub struct DataPlane {
     state: Mutex<State>,
     ingress: Brokers,
+    channel_ingress: Brokers,
     resolver: Resolver,
     engine: DeliveryEngine,
     config: PlaneConfig,
@@ -151,6 +152,7 @@ impl DataPlane {
                 closed: false,
             }),
             ingress: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            channel_ingress: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             resolver: Resolver::new(ingress_base),
             engine,
             config,
@@ -160,6 +162,11 @@ impl DataPlane {
     /// The Brokers ingress accepts for, updated on every apply.
     pub fn ingress(&self) -> Brokers {
         self.ingress.clone()
+    }
+
+    /// The Channels ingress accepts for (`/channels/{ns}/{name}`), updated on every apply.
+    pub fn channel_ingress(&self) -> Brokers {
+        self.channel_ingress.clone()
     }
 
     pub fn resolver(&self) -> &Resolver {
