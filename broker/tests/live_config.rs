@@ -13,7 +13,8 @@
 //! (d) a removed Broker answers 404 at once, and T1 (still applied) drains everything its
 //!     channel accepted before;
 //! (e) the Broker added back answers 202 again, on the same channel, and T1 receives the new
-//!     events.
+//!     events; once the Broker and then T1 are removed, the channel is deleted (checked on
+//!     NATS, where the stream is visible).
 //!
 //! At the end the set of ids T1 received must equal exactly the accepted events that matched
 //! its filter when they were sent. The publisher's kinds change in epochs around the filter
@@ -179,7 +180,8 @@ impl Feed {
     async fn stop(self) -> Vec<Sent> {
         self.stop.cancel();
         self.task.await.unwrap();
-        self.sent()
+        let sent = self.sent.lock().unwrap().clone();
+        sent
     }
 }
 
@@ -284,6 +286,13 @@ async fn live_changes_lose_nothing(test: &str, channel: Channel, work: &Path, ar
         &all_args,
     )
     .await;
+    let on_channel = format!("channel={}", channel.name());
+    assert!(
+        herald.proc.find_line(&on_channel).is_some(),
+        "the Broker is not on {}:\n{}",
+        channel.name(),
+        herald.proc.log_tail()
+    );
     let admin = Admin::new(&herald.base);
     let t1_obj = admin.wait_ready("triggers", &ns, "t1", WAIT).await;
     let t1_generation = generation(&t1_obj);
@@ -473,6 +482,13 @@ async fn live_changes_lose_nothing(test: &str, channel: Channel, work: &Path, ar
         )
         .await;
 
+    if channel == Channel::Nats {
+        assert!(
+            stream_exists(NATS_URL, &stream_name(&ns, BROKER)).await,
+            "(d) the removed Broker's stream was deleted while T1 still reads it"
+        );
+    }
+
     // (e) Add the Broker back.
     let wrote_broker_back = Instant::now();
     files.write("broker.yaml", &broker_yaml);
@@ -502,6 +518,25 @@ async fn live_changes_lose_nothing(test: &str, channel: Channel, work: &Path, ar
         .wait_for_or(&fence, WAIT, "the fence", || logs(&herald))
         .await;
     assert!(herald.proc.alive(), "herald died: {}", logs(&herald));
+
+    // The Broker removed, then its last Trigger: its channel goes from the backend.
+    files.remove("broker.yaml");
+    admin.wait_gone("brokers", &ns, BROKER, WAIT).await;
+    files.remove("t1.yaml");
+    admin.wait_gone("triggers", &ns, "t1", WAIT).await;
+    if channel == Channel::Nats {
+        let stream = stream_name(&ns, BROKER);
+        let end = Instant::now() + WAIT;
+        while stream_exists(NATS_URL, &stream).await {
+            assert!(
+                Instant::now() < end,
+                "stream {stream} still exists {WAIT:?} after its Broker and last Trigger were \
+                 removed:\n{}",
+                herald.proc.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     // --- Answers: 202 while the Broker exists, 404 (only) while it does not.
     let wrong_answers: Vec<&Sent> = sent
@@ -589,7 +624,11 @@ async fn live_changes_lose_nothing(test: &str, channel: Channel, work: &Path, ar
         "{} events answered other than 202 with the Broker present / 404 with it gone, e.g. \
          {:?}",
         wrong_answers.len(),
-        &wrong_answers[..wrong_answers.len().min(5)]
+        wrong_answers
+            .iter()
+            .take(5)
+            .map(|s| format!("{} kind {}: {} {}", s.id, s.kind, s.status, s.error))
+            .collect::<Vec<_>>()
     );
     assert!(
         refused > 0,

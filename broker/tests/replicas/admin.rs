@@ -367,3 +367,29 @@ pub fn write_atomically(path: &Path, text: &str) {
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
+
+/// Checks a test records and reports together at its end, so one missing status field does
+/// not hide what the rest of the test would find.
+#[derive(Default)]
+pub struct Findings(Vec<String>);
+
+impl Findings {
+    /// Records `what` unless `ok`.
+    pub fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            let what = what();
+            eprintln!("FINDING: {what}");
+            self.0.push(what);
+        }
+    }
+
+    /// Panics listing every failed check.
+    pub fn assert_none(self) {
+        assert!(
+            self.0.is_empty(),
+            "{} check(s) failed:\n- {}",
+            self.0.len(),
+            self.0.join("\n- ")
+        );
+    }
+}

@@ -171,3 +171,12 @@ pub async fn stream_state(
     }
     (messages, consumers)
 }
+
+/// Whether JetStream at `url` holds `stream`.
+pub async fn stream_exists(url: &str, stream: &str) -> bool {
+    let client = async_nats::connect(url).await.expect("NATS connects");
+    async_nats::jetstream::new(client)
+        .get_stream(stream)
+        .await
+        .is_ok()
+}
