@@ -79,7 +79,32 @@ impl Backend for MemoryBackend {
         BackendHealth::Up
     }
 
-    async fn close(&self) {}
+    /// The last step of shutdown: what is still unhandled dies with the process, so it is
+    /// counted and reported (a volatile channel has nothing to redeliver it from).
+    async fn close(&self) {
+        let channels: Vec<_> = {
+            let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+            channels.values().cloned().collect()
+        };
+        let mut total = 0;
+        for c in channels {
+            let lost = c.shared.lock().unhandled();
+            if lost > 0 {
+                tracing::error!(
+                    channel = %c.name, lost,
+                    "memory channel: {lost} accepted events were not handled by every \
+                     subscription and are lost (the memory channel is volatile)"
+                );
+            }
+            total += lost;
+        }
+        if total > 0 {
+            tracing::error!(
+                lost = total,
+                "memory backend stopped: {total} accepted events lost in all"
+            );
+        }
+    }
 }
 
 pub struct MemoryChannel {
@@ -149,6 +174,22 @@ impl Log {
         if self.events.is_empty() {
             self.base = low.max(self.base);
         }
+    }
+
+    /// Events some subscription has not settled (delivered, dead-lettered or dropped).
+    fn unhandled(&self) -> usize {
+        let cursors: Vec<_> = self
+            .subscriptions
+            .values()
+            .map(|c| (c.committed(), c.acks.settled_above()))
+            .collect();
+        (self.base..self.head())
+            .filter(|o| {
+                cursors
+                    .iter()
+                    .any(|(committed, settled)| o >= committed && !settled.contains(o))
+            })
+            .count()
     }
 
     fn drained(&self) -> bool {

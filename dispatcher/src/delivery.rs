@@ -2,8 +2,9 @@
 //! outcome per the Knative data-plane contract.
 
 use bytes::Bytes;
-use cloudevents::binding::reqwest::RequestBuilderExt;
-use cloudevents::Event;
+use cloudevents::{Data, Event};
+use crate::redact::{self, Redacted};
+use herald_channels::binding;
 use herald_core::DeliveryFormat;
 use http::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use std::time::{Duration, SystemTime};
@@ -66,16 +67,12 @@ pub async fn send(
         request = request.header("Prefer", "reply");
     }
     let encoded = match format {
-        DeliveryFormat::Binary => request.event(event.clone()),
-        DeliveryFormat::Json => serde_json::to_vec(event)
-            .map(|body| {
-                request
-                    .header(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE)
-                    .body(body)
-            })
-            .map_err(|e| cloudevents::message::Error::Other {
-                source: Box::new(e),
-            }),
+        DeliveryFormat::Binary => binary_request(request, event),
+        DeliveryFormat::Json => serde_json::to_vec(event).map(|body| {
+            request
+                .header(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE)
+                .body(body)
+        }),
     };
     let request = match encoded {
         Ok(r) => r,
@@ -90,11 +87,16 @@ pub async fn send(
         Ok(r) => r,
         Err(e) if e.is_timeout() => {
             return Outcome::Failed(Failure::transport(format!(
-                "no response from {url} within {timeout:?}"
+                "no response from {} within {timeout:?}",
+                Redacted(url)
             )))
         }
         Err(e) => {
-            return Outcome::Failed(Failure::transport(format!("request to {url} failed: {e}")))
+            return Outcome::Failed(Failure::transport(format!(
+                "request to {} failed: {}",
+                Redacted(url),
+                redact::urls_in(&e.without_url().to_string())
+            )))
         }
     };
     let status = response.status().as_u16();
@@ -103,11 +105,32 @@ pub async fn send(
         Ok(b) => b,
         Err(e) => {
             return Outcome::Failed(Failure::transport(format!(
-                "reading the response of {url} failed: {e}"
+                "reading the response of {} failed: {}",
+                Redacted(url),
+                e.without_url()
             )))
         }
     };
     classify(status, &headers, body, want_reply)
+}
+
+/// Binary mode with percent-encoded `ce-` headers (the HTTP binding's rule), so attribute
+/// values with line breaks or non-ASCII characters arrive exactly as sent and can never add
+/// headers of their own. The SDK's request builder writes values verbatim.
+fn binary_request(
+    mut request: reqwest::RequestBuilder,
+    event: &Event,
+) -> Result<reqwest::RequestBuilder, serde_json::Error> {
+    for (name, value) in binding::attribute_headers(event) {
+        request = request.header(name, value);
+    }
+    let body = match event.data() {
+        Some(Data::Binary(b)) => b.clone(),
+        Some(Data::String(s)) => s.clone().into_bytes(),
+        Some(Data::Json(v)) => serde_json::to_vec(v)?,
+        None => return Ok(request),
+    };
+    Ok(request.body(body))
 }
 
 fn classify(status: u16, headers: &HeaderMap, body: Bytes, want_reply: bool) -> Outcome {
@@ -116,7 +139,7 @@ fn classify(status: u16, headers: &HeaderMap, body: Bytes, want_reply: bool) -> 
         if status != 200 || !want_reply || !carries_event(headers, &body) {
             return Outcome::Delivered { reply: None };
         }
-        return match cloudevents::binding::http::to_event(headers, body.to_vec()) {
+        return match binding::headers_to_event(headers, body.to_vec()) {
             Ok(reply) => Outcome::Delivered {
                 reply: Some(Box::new(reply)),
             },

@@ -4,6 +4,7 @@
 
 use crate::dead_letter::dead_letter_event;
 use crate::delivery::{send, Failure, Outcome};
+use crate::redact::{self, Redacted};
 use crate::reply::{prepare_reply, take_ttl};
 use crate::retry::RetryPolicy;
 use crate::route::{DeliveryFormat, ReplyTarget, Route, TtlHandling};
@@ -92,7 +93,13 @@ impl DeliveryEngine {
             ttl,
         };
         let failure = match self
-            .with_retries(&route.policy, route.format, &route.subscriber, &event, Some(reply))
+            .with_retries(
+                &route.policy,
+                route.format,
+                &route.subscriber,
+                &event,
+                Some(reply),
+            )
             .await
         {
             Ok(()) => return Disposition::Delivered,
@@ -114,7 +121,8 @@ impl DeliveryEngine {
             Ok(()) => Disposition::DeadLettered,
             Err(dls_failure) => {
                 let why = format!(
-                    "the deadLetterSink {dls} failed too: {}",
+                    "the deadLetterSink {} failed too: {}",
+                    Redacted(dls),
                     dls_failure.reason
                 );
                 log_undeliverable(route, &event, &failure, &why);
@@ -138,7 +146,9 @@ impl DeliveryEngine {
         loop {
             let failure =
                 match send(&self.client, url, event, format, policy.timeout, want_reply).await {
-                    Outcome::Delivered { reply: Some(answer) } if want_reply => {
+                    Outcome::Delivered {
+                        reply: Some(answer),
+                    } if want_reply => {
                         match self
                             .hand_on_reply(*answer, reply.expect("wanted"), event, policy, format)
                             .await
@@ -155,7 +165,7 @@ impl DeliveryEngine {
             }
             retry += 1;
             let wait = policy.delay(retry, failure.retry_after);
-            tracing::debug!(%url, retry, ?wait, reason = %failure.reason, "retrying delivery");
+            tracing::debug!(url = %Redacted(url), retry, ?wait, reason = %failure.reason, "retrying delivery");
             tokio::time::sleep(wait).await;
         }
     }
@@ -203,12 +213,22 @@ async fn publish_reply(reply: Event, channel: &dyn Channel) -> Result<(), Failur
     })
 }
 
-/// The last resort: the event is written to the log in full so an operator can recover it.
+/// The last resort: the event is logged for an operator — its id and attributes by default,
+/// the whole event (capped) only with `HERALD_LOG_PAYLOADS=1`, since payloads may hold
+/// personal data and can be megabytes.
 fn log_undeliverable(route: &Route, event: &Event, failure: &Failure, why: &str) {
-    let json = serde_json::to_string(event).unwrap_or_else(|e| format!("<unserializable: {e}>"));
-    tracing::error!(
-        route = %route.id, event.id = event.id(), status = ?failure.status,
-        reason = %failure.reason, event = %json,
-        "UNDELIVERABLE EVENT: {why}; the full event is in this log line"
-    );
+    if redact::log_payloads() {
+        tracing::error!(
+            route = %route.id, event.id = event.id(), event.source = event.source(),
+            event.type = event.ty(), status = ?failure.status, reason = %failure.reason,
+            event = %redact::capped_json(event),
+            "UNDELIVERABLE EVENT: {why}"
+        );
+    } else {
+        tracing::error!(
+            route = %route.id, event.id = event.id(), event.source = event.source(),
+            event.type = event.ty(), status = ?failure.status, reason = %failure.reason,
+            "UNDELIVERABLE EVENT: {why} (payload not logged; HERALD_LOG_PAYLOADS=1 logs it)"
+        );
+    }
 }

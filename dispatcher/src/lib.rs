@@ -11,6 +11,7 @@ pub mod dead_letter;
 pub mod delivery;
 pub mod engine;
 pub mod filter;
+pub mod redact;
 pub mod reply;
 pub mod retry;
 pub mod route;

@@ -63,7 +63,7 @@ pub fn decode(message: &impl Message) -> Result<Event, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cloudevents::{EventBuilder, EventBuilderV10};
+    use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
     use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
 
     fn as_record(encoded: &EncodedEvent) -> OwnedMessage {
@@ -103,6 +103,27 @@ mod tests {
         );
         let back = decode(&record).unwrap();
         crate::codec_tests::assert_round_tripped(&back, &event);
+    }
+
+    /// Kafka headers are length-prefixed bytes and the binding carries values as raw UTF-8,
+    /// so nothing needs encoding: line breaks and non-ASCII come back exactly.
+    #[test]
+    fn line_breaks_and_non_ascii_round_trip() {
+        let event = EventBuilderV10::new()
+            .id("1")
+            .source("/s")
+            .ty("t")
+            .subject("x\r\nce_type: admin.command")
+            .extension("note", "héllo 😀\n\0")
+            .build()
+            .unwrap();
+        let back = decode(&as_record(&encode(event).unwrap())).unwrap();
+        assert_eq!(back.ty(), "t");
+        assert_eq!(back.subject(), Some("x\r\nce_type: admin.command"));
+        assert_eq!(
+            back.extension("note").map(|v| v.to_string()).as_deref(),
+            Some("héllo 😀\n\0")
+        );
     }
 
     #[test]

@@ -4,15 +4,16 @@
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use crate::binding;
 use cloudevents::{AttributesReader, Data, Event};
 
 pub fn encode(event: &Event) -> (HeaderMap, Bytes) {
     let mut headers = HeaderMap::new();
-    for (name, value) in event.iter() {
-        if name == "datacontenttype" {
-            headers.insert("content-type", value.to_string().as_str());
-        } else {
-            headers.insert(format!("ce-{name}").as_str(), value.to_string().as_str());
+    // Percent-encoded like the HTTP binding: a raw line break would end the header and
+    // splice what follows into the header block (attribute injection).
+    for (name, value) in binding::attribute_headers(event) {
+        if let Ok(value) = value.to_str() {
+            headers.insert(name.as_str(), value);
         }
     }
     let payload = match event.data() {
@@ -35,13 +36,15 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &Bytes) -> Result<Event, Str
                 continue;
             };
             for value in values {
-                if let Ok(v) = http::HeaderValue::from_str(value.as_str()) {
-                    http_headers.append(name.clone(), v);
-                }
+                // from_bytes keeps raw UTF-8 (obs-text), which the decoder accepts.
+                match http::HeaderValue::from_bytes(value.as_str().as_bytes()) {
+                    Ok(v) => http_headers.append(name.clone(), v),
+                    Err(_) => return Err(format!("header {name} has an invalid value")),
+                };
             }
         }
     }
-    cloudevents::binding::http::to_event(&http_headers, payload.to_vec()).map_err(|e| e.to_string())
+    binding::headers_to_event(&http_headers, payload.to_vec())
 }
 
 #[cfg(test)]
@@ -66,5 +69,31 @@ mod tests {
         assert_eq!(headers.get("ce-region").map(|v| v.as_str()), Some("eu"));
         let back = decode(Some(&headers), &payload).unwrap();
         crate::codec_tests::assert_round_tripped(&back, &event);
+    }
+
+    #[test]
+    fn line_breaks_and_non_ascii_round_trip_without_splicing() {
+        let event = EventBuilderV10::new()
+            .id("1")
+            .source("/s")
+            .ty("t")
+            .subject("x\r\nce-type: admin.command")
+            .extension("note", "héllo 😀\n")
+            .build()
+            .unwrap();
+        let (headers, payload) = encode(&event);
+        for (_, values) in headers.iter() {
+            for v in values {
+                assert!(!v.as_str().contains(['\r', '\n']), "{v:?}");
+            }
+        }
+        assert_eq!(headers.get("ce-type").map(|v| v.as_str()), Some("t"));
+        let back = decode(Some(&headers), &payload).unwrap();
+        assert_eq!(back.ty(), "t");
+        assert_eq!(back.subject(), Some("x\r\nce-type: admin.command"));
+        assert_eq!(
+            back.extension("note").map(|v| v.to_string()).as_deref(),
+            Some("héllo 😀\n")
+        );
     }
 }

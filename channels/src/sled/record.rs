@@ -183,6 +183,21 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_and_non_ascii_survive_the_record() {
+        let event = EventBuilderV10::new()
+            .id("e1")
+            .source("/s")
+            .ty("t")
+            .subject("x\r\nce-type: admin.command")
+            .extension("note", "héllo 😀\0\x7f")
+            .build()
+            .unwrap();
+        let mut value = encode_event(&event).unwrap();
+        set_header(&mut value, 1);
+        assert_eq!(decode_event(&value).unwrap(), event);
+    }
+
+    #[test]
     fn a_truncated_record_is_an_error_not_a_panic() {
         assert!(decode_event(&[]).is_err());
         assert!(decode_event(&[1, 0, 0]).is_err());

@@ -1,0 +1,299 @@
+//! CloudEvents binary-mode header values, shared by every header-based binding Herald speaks
+//! (HTTP ingress and delivery, the NATS codec): attribute values are percent-encoded on the
+//! way out and percent-decoded on the way in (HTTP protocol binding, section 3.1.3.2), so any
+//! string (line breaks, NUL, non-ASCII) travels losslessly and can never be spliced into a
+//! header block. Also the one place that says what no binding can carry, which ingress
+//! refuses before it accepts an event.
+
+use cloudevents::event::ExtensionValue;
+use cloudevents::{AttributesReader, AttributesWriter, Event};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::borrow::Cow;
+
+/// Header prefix of CloudEvents attributes in the HTTP and NATS bindings.
+pub const HEADER_PREFIX: &str = "ce-";
+
+/// Percent-encodes an attribute value for a header: space, `"`, `%` and everything outside
+/// printable ASCII (U+0021..U+007E), byte by byte of its UTF-8 form.
+pub fn encode_header_value(value: &str) -> Cow<'_, str> {
+    let needs = |b: u8| !(0x21..=0x7e).contains(&b) || b == b'"' || b == b'%';
+    if !value.bytes().any(needs) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 16);
+    for b in value.bytes() {
+        if needs(b) {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Why a header value cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("header {name}: {reason}")]
+pub struct HeaderValueError {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Decodes a header value: a double-quoted string is unquoted (older senders), then one round
+/// of percent-decoding; the result must be UTF-8. Raw UTF-8 (obs-text) is accepted as is. A
+/// `%` not followed by two hex digits is kept literally, so values written before Herald
+/// encoded them still read back.
+pub fn decode_header_value(raw: &[u8]) -> Result<String, String> {
+    let unquoted;
+    let raw = if raw.len() >= 2 && raw[0] == b'"' && raw[raw.len() - 1] == b'"' {
+        unquoted = unquote(&raw[1..raw.len() - 1]);
+        &unquoted[..]
+    } else {
+        raw
+    };
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b == b'%' && i + 2 < raw.len() {
+            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| "percent-decodes to invalid UTF-8".to_string())
+}
+
+fn unquote(inner: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(inner.len());
+    let mut escaped = false;
+    for &b in inner {
+        if escaped || b != b'\\' {
+            out.push(b);
+            escaped = false;
+        } else {
+            escaped = true;
+        }
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// A header value is written unencoded (content-type): visible ASCII, space and tab only.
+fn is_plain_header_text(value: &str) -> bool {
+    value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+/// What no binding can carry, named for a 400 at ingress: an extension named `data` (the JSON
+/// format reserves the member, so a stored event could not be read back) and a
+/// `datacontenttype` that is not plain header text (it travels as `Content-Type`, which has
+/// no encoding).
+pub fn check_carriable(event: &Event) -> Result<(), String> {
+    if event.extension("data").is_some() {
+        return Err(
+            "extension attribute \"data\" is reserved for the event data (binary mode: a \
+             ce-data header); send the data as the body"
+                .into(),
+        );
+    }
+    if let Some(ct) = event.datacontenttype() {
+        if !is_plain_header_text(ct) {
+            return Err(format!(
+                "attribute datacontenttype must be printable ASCII, got {ct:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The attribute headers of `event` in binary mode: `ce-<name>` with percent-encoded values,
+/// and `content-type` for `datacontenttype` (not encoded; [`check_carriable`] keeps it plain).
+/// Values that still are not valid header text (a `datacontenttype` from elsewhere) are left
+/// out rather than failing the whole message.
+pub fn attribute_headers(event: &Event) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    for (name, value) in event.iter() {
+        let (header, text) = if name == "datacontenttype" {
+            (Cow::Borrowed("content-type"), value.to_string())
+        } else {
+            let text = value.to_string();
+            let encoded = encode_header_value(&text).into_owned();
+            (Cow::Owned(format!("{HEADER_PREFIX}{name}")), encoded)
+        };
+        match (
+            HeaderName::from_bytes(header.as_bytes()),
+            HeaderValue::from_str(&text),
+        ) {
+            (Ok(n), Ok(v)) => out.push((n, v)),
+            _ => tracing::warn!(
+                event.id = event.id(),
+                attribute = name,
+                "attribute cannot travel as a header; left out"
+            ),
+        }
+    }
+    out
+}
+
+/// Decodes a binary-mode (or structured-mode) message from its headers and body, undoing the
+/// percent-encoding of `ce-` headers. The SDK's own decoder takes header values verbatim, so
+/// it parses a copy whose values are made header-safe, and the exact decoded strings are set
+/// on the event afterwards.
+pub fn headers_to_event(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, String> {
+    let binary = headers.contains_key("ce-specversion")
+        && !headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/cloudevents"));
+    if !binary {
+        return cloudevents::binding::http::to_event(headers, body).map_err(|e| e.to_string());
+    }
+    let mut safe = HeaderMap::with_capacity(headers.len());
+    let mut exact: Vec<(String, String)> = Vec::new();
+    for (name, value) in headers {
+        let Some(attr) = name.as_str().strip_prefix(HEADER_PREFIX) else {
+            safe.append(name.clone(), value.clone());
+            continue;
+        };
+        if safe.contains_key(name) {
+            return Err(format!("header {name} appears more than once"));
+        }
+        let decoded = decode_header_value(value.as_bytes()).map_err(|reason| {
+            HeaderValueError {
+                name: name.to_string(),
+                reason,
+            }
+            .to_string()
+        })?;
+        let plain = is_plain_header_text(&decoded) && !decoded.contains('\t');
+        let typed = matches!(attr, "specversion" | "time" | "dataschema" | "schemaurl");
+        if plain {
+            safe.insert(
+                name.clone(),
+                HeaderValue::from_str(&decoded).expect("plain header text"),
+            );
+        } else if typed {
+            return Err(format!(
+                "attribute {attr} must be printable ASCII, got {decoded:?}"
+            ));
+        } else {
+            // A stand-in the SDK accepts; the exact value is set below.
+            safe.insert(name.clone(), HeaderValue::from_static("x"));
+            exact.push((attr.to_string(), decoded));
+        }
+    }
+    let mut event =
+        cloudevents::binding::http::to_event(&safe, body).map_err(|e| e.to_string())?;
+    for (attr, value) in exact {
+        set_string_attribute(&mut event, &attr, value);
+    }
+    Ok(event)
+}
+
+/// Sets a string attribute (or a string extension) by its name.
+pub fn set_string_attribute(event: &mut Event, name: &str, value: String) {
+    match name {
+        "id" => {
+            event.set_id(value);
+        }
+        "source" => {
+            event.set_source(value);
+        }
+        "type" => {
+            event.set_type(value);
+        }
+        "subject" => {
+            event.set_subject(Some(value));
+        }
+        _ => {
+            event.set_extension(name, ExtensionValue::String(value));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudevents::{EventBuilder, EventBuilderV10};
+
+    #[test]
+    fn encoding_follows_the_http_binding_example() {
+        assert_eq!(
+            encode_header_value("Euro € 😀"),
+            "Euro%20%E2%82%AC%20%F0%9F%98%80"
+        );
+        assert_eq!(encode_header_value("plain/ascii-1.0"), "plain/ascii-1.0");
+        assert_eq!(
+            encode_header_value("x\r\nce-type: a\"%\0\x7f"),
+            "x%0D%0Ace-type:%20a%22%25%00%7F"
+        );
+    }
+
+    #[test]
+    fn decoding_undoes_encoding_and_tolerates_legacy_values() {
+        for s in ["Euro € 😀", "x\r\nce-type: admin", "100%", "a%zz", "\0\t\x7f", ""] {
+            assert_eq!(
+                decode_header_value(encode_header_value(s).as_bytes()).unwrap(),
+                s
+            );
+        }
+        assert_eq!(decode_header_value(b"100%").unwrap(), "100%");
+        assert_eq!(decode_header_value(b"a%2").unwrap(), "a%2");
+        assert_eq!(decode_header_value(b"%41%62").unwrap(), "Ab");
+        assert_eq!(decode_header_value(b"\"a \\\"b\\\"\"").unwrap(), "a \"b\"");
+        assert_eq!(
+            decode_header_value("héllo".as_bytes()).unwrap(),
+            "héllo"
+        );
+        assert!(decode_header_value(b"%C0%A0").is_err(), "overlong UTF-8");
+    }
+
+    #[test]
+    fn hostile_attributes_round_trip_through_headers() {
+        let event = EventBuilderV10::new()
+            .id("i d")
+            .source("/s%20")
+            .ty("t")
+            .subject("x\r\nce-type: admin.command")
+            .extension("note", "line\nbreak héllo 😀")
+            .extension("n", 3i64)
+            .data("application/json", serde_json::json!({"a": 1}))
+            .build()
+            .unwrap();
+        let mut headers = HeaderMap::new();
+        for (n, v) in attribute_headers(&event) {
+            assert!(v.as_bytes().iter().all(|b| (0x21..0x7f).contains(b)), "{v:?}");
+            headers.insert(n, v);
+        }
+        assert_eq!(headers["ce-type"], "t");
+        let back = headers_to_event(&headers, br#"{"a":1}"#.to_vec()).unwrap();
+        assert_eq!(back.id(), "i d");
+        assert_eq!(back.source(), "/s%20");
+        assert_eq!(back.ty(), "t");
+        assert_eq!(back.subject(), Some("x\r\nce-type: admin.command"));
+        assert_eq!(
+            back.extension("note").map(|v| v.to_string()).as_deref(),
+            Some("line\nbreak héllo 😀")
+        );
+        assert_eq!(back.extension("n").map(|v| v.to_string()).as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn what_no_binding_carries_is_named() {
+        let mut event = EventBuilderV10::new()
+            .id("1")
+            .source("/s")
+            .ty("t")
+            .build()
+            .unwrap();
+        assert!(check_carriable(&event).is_ok());
+        event.set_extension("data", "x");
+        assert!(check_carriable(&event).unwrap_err().contains("\"data\""));
+    }
+}
