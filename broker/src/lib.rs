@@ -7,6 +7,7 @@ pub mod backends;
 pub mod cli;
 pub mod display;
 pub mod ingress;
+mod listener;
 pub mod plane;
 pub mod send;
 pub mod serve;

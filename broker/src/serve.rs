@@ -5,6 +5,8 @@
 use crate::admin;
 use crate::backends::BackendsConfig;
 use crate::ingress::{router, IngressState};
+pub use crate::listener::ConnectionLimits;
+use crate::listener;
 use crate::plane::{ApplyError, DataPlane, Owner, PlaneConfig, PlaneError};
 use crate::watch::ConfigWatcher;
 use herald_core::{DeliverySpec, Resolver, ResourceKey, ResourceSet};
@@ -15,12 +17,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use url::Url;
 
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// Events per batch request (longer batches get 413).
+    pub max_batch_events: usize,
+    /// Connection limits: header-read and idle keep-alive timeouts, open connections.
+    pub connections: ConnectionLimits,
+    /// How long reading a whole request body may take (408 after it).
+    pub body_timeout: Duration,
     /// Channel backends, and which one Brokers use by default.
     pub channels: BackendsConfig,
     pub engine: EngineConfig,
@@ -45,6 +54,9 @@ impl Default for ServeConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 4 * 1024 * 1024,
+            max_batch_events: 1_000,
+            connections: ConnectionLimits::default(),
+            body_timeout: Duration::from_secs(30),
             channels: BackendsConfig::default(),
             engine: EngineConfig::default(),
             default_delivery: DeliverySpec {
@@ -184,21 +196,36 @@ pub async fn start(
         brokers: plane.ingress(),
         channels: plane.channel_ingress(),
         max_body_bytes: config.max_body_bytes,
+        max_batch_events: config.max_batch_events,
+        body_timeout: config.body_timeout,
     })
-    .merge(admin::router(plane.clone()));
+    .merge(admin::router(plane.clone()))
+    // Every route (admin too): a body that stops arriving ends the request.
+    .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
     let stop = shutdown.clone();
     let serving = plane.clone();
+    let drain_timeout = config.drain_timeout;
+    let limits = config.connections.clone();
     let task = tokio::spawn(async move {
-        // Stop accepting first; requests already inside finish publishing.
-        let server = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "ingress failed");
-        }
+        // One deadline for the whole shutdown, whatever clients and subscribers do: the
+        // listener stops accepting and lets requests already inside finish publishing until
+        // it, then the plane drains accepted events with what is left.
+        let deadline = Arc::new(std::sync::OnceLock::new());
+        let at_stop = deadline.clone();
+        let grace = move || {
+            let d = *at_stop.get_or_init(|| tokio::time::Instant::now() + drain_timeout);
+            d.saturating_duration_since(tokio::time::Instant::now())
+        };
+        listener::serve(listener, app, limits, stop, grace).await;
         if let Some(w) = watcher {
             w.stop().await;
         }
         let _ = resync.await;
-        serving.shutdown().await;
+        let left = deadline
+            .get()
+            .map(|d: &tokio::time::Instant| d.saturating_duration_since(tokio::time::Instant::now()))
+            .unwrap_or(drain_timeout);
+        serving.shutdown_within(left).await;
         tracing::info!("stopped");
     });
     tracing::info!(%addr, brokers = resources.brokers.len(), triggers = resources.triggers.len(), "herald serving");

@@ -23,6 +23,21 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes (larger ones get 413).
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Most events in one batch request (longer batches get 413).
+    #[arg(long, default_value_t = 1_000)]
+    pub max_batch_events: usize,
+    /// Seconds a client has to send a request's headers (and a new connection its first).
+    #[arg(long, default_value_t = 10)]
+    pub header_read_timeout: u64,
+    /// Seconds a client has to send a whole request body (408 after it).
+    #[arg(long, default_value_t = 30)]
+    pub body_timeout: u64,
+    /// Seconds a kept-alive connection may sit without a request.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// Open connections at most; at the cap the longest-idle one is closed to make room.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
     /// Deliveries in flight per Trigger.
     #[arg(long, default_value_t = 256)]
     pub max_in_flight: usize,
@@ -44,6 +59,13 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     let config = serve::ServeConfig {
         listen: a.listen,
         max_body_bytes: a.max_body_bytes,
+        max_batch_events: a.max_batch_events,
+        body_timeout: Duration::from_secs(a.body_timeout),
+        connections: serve::ConnectionLimits {
+            header_read_timeout: Duration::from_secs(a.header_read_timeout),
+            idle_timeout: Duration::from_secs(a.idle_timeout),
+            max_connections: a.max_connections.max(1),
+        },
         channels: a.channels.into_config()?,
         max_in_flight: a.max_in_flight,
         drain_timeout: Duration::from_secs(a.drain_timeout),
@@ -64,6 +86,10 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         super::shutdown_signal().await;
         tracing::info!("shutting down: draining accepted events");
         token.cancel();
+        // A second signal means now: exit without waiting for the drain.
+        super::shutdown_signal().await;
+        tracing::warn!("second signal: exiting without draining");
+        std::process::exit(130);
     });
     server.wait().await;
     Ok(())

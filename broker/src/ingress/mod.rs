@@ -9,14 +9,17 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use cloudevents::{AttributesReader, Event};
 use herald_channels::{Channel, ChannelError};
-use herald_core::{is_valid_attribute_name, ResourceKey};
+use herald_core::ResourceKey;
 use herald_dispatcher::reply::{DEFAULT_TTL, TTL_EXTENSION};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
+mod parse;
+
+pub use parse::BATCH_CONTENT_TYPE;
+use parse::{is_batch, parse_events, validate};
 
 /// The Brokers this ingress serves, each with its channel; swapped whole by the data plane
 /// on every change, so a request reads one consistent map without taking a lock.
@@ -29,6 +32,11 @@ pub struct IngressState {
     /// addressed at `/channels/{namespace}/{name}`.
     pub channels: Brokers,
     pub max_body_bytes: usize,
+    /// Events per batch request; longer batches get 413.
+    pub max_batch_events: usize,
+    /// How long reading one request body may take in all (a client that declares more than it
+    /// sends gets 408 rather than holding the connection forever).
+    pub body_timeout: Duration,
 }
 
 /// Path prefix of Channel addresses.
@@ -66,8 +74,8 @@ async fn accept_channel(
 /// An ingress refusal: a status and a message naming the problem.
 #[derive(Debug)]
 pub struct Rejection {
-    status: StatusCode,
-    message: String,
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
     retry_after: Option<u64>,
 }
 
@@ -124,8 +132,8 @@ async fn accept_into(
         ));
     };
     let (parts, body) = request.into_parts();
-    let body = read_body(body, &parts.headers, state.max_body_bytes).await?;
-    let mut events = parse_events(&parts.headers, body)?;
+    let body = read_body(body, &parts.headers, state.max_body_bytes, state.body_timeout).await?;
+    let mut events = parse_events(&parts.headers, body, state.max_batch_events)?;
     for (i, event) in events.iter_mut().enumerate() {
         let at = if is_batch(&parts.headers) {
             format!("event {i} of the batch: ")
@@ -176,6 +184,7 @@ async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
+    timeout: Duration,
 ) -> Result<bytes::Bytes, Rejection> {
     let too_large = || {
         Rejection::new(
@@ -190,11 +199,24 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            Rejection::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request body not received within {timeout:?}"),
+            )
+        })?;
+    read.map_err(|e| {
         // to_bytes reports the limit through its error source chain.
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
+        let source = std::error::Error::source(&e);
+        if source.is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
             too_large()
+        } else if source.is_some_and(|s| s.is::<tower_http::timeout::TimeoutError>()) {
+            Rejection::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request body stalled for longer than {timeout:?}"),
+            )
         } else {
             Rejection::new(
                 StatusCode::BAD_REQUEST,
@@ -202,94 +224,4 @@ async fn read_body(
             )
         }
     })
-}
-
-fn is_batch(headers: &HeaderMap) -> bool {
-    content_type(headers).starts_with(BATCH_CONTENT_TYPE)
-}
-
-fn content_type(headers: &HeaderMap) -> &str {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
-fn parse_events(headers: &HeaderMap, body: bytes::Bytes) -> Result<Vec<Event>, Rejection> {
-    let bad = |m: String| Rejection::new(StatusCode::BAD_REQUEST, m);
-    if is_batch(headers) {
-        let values: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| {
-            bad(format!(
-                "invalid batch: expected a JSON array of CloudEvents: {e}"
-            ))
-        })?;
-        return values
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
-                check_json_time(&v)
-                    .map_err(|m| bad(format!("invalid event {i} of the batch: {m}")))?;
-                serde_json::from_value::<Event>(v)
-                    .map_err(|e| bad(format!("invalid event {i} of the batch: {e}")))
-            })
-            .collect();
-    }
-    let structured = content_type(headers).starts_with("application/cloudevents+json");
-    if !structured && !headers.contains_key("ce-specversion") {
-        return Err(bad(
-            "not a CloudEvent: binary mode needs a ce-specversion header, structured mode the \
-             content type application/cloudevents+json"
-                .into(),
-        ));
-    }
-    if structured {
-        // The SDK's JSON parser reports a bad time without naming the attribute.
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-            check_json_time(&v).map_err(|m| bad(format!("invalid CloudEvent: {m}")))?;
-        }
-    }
-    cloudevents::binding::http::to_event(headers, body.to_vec())
-        .map(|e| vec![e])
-        .map_err(|e| bad(format!("invalid CloudEvent: {e}")))
-}
-
-/// A structured event's `time`, if present, must be an RFC 3339 timestamp.
-fn check_json_time(event: &serde_json::Value) -> Result<(), String> {
-    match event.get("time") {
-        None | Some(serde_json::Value::Null) => Ok(()),
-        Some(serde_json::Value::String(t)) if chrono::DateTime::parse_from_rfc3339(t).is_ok() => {
-            Ok(())
-        }
-        Some(other) => Err(format!(
-            "attribute time must be an RFC 3339 timestamp, got {other}"
-        )),
-    }
-}
-
-/// Checks the SDK leaves to us: non-empty required attributes and valid extension names.
-fn validate(event: &Event) -> Result<(), String> {
-    for (name, value) in [("id", event.id()), ("type", event.ty())] {
-        if value.is_empty() {
-            return Err(format!("attribute {name} must not be empty"));
-        }
-    }
-    if event.source().is_empty() {
-        return Err("attribute source must not be empty".into());
-    }
-    for (name, _) in event.iter_extensions() {
-        if !is_valid_attribute_name(name) {
-            return Err(format!(
-                "extension attribute name {name:?} is invalid: only lower-case a-z and 0-9 are allowed"
-            ));
-        }
-    }
-    if let Some(ttl) = event.extension(TTL_EXTENSION) {
-        let ok = ttl.to_string().parse::<i64>().is_ok_and(|n| n > 0);
-        if !ok {
-            return Err(format!(
-                "extension {TTL_EXTENSION} must be a positive integer, got {ttl}"
-            ));
-        }
-    }
-    Ok(())
 }

@@ -300,6 +300,12 @@ impl DataPlane {
     /// Stops: channels close (subscriptions end once safe), consumers drain up to the drain
     /// timeout, then whatever is still in flight is abandoned.
     pub async fn shutdown(&self) {
+        self.shutdown_within(self.config.drain_timeout).await
+    }
+
+    /// [`shutdown`](Self::shutdown) with what is left of the drain timeout (the listener
+    /// may have used some of it finishing requests).
+    pub async fn shutdown_within(&self, drain_timeout: Duration) {
         let mut state = self.state.lock().await;
         state.closed = true;
         self.ingress.store(Arc::new(HashMap::new()));
@@ -314,7 +320,6 @@ impl DataPlane {
                 let _ = r.task.await;
             });
         }
-        let drain_timeout = self.config.drain_timeout;
         let drained = tokio::time::timeout(drain_timeout, async {
             while consumers.join_next().await.is_some() {}
         })

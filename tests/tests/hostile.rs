@@ -1,0 +1,279 @@
+//! Hostile attribute values on every channel (memory, sled, NATS, Kafka): what ingress
+//! answers 202 for arrives exactly as sent, and no value can rewrite another attribute
+//! (attribute injection through a line break in a header) or get an event dropped after its
+//! 202 (non-ASCII on NATS, line breaks at delivery, a binary `ce-data` header on sled). What
+//! no channel can carry is refused with 400 before the 202.
+//!
+//! NATS needs JetStream on 127.0.0.1:4222, Kafka a tansu binary (`~/.cargo/bin/tansu`); with
+//! CI=true a missing server fails the test, otherwise it is skipped with a notice.
+
+mod common;
+
+use cloudevents::{Event, EventBuilder, EventBuilderV10};
+use common::*;
+use herald_broker::backends::BackendsConfig;
+use herald_broker::serve::ServeConfig;
+use herald_channels::binding::decode_header_value;
+use herald_channels::{KafkaConfig, NatsConfig};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const INJECTED: &str = "x\r\nce-type: admin.command";
+const BROKEN_LINE: &str = "line\nbreak\r\n\0end";
+const UNICODE: &str = "héllo 😀";
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Broker `ns/b` on `channel` with a catch-all Trigger to `all` and a Trigger filtering
+/// `type: admin.command` to `admin`.
+fn yaml(channel: &str, all: &Subscriber, admin: &Subscriber) -> String {
+    format!(
+        r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: b
+  namespace: ns
+  annotations: {{herald.dev/channel: {channel}}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: all, namespace: ns}}
+spec:
+  broker: b
+  subscriber: {{uri: "{}"}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: admin, namespace: ns}}
+spec:
+  broker: b
+  filter: {{attributes: {{type: admin.command}}}}
+  subscriber: {{uri: "{}"}}
+"#,
+        all.url(),
+        admin.url()
+    )
+}
+
+fn hostile(id: &str, subject: &str) -> Event {
+    EventBuilderV10::new()
+        .id(id)
+        .source(SOURCE)
+        .ty("user.note")
+        .subject(subject)
+        .extension("note", BROKEN_LINE)
+        .data("application/json", serde_json::json!({"k": 1}))
+        .build()
+        .unwrap()
+}
+
+/// A delivered request's header, percent-decoded per the HTTP binding.
+fn decoded(r: &Received, name: &str) -> Option<String> {
+    r.headers
+        .get(name)
+        .map(|v| decode_header_value(v.as_bytes()).expect("a decodable header"))
+}
+
+async fn post_raw(url: &url::Url, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut request = reqwest::Client::new().post(url.clone()).body(body.to_string());
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    Reply {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.text().await.unwrap_or_default(),
+    }
+}
+
+async fn check_channel(channel: &str, channels: BackendsConfig) {
+    let (all, admin) = (Subscriber::start().await, Subscriber::start().await);
+    let config = ServeConfig {
+        channels,
+        ..config()
+    };
+    let server = start_with(&yaml(channel, &all, &admin), config).await;
+    let url = server.broker_url("ns", "b");
+
+    // Structured mode: JSON strings may carry anything; ingress accepts and carries them.
+    for (id, subject) in [("inject", INJECTED), ("unicode", UNICODE)] {
+        let reply = send_structured(&url, &hostile(id, subject)).await;
+        assert_eq!(reply.status, 202, "{channel}: {id}: {}", reply.body);
+    }
+    // Binary mode: percent-encoded values are decoded at ingress and carried exactly.
+    let encoded = [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "binary"),
+        ("ce-source", SOURCE),
+        ("ce-type", "user.note"),
+        ("ce-subject", "x%0D%0Ace-type:%20admin.command"),
+        ("ce-note", "line%0Abreak%0D%0A%00end"),
+        ("content-type", "application/json"),
+    ];
+    let reply = post_raw(&url, &encoded, r#"{"k":1}"#).await;
+    assert_eq!(reply.status, 202, "{channel}: binary: {}", reply.body);
+    // A binary ce-data header makes an extension named data, which no stored form can carry.
+    let with_data = [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "with-data"),
+        ("ce-source", SOURCE),
+        ("ce-type", "user.note"),
+        ("ce-data", "{}"),
+    ];
+    let reply = post_raw(&url, &with_data, "").await;
+    assert_eq!(reply.status, 400, "{channel}: ce-data: {}", reply.body);
+    assert!(reply.body.contains("\"data\""), "{channel}: {}", reply.body);
+
+    let received = all.wait_for(3, Duration::from_secs(30)).await;
+    for r in &received {
+        let id = decoded(r, "ce-id").unwrap();
+        assert_eq!(
+            r.header("ce-type"),
+            Some("user.note"),
+            "{channel}: {id}: type rewritten; headers {:?}",
+            r.headers
+        );
+        assert_eq!(r.headers.get_all("ce-type").iter().count(), 1, "{channel}: {id}");
+        let want_subject = if id == "unicode" { UNICODE } else { INJECTED };
+        assert_eq!(
+            decoded(r, "ce-subject").as_deref(),
+            Some(want_subject),
+            "{channel}: {id}"
+        );
+        assert_eq!(
+            decoded(r, "ce-note").as_deref(),
+            Some(BROKEN_LINE),
+            "{channel}: {id}"
+        );
+        for (name, value) in &r.headers {
+            assert!(
+                value.as_bytes().iter().all(|b| (0x20..0x7f).contains(b)),
+                "{channel}: {id}: header {name} is not printable ASCII: {value:?}"
+            );
+        }
+    }
+    let mut ids: Vec<_> = received
+        .iter()
+        .map(|r| decoded(r, "ce-id").unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["binary", "inject", "unicode"], "{channel}");
+    all.assert_no_more(3, Duration::from_millis(300), "each event once")
+        .await;
+    admin
+        .assert_no_more(0, Duration::from_millis(300), "nothing passes the admin filter")
+        .await;
+    server.shutdown().await;
+    println!("{channel}: 3 hostile events delivered exactly, ce-data refused with 400, admin trigger got 0");
+}
+
+#[tokio::test]
+async fn hostile_attributes_on_the_memory_channel() {
+    check_channel("memory", BackendsConfig::default()).await;
+}
+
+#[tokio::test]
+async fn hostile_attributes_on_the_sled_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut channels = BackendsConfig::default();
+    channels.sled.data_dir = dir.path().join("data");
+    check_channel("sled", channels).await;
+}
+
+#[tokio::test]
+async fn hostile_attributes_on_the_nats_channel() {
+    let url = "127.0.0.1:4222";
+    if tokio::net::TcpStream::connect(url).await.is_err() {
+        assert!(!in_ci(), "NATS JetStream is required in CI at {url}");
+        eprintln!("skipping: no NATS at {url} (nats-server -js -a 127.0.0.1 -p 4222)");
+        return;
+    }
+    let channels = BackendsConfig {
+        nats: NatsConfig {
+            url: format!("nats://{url}"),
+            stream_prefix: format!("HOSTILE{}", std::process::id()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    check_channel("nats", channels).await;
+}
+
+/// A private tansu broker on a free port with a fresh sqlite store; killed when dropped.
+struct Tansu {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Tansu {
+    async fn start() -> Option<Tansu> {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let default = std::path::Path::new(&home).join(".cargo/bin/tansu");
+        let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| default.display().to_string());
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("tcp://127.0.0.1:{port}");
+        let spawned = Command::new(&bin)
+            .args(["broker", "--listener-url", &listen])
+            .args(["--advertised-listener-url", &listen])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                assert!(!in_ci(), "tansu is required in CI: {bin}: {e}");
+                eprintln!("skipping: cannot start tansu ({bin}: {e})");
+                return None;
+            }
+        };
+        let tansu = Tansu {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "tansu did not listen within 15 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Some(tansu)
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn hostile_attributes_on_the_kafka_channel() {
+    let Some(tansu) = Tansu::start().await else {
+        return;
+    };
+    let channels = BackendsConfig {
+        kafka: KafkaConfig {
+            bootstrap_servers: format!("127.0.0.1:{}", tansu.port),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    check_channel("kafka", channels).await;
+}
