@@ -3,12 +3,14 @@
 
 pub mod duration;
 pub mod loader;
+pub mod messaging;
 pub mod resolve;
 pub mod resources;
 pub mod status;
 
 pub use duration::IsoDuration;
 pub use loader::{load_path, load_resource, load_str, LoadError, Loaded, Origin, ResourceSet};
+pub use messaging::*;
 pub use resolve::{ResolveError, Resolver};
 pub use resources::*;
 pub use status::{Check, Condition, ConditionStatus, Status};

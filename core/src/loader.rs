@@ -1,6 +1,7 @@
 //! Reads Knative-style YAML (multi-document files, or a directory of them) into a
 //! [`ResourceSet`]. Every problem is reported with its file, document, resource and field.
 
+use crate::messaging::{Channel, ChannelFlavor, Parallel, Sequence, Subscription};
 use crate::resources::{Broker, FieldError, Resource, ResourceKey, Trigger};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
@@ -41,6 +42,8 @@ pub struct Deferred {
 pub struct ResourceSet {
     pub brokers: Vec<Loaded<Broker>>,
     pub triggers: Vec<Loaded<Trigger>>,
+    /// Channels, Subscriptions, Sequences and Parallels.
+    pub messaging: Vec<Loaded<Resource>>,
     pub deferred: Vec<Deferred>,
 }
 
@@ -62,7 +65,11 @@ impl ResourceSet {
             .triggers
             .iter()
             .map(|t| (Resource::Trigger(t.resource.clone()), &t.origin));
-        brokers.chain(triggers)
+        let messaging = self
+            .messaging
+            .iter()
+            .map(|m| (m.resource.clone(), &m.origin));
+        brokers.chain(triggers).chain(messaging)
     }
 }
 
@@ -137,11 +144,6 @@ impl fmt::Display for LoadError {
 }
 
 const KNOWN_NOT_SERVED: &[(&str, &str)] = &[
-    ("messaging.knative.dev", "Channel"),
-    ("messaging.knative.dev", "InMemoryChannel"),
-    ("messaging.knative.dev", "Subscription"),
-    ("flows.knative.dev", "Sequence"),
-    ("flows.knative.dev", "Parallel"),
     ("sources.knative.dev", "PingSource"),
     ("sources.knative.dev", "KafkaSource"),
     ("sources.knative.dev", "GitHubSource"),
@@ -324,6 +326,30 @@ impl Builder {
                     }
                 }
             }
+            ("messaging.knative.dev/v1", "Channel")
+            | ("messaging.knative.dev/v1", "InMemoryChannel")
+            | ("messaging.knative.dev/v1beta1", "KafkaChannel") => {
+                let flavor = ChannelFlavor::from_kind(&kind).expect("matched above");
+                if let Some(mut c) = self.typed::<Channel>(&origin, &label, value) {
+                    c.flavor = flavor;
+                    self.add_messaging(Resource::Channel(c), origin, &label);
+                }
+            }
+            ("messaging.knative.dev/v1", "Subscription") => {
+                if let Some(r) = self.typed::<Subscription>(&origin, &label, value) {
+                    self.add_messaging(Resource::Subscription(r), origin, &label);
+                }
+            }
+            ("flows.knative.dev/v1", "Sequence") => {
+                if let Some(r) = self.typed::<Sequence>(&origin, &label, value) {
+                    self.add_messaging(Resource::Sequence(r), origin, &label);
+                }
+            }
+            ("flows.knative.dev/v1", "Parallel") => {
+                if let Some(r) = self.typed::<Parallel>(&origin, &label, value) {
+                    self.add_messaging(Resource::Parallel(r), origin, &label);
+                }
+            }
             _ if KNOWN_NOT_SERVED
                 .iter()
                 .any(|(g, k)| *g == group && *k == kind) =>
@@ -341,6 +367,15 @@ impl Builder {
                 Some("kind".into()),
                 format!("unsupported resource {api_version} {kind}"),
             ),
+        }
+    }
+
+    fn add_messaging(&mut self, resource: Resource, origin: Origin, label: &str) {
+        let errors = resource.validate();
+        if self.report(&origin, label, errors)
+            && self.unique(resource.kind().name(), resource.key(), &origin, label)
+        {
+            self.set.messaging.push(Loaded { resource, origin });
         }
     }
 

@@ -1,12 +1,15 @@
-//! Turns a [`Destination`] into a URL. Standalone Herald can address its own Brokers; refs to
-//! other kinds (a Knative Service, say) resolve only on Kubernetes and are reported here.
+//! Turns a [`Destination`] into a URL. Standalone Herald addresses what it serves itself
+//! (Brokers, Channels and their concrete kinds, Sequences, Parallels); refs to other kinds (a
+//! Knative Service, say) resolve only on Kubernetes and are reported here. Whether the target
+//! exists is the data plane's question, not this one's.
 
-use crate::resources::{Destination, ResourceKey};
+use crate::messaging::{parallel_ingress_channel, sequence_channel};
+use crate::resources::{Destination, Kind, ResourceKey};
 use url::Url;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ResolveError {
-    #[error("cannot resolve {kind} {name} ({api_version}): only Brokers and URIs can be addressed outside Kubernetes")]
+    #[error("cannot resolve {kind} {name} ({api_version}): outside Kubernetes only URIs and Herald's own Brokers, Channels, Sequences and Parallels can be addressed")]
     Unresolvable {
         api_version: String,
         kind: String,
@@ -36,6 +39,37 @@ impl Resolver {
         url
     }
 
+    /// The ingress URL of a Channel: `{base}/channels/{namespace}/{name}`.
+    pub fn channel_url(&self, key: &ResourceKey) -> Url {
+        let mut url = self.ingress_base.clone();
+        url.set_path(&format!("/channels/{}/{}", key.namespace, key.name));
+        url
+    }
+
+    /// The address of an addressable resource Herald serves (`None` for the kinds that have
+    /// none, Trigger and Subscription).
+    pub fn address(&self, kind: Kind, key: &ResourceKey) -> Option<Url> {
+        match kind {
+            Kind::Broker => Some(self.broker_url(key)),
+            Kind::Channel => Some(self.channel_url(key)),
+            // A Sequence is addressed at its first step's channel, a Parallel at its
+            // ingress channel, as Knative does.
+            Kind::Sequence => Some(self.channel_url(&sequence_channel(key, 0))),
+            Kind::Parallel => Some(self.channel_url(&parallel_ingress_channel(key))),
+            Kind::Trigger | Kind::Subscription => None,
+        }
+    }
+
+    /// The kind and key a destination's `ref` points at, when it is one Herald serves.
+    pub fn target(dest: &Destination, namespace: &str) -> Option<(Kind, ResourceKey)> {
+        let r = dest.reference.as_ref()?;
+        let kind = Kind::of_ref(r)?;
+        Some((
+            kind,
+            ResourceKey::new(r.namespace.as_deref().unwrap_or(namespace), &r.name),
+        ))
+    }
+
     /// `namespace` is the namespace of the resource that holds the destination.
     pub fn resolve(&self, dest: &Destination, namespace: &str) -> Result<Url, ResolveError> {
         match (&dest.reference, &dest.uri) {
@@ -43,15 +77,15 @@ impl Resolver {
                 Url::parse(uri).map_err(|e| ResolveError::BadUri(uri.clone(), e.to_string()))
             }
             (Some(r), uri) => {
-                if r.group() != "eventing.knative.dev" || r.kind != "Broker" {
+                let Some(base) =
+                    Self::target(dest, namespace).and_then(|(kind, key)| self.address(kind, &key))
+                else {
                     return Err(ResolveError::Unresolvable {
                         api_version: r.api_version.clone().unwrap_or_default(),
                         kind: r.kind.clone(),
                         name: r.name.clone(),
                     });
-                }
-                let key = ResourceKey::new(r.namespace.as_deref().unwrap_or(namespace), &r.name);
-                let base = self.broker_url(&key);
+                };
                 match uri {
                     None => Ok(base),
                     Some(path) => {

@@ -3,6 +3,7 @@
 //! (later) the Kubernetes CRDs produce these types; the data plane only ever sees them.
 
 use crate::duration::IsoDuration;
+use crate::messaging::{Channel, Parallel, Sequence, Subscription};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -60,6 +61,10 @@ impl ObjectMeta {
 pub enum Resource {
     Broker(Broker),
     Trigger(Trigger),
+    Channel(Channel),
+    Subscription(Subscription),
+    Sequence(Sequence),
+    Parallel(Parallel),
 }
 
 /// The kinds [`Resource`] holds, with the names a user types for them.
@@ -67,15 +72,30 @@ pub enum Resource {
 pub enum Kind {
     Broker,
     Trigger,
+    Channel,
+    Subscription,
+    Sequence,
+    Parallel,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Broker, Kind::Trigger];
+    pub const ALL: [Kind; 6] = [
+        Kind::Broker,
+        Kind::Trigger,
+        Kind::Channel,
+        Kind::Subscription,
+        Kind::Sequence,
+        Kind::Parallel,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Broker => "Broker",
             Kind::Trigger => "Trigger",
+            Kind::Channel => "Channel",
+            Kind::Subscription => "Subscription",
+            Kind::Sequence => "Sequence",
+            Kind::Parallel => "Parallel",
         }
     }
 
@@ -84,16 +104,36 @@ impl Kind {
         match self {
             Kind::Broker => "brokers",
             Kind::Trigger => "triggers",
+            Kind::Channel => "channels",
+            Kind::Subscription => "subscriptions",
+            Kind::Sequence => "sequences",
+            Kind::Parallel => "parallels",
         }
     }
 
     pub fn api_version(self) -> &'static str {
-        EVENTING_API_VERSION
+        match self {
+            Kind::Broker | Kind::Trigger => EVENTING_API_VERSION,
+            Kind::Channel | Kind::Subscription => crate::messaging::MESSAGING_API_VERSION,
+            Kind::Sequence | Kind::Parallel => crate::messaging::FLOWS_API_VERSION,
+        }
     }
 
     /// `eventing.knative.dev`.
     pub fn group(self) -> &'static str {
         self.api_version().split('/').next().unwrap_or_default()
+    }
+
+    /// The kind a `ref` names (the concrete channel kinds are Channels here).
+    pub fn of_ref(reference: &KReference) -> Option<Kind> {
+        if reference.group() == "messaging.knative.dev"
+            && crate::messaging::ChannelFlavor::from_kind(&reference.kind).is_some()
+        {
+            return Some(Kind::Channel);
+        }
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == reference.kind && k.group() == reference.group())
     }
 }
 
@@ -119,8 +159,25 @@ impl std::str::FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| bare == k.name().to_ascii_lowercase() || bare == k.plural())
-            .ok_or_else(|| format!("unknown kind {text:?} (expected brokers or triggers)"))
+            .ok_or_else(|| {
+                let all: Vec<_> = Kind::ALL.iter().map(|k| k.plural()).collect();
+                format!("unknown kind {text:?} (expected one of {})", all.join(", "))
+            })
     }
+}
+
+/// Evaluates `$body` with `$r` bound to the resource inside whichever variant `$value` is.
+macro_rules! each_resource {
+    ($value:expr, $r:ident => $body:expr) => {
+        match $value {
+            Resource::Broker($r) => $body,
+            Resource::Trigger($r) => $body,
+            Resource::Channel($r) => $body,
+            Resource::Subscription($r) => $body,
+            Resource::Sequence($r) => $body,
+            Resource::Parallel($r) => $body,
+        }
+    };
 }
 
 impl Resource {
@@ -128,58 +185,61 @@ impl Resource {
         match self {
             Resource::Broker(_) => Kind::Broker,
             Resource::Trigger(_) => Kind::Trigger,
+            Resource::Channel(_) => Kind::Channel,
+            Resource::Subscription(_) => Kind::Subscription,
+            Resource::Sequence(_) => Kind::Sequence,
+            Resource::Parallel(_) => Kind::Parallel,
         }
     }
 
     pub fn key(&self) -> ResourceKey {
-        match self {
-            Resource::Broker(b) => b.key(),
-            Resource::Trigger(t) => t.key(),
-        }
+        let meta = self.metadata();
+        ResourceKey::new(meta.namespace(), &meta.name)
     }
 
     pub fn metadata(&self) -> &ObjectMeta {
-        match self {
-            Resource::Broker(b) => &b.metadata,
-            Resource::Trigger(t) => &t.metadata,
-        }
+        each_resource!(self, r => &r.metadata)
     }
 
     pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        match self {
-            Resource::Broker(b) => &mut b.metadata,
-            Resource::Trigger(t) => &mut t.metadata,
-        }
+        each_resource!(self, r => &mut r.metadata)
+    }
+
+    pub fn validate(&self) -> Vec<FieldError> {
+        each_resource!(self, r => r.validate())
     }
 
     /// Same spec, labels and annotations (what a change is made of).
     pub fn same_as(&self, other: &Resource) -> bool {
-        let same_meta = self.metadata().user_part() == other.metadata().user_part();
-        same_meta
-            && match (self, other) {
-                (Resource::Broker(a), Resource::Broker(b)) => a.spec == b.spec,
-                (Resource::Trigger(a), Resource::Trigger(b)) => a.spec == b.spec,
-                _ => false,
+        let user_part = |r: &Resource| {
+            let mut v = r.to_json();
+            if let Some(meta) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                meta.remove("generation");
+                meta.remove("creationTimestamp");
+                meta.insert("namespace".into(), r.key().namespace.into());
             }
+            v
+        };
+        user_part(self) == user_part(other)
     }
 
     /// `{apiVersion, kind, metadata, spec}` as JSON.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut value = match self {
-            Resource::Broker(b) => serde_json::to_value(b),
-            Resource::Trigger(t) => serde_json::to_value(t),
-        }
-        .expect("resources serialize");
+        let mut value =
+            each_resource!(self, r => serde_json::to_value(r)).expect("resources serialize");
+        let (api_version, kind) = match self {
+            Resource::Channel(c) => (c.flavor.api_version(), c.flavor.kind()),
+            other => (other.kind().api_version(), other.kind().name()),
+        };
         if let serde_json::Value::Object(m) = &mut value {
-            let kind = self.kind();
-            m.insert("apiVersion".into(), kind.api_version().into());
-            m.insert("kind".into(), kind.name().into());
+            m.insert("apiVersion".into(), api_version.into());
+            m.insert("kind".into(), kind.into());
         }
         value
     }
 }
 
-/// A namespaced name, the identity of a Broker or Trigger.
+/// A namespaced name, the identity of a resource of one kind.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceKey {
     pub namespace: String,
@@ -385,7 +445,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),
@@ -436,7 +496,7 @@ impl Trigger {
 }
 
 impl Destination {
-    fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
+    pub(crate) fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
         match (&self.reference, &self.uri) {
             (None, None) => errors.push(FieldError::new(field, "must set `ref` or `uri`")),
             (None, Some(uri)) => match url::Url::parse(uri) {
@@ -477,7 +537,7 @@ impl Destination {
 }
 
 impl DeliverySpec {
-    fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
+    pub(crate) fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
         if let Some(retry) = self.retry {
             if retry < 0 {
                 errors.push(FieldError::new(
@@ -500,7 +560,7 @@ impl DeliverySpec {
     }
 }
 
-fn validate_name(meta: &ObjectMeta) -> Vec<FieldError> {
+pub(crate) fn validate_name(meta: &ObjectMeta) -> Vec<FieldError> {
     let mut errors = Vec::new();
     for (field, value) in [
         ("metadata.name", meta.name.as_str()),

@@ -47,6 +47,10 @@ pub struct Status {
     /// A resolved dead-letter sink (Knative's `status.deadLetterSinkUri`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_sink_uri: Option<String>,
+    /// Kind-specific fields, as Knative names them (`physicalSubscription`,
+    /// `channelStatuses`, ...).
+    #[serde(flatten, default)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A condition's outcome, before it is stamped with a transition time.

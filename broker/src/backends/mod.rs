@@ -1,8 +1,10 @@
-//! Opens each Broker's channel on the backend its manifest names: the `herald.dev/channel`
-//! annotation (`memory`, `sled`, `nats`, `kafka`), or Knative's broker class `Kafka`, else
-//! the server's default, with the Broker's own retention annotations applied. The backends
-//! themselves (connected lazily, so a server whose Brokers never use NATS never needs it)
-//! are `herald_channels`' [`BackendRegistry`]; this module only reads Knative resources.
+//! Opens the channel of each Broker and each messaging Channel on the backend its manifest
+//! names: the `herald.dev/channel` annotation (`memory`, `sled`, `nats`, `kafka`), else what
+//! its kind implies (Knative's broker class `Kafka`; a Channel's InMemoryChannel, KafkaChannel or
+//! NatsJetStreamChannel template), else the server's default, with its retention annotations
+//! applied. The backends themselves (connected lazily, so a server whose Brokers never use
+//! NATS never needs it) are `herald_channels`' [`BackendRegistry`]; this module only reads
+//! Knative resources.
 
 pub mod flags;
 
@@ -12,32 +14,33 @@ pub use herald_channels::{BackendKind, ChannelsConfig};
 use herald_channels::{
     BackendRegistry, Channel, ChannelError, ChannelName, ChannelOptions, Retention,
 };
-use herald_core::{Broker, IsoDuration};
+use herald_core::{Broker, IsoDuration, ObjectMeta};
 use serde::Serialize;
 use std::sync::Arc;
 
 /// The former name of [`ChannelsConfig`].
 pub type BackendsConfig = ChannelsConfig;
 
-/// Broker annotation naming its channel backend.
+/// Annotation naming a Broker's (or Channel's) channel backend.
 pub const CHANNEL_ANNOTATION: &str = "herald.dev/channel";
-/// Broker annotations overriding how long consumed events are kept for replay (sled):
-/// an ISO-8601 duration, and a size in bytes.
+/// Annotations overriding how long consumed events are kept for replay (sled): an ISO-8601
+/// duration, and a size in bytes.
 pub const RETENTION_MAX_AGE_ANNOTATION: &str = "herald.dev/retention.max-age";
 pub const RETENTION_MAX_BYTES_ANNOTATION: &str = "herald.dev/retention.max-bytes";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("Broker {broker}: annotation {annotation}: {message}")]
+    #[error("{owner}: annotation {annotation}: {message}")]
     Annotation {
-        broker: String,
+        owner: String,
         annotation: &'static str,
         message: String,
     },
-    #[error("Broker {broker}: cannot open its {kind} channel: {source}")]
+    #[error("{owner}: cannot open its {kind} channel: {source}")]
     Open {
-        broker: String,
+        owner: String,
         kind: BackendKind,
+        #[source]
         source: ChannelError,
     },
 }
@@ -53,45 +56,102 @@ pub struct BackendHealth {
     pub message: Option<String>,
 }
 
-/// Checks a Broker's channel annotations (backend name, retention) before it is accepted.
-pub fn check_broker(broker: &Broker) -> Result<(), BackendError> {
-    chosen_kind(broker)?;
-    retention_over(Retention::default(), broker)?;
+/// What a backend channel is opened for.
+#[derive(Clone, Copy)]
+pub enum LogOwner<'a> {
+    Broker(&'a Broker),
+    Channel(&'a herald_core::Channel),
+}
+
+impl LogOwner<'_> {
+    fn metadata(&self) -> &ObjectMeta {
+        match self {
+            LogOwner::Broker(b) => &b.metadata,
+            LogOwner::Channel(c) => &c.metadata,
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            LogOwner::Broker(b) => format!("Broker {}", b.key()),
+            LogOwner::Channel(c) => format!("{} {}", c.flavor.kind(), c.key()),
+        }
+    }
+
+    /// The name its events are stored under. A Broker's is its key (kept from the first
+    /// release, so stored data is found again); a Channel's is prefixed, so a Channel never
+    /// shares a log with a Broker of the same name.
+    pub fn channel_name(&self) -> ChannelName {
+        match self {
+            LogOwner::Broker(b) => ChannelName::from(&b.key()),
+            LogOwner::Channel(c) => ChannelName::new(format!("channel/{}", c.key())),
+        }
+    }
+
+    /// The backend its kind implies when no annotation names one.
+    fn implied_kind(&self) -> Option<BackendKind> {
+        match self {
+            // Knative's Kafka broker class means the same here.
+            LogOwner::Broker(b) => (b.class() == Some("Kafka")).then_some(BackendKind::Kafka),
+            LogOwner::Channel(c) => match c.backing_kind() {
+                Some("InMemoryChannel") => Some(BackendKind::Memory),
+                Some("KafkaChannel") => Some(BackendKind::Kafka),
+                Some("NatsJetStreamChannel") => Some(BackendKind::Nats),
+                _ => None,
+            },
+        }
+    }
+
+    fn annotation(&self, name: &str) -> Option<&String> {
+        self.metadata().annotations.get(name)
+    }
+}
+
+/// Checks a Broker's or Channel's channel annotations (backend name, retention) before it is
+/// accepted.
+pub fn check_owner(owner: LogOwner<'_>) -> Result<(), BackendError> {
+    chosen_kind(owner)?;
+    retention_over(Retention::default(), owner)?;
     Ok(())
 }
 
-/// The backend a Broker names, if it names one.
-fn chosen_kind(broker: &Broker) -> Result<Option<BackendKind>, BackendError> {
-    match broker.metadata.annotations.get(CHANNEL_ANNOTATION) {
+/// Checks a Broker's channel annotations.
+pub fn check_broker(broker: &Broker) -> Result<(), BackendError> {
+    check_owner(LogOwner::Broker(broker))
+}
+
+/// The backend the resource names or implies, if any.
+fn chosen_kind(owner: LogOwner<'_>) -> Result<Option<BackendKind>, BackendError> {
+    match owner.annotation(CHANNEL_ANNOTATION) {
         Some(name) => name
             .parse()
             .map(Some)
             .map_err(|message| BackendError::Annotation {
-                broker: broker.key().to_string(),
+                owner: owner.label(),
                 annotation: CHANNEL_ANNOTATION,
                 message,
             }),
-        // Knative's Kafka broker class means the same here.
-        None if broker.class() == Some("Kafka") => Ok(Some(BackendKind::Kafka)),
-        None => Ok(None),
+        None => Ok(owner.implied_kind()),
     }
 }
 
-/// `base`, with the Broker's retention annotations applied on top.
-fn retention_over(mut retention: Retention, broker: &Broker) -> Result<Retention, BackendError> {
-    let annotation = |name: &'static str| broker.metadata.annotations.get(name);
+/// `base`, with the resource's retention annotations applied on top.
+fn retention_over(
+    mut retention: Retention,
+    owner: LogOwner<'_>,
+) -> Result<Retention, BackendError> {
     let bad = |annotation: &'static str, message: String| BackendError::Annotation {
-        broker: broker.key().to_string(),
+        owner: owner.label(),
         annotation,
         message,
     };
-    if let Some(v) = annotation(RETENTION_MAX_AGE_ANNOTATION) {
+    if let Some(v) = owner.annotation(RETENTION_MAX_AGE_ANNOTATION) {
         let d: IsoDuration = v
             .parse()
             .map_err(|e| bad(RETENTION_MAX_AGE_ANNOTATION, format!("{e}")))?;
         retention.max_age = Some(d.as_duration());
     }
-    if let Some(v) = annotation(RETENTION_MAX_BYTES_ANNOTATION) {
+    if let Some(v) = owner.annotation(RETENTION_MAX_BYTES_ANNOTATION) {
         let n: u64 = v.parse().map_err(|_| {
             bad(
                 RETENTION_MAX_BYTES_ANNOTATION,
@@ -103,7 +163,7 @@ fn retention_over(mut retention: Retention, broker: &Broker) -> Result<Retention
     Ok(retention)
 }
 
-/// Brokers' channels, on the backends of the registry.
+/// Brokers' and Channels' channels, on the backends of the registry.
 pub struct Backends {
     registry: BackendRegistry,
 }
@@ -120,18 +180,28 @@ impl Backends {
     }
 
     pub fn kind_for(&self, broker: &Broker) -> Result<BackendKind, BackendError> {
-        Ok(chosen_kind(broker)?.unwrap_or(self.registry.default_kind()))
+        self.kind_of(LogOwner::Broker(broker))
+    }
+
+    pub fn kind_of(&self, owner: LogOwner<'_>) -> Result<BackendKind, BackendError> {
+        Ok(chosen_kind(owner)?.unwrap_or(self.registry.default_kind()))
     }
 
     /// The server's retention, with the Broker's annotations applied on top.
     pub fn retention_for(&self, broker: &Broker) -> Result<Retention, BackendError> {
-        retention_over(self.registry.config().sled.store.retention, broker)
+        retention_over(
+            self.registry.config().sled.store.retention,
+            LogOwner::Broker(broker),
+        )
     }
 
-    /// What the Broker's channel asks of its backend.
-    pub fn options_for(&self, broker: &Broker) -> Result<ChannelOptions, BackendError> {
+    /// What the resource's channel asks of its backend.
+    pub fn options_for(&self, owner: LogOwner<'_>) -> Result<ChannelOptions, BackendError> {
         Ok(ChannelOptions {
-            retention: Some(self.retention_for(broker)?),
+            retention: Some(retention_over(
+                self.registry.config().sled.store.retention,
+                owner,
+            )?),
         })
     }
 
@@ -141,15 +211,22 @@ impl Backends {
         &self,
         broker: &Broker,
     ) -> Result<(BackendKind, Arc<dyn Channel>), BackendError> {
-        let kind = self.kind_for(broker)?;
-        let options = self.options_for(broker)?;
-        let key = broker.key();
+        self.open_for(LogOwner::Broker(broker)).await
+    }
+
+    /// Opens the channel of a Broker or Channel.
+    pub async fn open_for(
+        &self,
+        owner: LogOwner<'_>,
+    ) -> Result<(BackendKind, Arc<dyn Channel>), BackendError> {
+        let kind = self.kind_of(owner)?;
+        let options = self.options_for(owner)?;
         let channel = self
             .registry
-            .open(kind, &ChannelName::from(&key), &options)
+            .open(kind, &owner.channel_name(), &options)
             .await
             .map_err(|source| BackendError::Open {
-                broker: key.to_string(),
+                owner: owner.label(),
                 kind,
                 source,
             })?;

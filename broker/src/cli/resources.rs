@@ -27,7 +27,8 @@ pub struct ApplyArgs {
 
 #[derive(Args)]
 pub struct DeleteArgs {
-    /// brokers or triggers (kubectl spellings: broker, brokers, Trigger, ...).
+    /// brokers, triggers, channels, subscriptions, sequences or parallels (kubectl
+    /// spellings: broker, brokers, Trigger, ...).
     #[arg(required_unless_present = "file")]
     pub kind: Option<Kind>,
     /// Names to delete.
@@ -50,7 +51,7 @@ pub enum Output {
 
 #[derive(Args)]
 pub struct GetArgs {
-    /// brokers or triggers.
+    /// brokers, triggers, channels, subscriptions, sequences or parallels.
     pub kind: Kind,
     /// One resource; all of the namespace when omitted.
     pub name: Option<String>,
@@ -196,8 +197,9 @@ fn table(kind: Kind, items: &[serde_json::Value], namespaces: bool) -> String {
     }
     header.push("NAME");
     match kind {
-        Kind::Broker => header.push("URL"),
+        Kind::Broker | Kind::Channel | Kind::Sequence | Kind::Parallel => header.push("URL"),
         Kind::Trigger => header.extend(["BROKER", "SUBSCRIBER_URI"]),
+        Kind::Subscription => header.extend(["CHANNEL", "SUBSCRIBER_URI", "REPLY_URI"]),
     }
     header.extend(["AGE", "READY", "REASON"]);
     let mut rows = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
@@ -214,7 +216,15 @@ fn table(kind: Kind, items: &[serde_json::Value], namespaces: bool) -> String {
         }
         row.push(s(&item["metadata"]["name"]));
         match kind {
-            Kind::Broker => row.push(s(&item["status"]["address"]["url"])),
+            Kind::Broker | Kind::Channel | Kind::Sequence | Kind::Parallel => {
+                row.push(s(&item["status"]["address"]["url"]))
+            }
+            Kind::Subscription => {
+                let physical = &item["status"]["physicalSubscription"];
+                row.push(s(&item["spec"]["channel"]["name"]));
+                row.push(s(&physical["subscriberUri"]));
+                row.push(s(&physical["replyUri"]));
+            }
             Kind::Trigger => {
                 let broker = match item["spec"]["broker"].as_str() {
                     Some(b) if !b.is_empty() => b.to_string(),

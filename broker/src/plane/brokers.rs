@@ -1,15 +1,16 @@
 //! Brokers in the data plane: each applied Broker gets a channel on its backend, an address
-//! and a status; channels of deleted Brokers are deleted once no Trigger reads them.
+//! and a status; a deleted Broker's (or Channel's) backend channel is deleted once no route
+//! reads it.
 
-use super::{DataPlane, State};
-use crate::backends::BackendKind;
+use super::{DataPlane, LogId, State};
+use crate::backends::{BackendKind, LogOwner};
 use herald_channels::Channel;
 use herald_core::status::Addressable;
-use herald_core::Check;
+use herald_core::{Check, Kind, ResourceKey};
 use std::sync::Arc;
 
-/// A Broker's open channel.
-pub(super) struct ChannelEntry {
+/// An open backend channel.
+pub(super) struct LogEntry {
     pub channel: Arc<dyn Channel>,
     pub kind: BackendKind,
 }
@@ -19,34 +20,50 @@ pub(super) const ADDRESSABLE: &str = "Addressable";
 pub(super) const INGRESS_READY: &str = "IngressReady";
 pub(super) const TRIGGER_CHANNEL_READY: &str = "TriggerChannelReady";
 
+impl State {
+    /// Opens the backend channel of `owner` if it has none; the check says whether it has one
+    /// now, on the backend it asks for.
+    pub(super) async fn ensure_log(&mut self, id: LogId, owner: LogOwner<'_>) -> Check {
+        match (self.logs.get(&id), self.backends.kind_of(owner)) {
+            (_, Err(e)) => Check::failed("ChannelFailed", e.to_string()),
+            (Some(open), Ok(kind)) if open.kind != kind => Check::failed(
+                "ChannelChangeRefused",
+                format!(
+                    "its events are on the {} channel; to move it to {kind}, delete it and apply it again",
+                    open.kind
+                ),
+            ),
+            (Some(_), Ok(_)) => Check::Ok,
+            (None, Ok(_)) => match self.backends.open_for(owner).await {
+                Ok((kind, channel)) => {
+                    tracing::info!(kind = %id.0, key = %id.1, channel = %kind, "channel ready");
+                    self.logs.insert(id, LogEntry { channel, kind });
+                    Check::Ok
+                }
+                Err(e) => {
+                    tracing::warn!(kind = %id.0, key = %id.1, error = %e, "channel not ready");
+                    Check::failed("ChannelFailed", e.to_string())
+                }
+            },
+        }
+    }
+
+    pub(super) fn log(&self, kind: Kind, key: &ResourceKey) -> Option<Arc<dyn Channel>> {
+        self.logs
+            .get(&(kind, key.clone()))
+            .map(|l| l.channel.clone())
+    }
+}
+
 impl DataPlane {
     pub(super) async fn reconcile_brokers(&self, state: &mut State) {
         let keys: Vec<_> = state.brokers.keys().cloned().collect();
         for key in keys {
             let broker = state.brokers[&key].resource.clone();
-            let channel = match (state.channels.get(&key), state.backends.kind_for(&broker)) {
-                (_, Err(e)) => Check::failed("ChannelFailed", e.to_string()),
-                (Some(open), Ok(kind)) if open.kind != kind => Check::failed(
-                    "ChannelChangeRefused",
-                    format!(
-                        "the Broker's events are on the {} channel; to move it to {kind}, delete the Broker and apply it again",
-                        open.kind
-                    ),
-                ),
-                (Some(_), Ok(_)) => Check::Ok,
-                (None, Ok(_)) => match state.backends.open(&broker).await {
-                    Ok((kind, channel)) => {
-                        tracing::info!(broker = %key, channel = %kind, "broker ready");
-                        state.channels.insert(key.clone(), ChannelEntry { channel, kind });
-                        Check::Ok
-                    }
-                    Err(e) => {
-                        tracing::warn!(broker = %key, error = %e, "broker not ready");
-                        Check::failed("ChannelFailed", e.to_string())
-                    }
-                },
-            };
-            let addressable = state.channels.contains_key(&key);
+            let channel = state
+                .ensure_log((Kind::Broker, key.clone()), LogOwner::Broker(&broker))
+                .await;
+            let addressable = state.logs.contains_key(&(Kind::Broker, key.clone()));
             let entry = state.brokers.get_mut(&key).expect("listed above");
             entry.status.observed_generation = entry.generation;
             entry.status.address = addressable.then(|| Addressable {
@@ -65,28 +82,39 @@ impl DataPlane {
         }
     }
 
-    /// Closes and deletes from its backend every channel whose Broker is gone and that no
-    /// Trigger refers to any more.
-    pub(super) async fn release_channels(&self, state: &mut State) {
-        let unused: Vec<_> = state
-            .channels
+    /// Closes and deletes from its backend every channel whose Broker or Channel is gone and
+    /// that no Trigger or Subscription refers to any more.
+    pub(super) async fn release_logs(&self, state: &mut State) {
+        let unused: Vec<LogId> = state
+            .logs
             .keys()
-            .filter(|k| !state.brokers.contains_key(*k))
-            .filter(|k| {
-                !state
-                    .triggers
-                    .values()
-                    .any(|t| &t.resource.broker_key() == *k)
-                    && !state.consumers.values().any(|c| &c.broker == *k)
+            .filter(|(kind, key)| match kind {
+                Kind::Broker => {
+                    !state.brokers.contains_key(key)
+                        && !state
+                            .triggers
+                            .values()
+                            .any(|t| &t.resource.broker_key() == key)
+                }
+                _ => {
+                    !state.channels.contains_key(key)
+                        && !state
+                            .subscriptions
+                            .values()
+                            .any(|s| &s.resource.channel_key() == key)
+                }
             })
+            .filter(|id| !state.consumers.values().any(|c| &c.log == *id))
             .cloned()
             .collect();
-        for key in unused {
-            let entry = state.channels.remove(&key).expect("listed above");
+        for id in unused {
+            let entry = state.logs.remove(&id).expect("listed above");
             entry.channel.close().await;
             match entry.channel.delete().await {
-                Ok(()) => tracing::info!(broker = %key, "channel deleted"),
-                Err(e) => tracing::warn!(broker = %key, error = %e, "cannot delete the channel"),
+                Ok(()) => tracing::info!(kind = %id.0, key = %id.1, "channel deleted"),
+                Err(e) => {
+                    tracing::warn!(kind = %id.0, key = %id.1, error = %e, "cannot delete the channel")
+                }
             }
         }
     }
@@ -99,9 +127,7 @@ impl DataPlane {
         if state.closed {
             return;
         }
-        let waiting = state.brokers.values().any(|e| !e.status.is_ready())
-            || state.triggers.values().any(|e| !e.status.is_ready());
-        if waiting {
+        if state.anything_not_ready() {
             self.reconcile(&mut state).await;
         }
     }

@@ -1,5 +1,5 @@
-//! The data plane: owns the running Brokers and Triggers and applies a desired resource set
-//! to itself at runtime. Every feed (the config directory watcher, the admin API, later the
+//! The data plane: owns the running Brokers, Triggers, Channels, Subscriptions, Sequences and
+//! Parallels and applies a desired resource set to itself at runtime. Every feed (the config directory watcher, the admin API, later the
 //! Kubernetes controller) calls the same methods: [`DataPlane::apply`],
 //! [`DataPlane::apply_set`] and [`DataPlane::delete`].
 //!
@@ -13,9 +13,17 @@
 //! - an invalid resource is refused and the running one stays as it was;
 //! - a Trigger whose Broker or subscriber does not exist yet is NotReady, and becomes Ready
 //!   by itself when they are applied.
+//!
+//! Channels and Subscriptions follow the same rules as Brokers and Triggers. A Sequence or
+//! Parallel is expanded into the Channels and Subscriptions Knative would create for it
+//! (owned by it, removed with it), which then run like any other.
 
 mod brokers;
+mod channels;
+mod flows;
+mod routes;
 mod status;
+mod subscriptions;
 mod triggers;
 mod view;
 
@@ -25,26 +33,32 @@ pub use view::ResourceView;
 use crate::backends::{BackendError, Backends, BackendsConfig};
 use crate::ingress::Brokers;
 use arc_swap::ArcSwap;
-use brokers::ChannelEntry;
+use brokers::LogEntry;
 use herald_channels::Channel;
-use herald_core::{DeliverySpec, Kind, Resolver, Resource, ResourceKey, ResourceSet};
+use herald_core::{
+    Broker, Channel as ChannelResource, DeliverySpec, Kind, Parallel, Resolver, Resource,
+    ResourceKey, ResourceSet, Sequence, Subscription, Trigger,
+};
+use herald_dispatcher::RouteId;
 use herald_dispatcher::{DeliveryEngine, EngineConfig, RouteError};
+use routes::Running;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
-use triggers::Running;
 use url::Url;
 
 /// Which feed applied a resource. A feed that applies a whole set (the config directory)
 /// removes only the resources it applied itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Owner {
     /// `herald serve --config`.
     Files,
     /// The admin API (`herald apply`).
     Api,
+    /// Created for a Sequence or Parallel, and removed with it.
+    Flow(Kind, ResourceKey),
 }
 
 #[derive(Clone, Debug)]
@@ -115,14 +129,21 @@ pub struct TriggerHandle {
     pub subscription: String,
 }
 
+/// Whose backend channel a log is: a Broker's or a Channel's.
+type LogId = (Kind, ResourceKey);
+
 struct State {
     backends: Backends,
-    brokers: BTreeMap<ResourceKey, Entry<herald_core::Broker>>,
-    triggers: BTreeMap<ResourceKey, Entry<herald_core::Trigger>>,
-    /// The consumer of each Trigger that is running.
-    consumers: BTreeMap<ResourceKey, Running>,
-    /// Open channels by Broker; a deleted Broker's channel stays while Triggers read it.
-    channels: BTreeMap<ResourceKey, ChannelEntry>,
+    brokers: BTreeMap<ResourceKey, Entry<Broker>>,
+    triggers: BTreeMap<ResourceKey, Entry<Trigger>>,
+    channels: BTreeMap<ResourceKey, Entry<ChannelResource>>,
+    subscriptions: BTreeMap<ResourceKey, Entry<Subscription>>,
+    sequences: BTreeMap<ResourceKey, Entry<Sequence>>,
+    parallels: BTreeMap<ResourceKey, Entry<Parallel>>,
+    /// The consumer of each Trigger and Subscription that is running.
+    consumers: BTreeMap<RouteId, Running>,
+    /// Open backend channels; a deleted Broker's (or Channel's) stays while routes read it.
+    logs: BTreeMap<LogId, LogEntry>,
     /// Consumers that were replaced or stopped and are finishing their in-flight deliveries.
     retiring: JoinSet<()>,
     closed: bool,
@@ -146,8 +167,12 @@ impl DataPlane {
                 backends: Backends::new(config.channels.clone()),
                 brokers: BTreeMap::new(),
                 triggers: BTreeMap::new(),
-                consumers: BTreeMap::new(),
                 channels: BTreeMap::new(),
+                subscriptions: BTreeMap::new(),
+                sequences: BTreeMap::new(),
+                parallels: BTreeMap::new(),
+                consumers: BTreeMap::new(),
+                logs: BTreeMap::new(),
                 retiring: JoinSet::new(),
                 closed: false,
             }),
@@ -222,13 +247,13 @@ impl DataPlane {
             resources.iter().map(|r| (r.kind(), r.key())).collect();
         for r in resources {
             let (kind, key) = (r.kind(), r.key());
-            let how = state.upsert(r, owner);
+            let how = state.upsert(r, owner.clone());
             if how != Applied::Unchanged {
                 applied.push((kind, key, how));
             }
         }
         let gone: Vec<(Kind, ResourceKey)> = state
-            .owned_by(owner)
+            .owned_by(&owner)
             .into_iter()
             .filter(|k| !keep.contains(k))
             .collect();
@@ -253,24 +278,23 @@ impl DataPlane {
         Ok(())
     }
 
-    /// Brings what runs in line with what is applied: opens channels, starts, updates and
-    /// stops consumers, deletes channels no one needs, publishes the ingress map, and
-    /// writes every status.
+    /// Brings what runs in line with what is applied: expands flows, opens channels,
+    /// starts, updates and stops consumers, deletes channels no one needs, publishes the
+    /// ingress maps, and writes every status.
     async fn reconcile(&self, state: &mut State) {
+        state.expand_flows().await;
         self.reconcile_brokers(state).await;
+        self.reconcile_channels(state).await;
         self.reconcile_triggers(state).await;
-        self.release_channels(state).await;
-        let ingress: HashMap<ResourceKey, Arc<dyn Channel>> = state
-            .brokers
-            .keys()
-            .filter_map(|k| {
-                state
-                    .channels
-                    .get(k)
-                    .map(|c| (k.clone(), c.channel.clone()))
-            })
-            .collect();
-        self.ingress.store(Arc::new(ingress));
+        self.reconcile_subscriptions(state).await;
+        self.release_logs(state).await;
+        self.flow_status(state);
+        self.ingress.store(Arc::new(
+            state.addressable(Kind::Broker, state.brokers.keys()),
+        ));
+        self.channel_ingress.store(Arc::new(
+            state.addressable(Kind::Channel, state.channels.keys()),
+        ));
     }
 
     pub async fn list(&self, kind: Kind, namespace: Option<&str>) -> Vec<ResourceView> {
@@ -289,9 +313,9 @@ impl DataPlane {
 
     pub async fn trigger(&self, key: &ResourceKey) -> Option<TriggerHandle> {
         let state = self.state.lock().await;
-        let running = state.consumers.get(key)?;
+        let running = state.consumers.get(&RouteId::trigger(key.clone()))?;
         Some(TriggerHandle {
-            broker: running.broker.clone(),
+            broker: running.log.1.clone(),
             channel: running.channel.clone(),
             subscription: running.subscription.clone(),
         })
@@ -309,7 +333,7 @@ impl DataPlane {
         let mut state = self.state.lock().await;
         state.closed = true;
         self.ingress.store(Arc::new(HashMap::new()));
-        for c in state.channels.values() {
+        for c in state.logs.values() {
             c.channel.close().await;
         }
         let mut consumers = std::mem::take(&mut state.retiring);
@@ -349,61 +373,93 @@ pub enum PlaneError {
 /// Refuses what can never run, before anything changes.
 fn validate(resource: &Resource) -> Result<(), ApplyError> {
     let (kind, key) = (resource.kind(), resource.key());
-    let errors = match resource {
-        Resource::Broker(b) => b.validate(),
-        Resource::Trigger(t) => t.validate(),
-    };
-    if let Some(e) = errors.into_iter().next() {
+    if let Some(e) = resource.validate().into_iter().next() {
         return Err(ApplyError::invalid(kind, key, e.field, e.message));
     }
-    match resource {
-        Resource::Trigger(t) => herald_dispatcher::route::check_trigger(t)
-            .map(|_| ())
-            .map_err(|e: RouteError| ApplyError::invalid(kind, key, e.field(), e)),
-        Resource::Broker(b) => crate::backends::check_broker(b)
-            .map_err(|e| ApplyError::invalid(kind, key, "metadata.annotations", e)),
-    }
+    let owner = match resource {
+        Resource::Trigger(t) => {
+            return herald_dispatcher::route::check_trigger(t)
+                .map(|_| ())
+                .map_err(|e: RouteError| ApplyError::invalid(kind, key, e.field(), e))
+        }
+        Resource::Broker(b) => crate::backends::LogOwner::Broker(b),
+        Resource::Channel(c) => crate::backends::LogOwner::Channel(c),
+        _ => return Ok(()),
+    };
+    crate::backends::check_owner(owner)
+        .map_err(|e| ApplyError::invalid(kind, key, "metadata.annotations", e))
 }
 
 impl State {
+    /// The open logs of `keys` (of `kind`), for an ingress map.
+    fn addressable<'a>(
+        &self,
+        kind: Kind,
+        keys: impl Iterator<Item = &'a ResourceKey>,
+    ) -> HashMap<ResourceKey, Arc<dyn Channel>> {
+        keys.filter_map(|k| self.log(kind, k).map(|c| (k.clone(), c)))
+            .collect()
+    }
+
     fn upsert(&mut self, resource: Resource, owner: Owner) -> Applied {
+        let key = resource.key();
         match resource {
-            Resource::Broker(b) => upsert(&mut self.brokers, b.key(), b, owner, |a, b| {
-                Resource::Broker(a.clone()).same_as(&Resource::Broker(b.clone()))
-            }),
-            Resource::Trigger(t) => upsert(&mut self.triggers, t.key(), t, owner, |a, b| {
-                Resource::Trigger(a.clone()).same_as(&Resource::Trigger(b.clone()))
-            }),
+            Resource::Broker(r) => upsert(&mut self.brokers, key, r, owner, Resource::Broker),
+            Resource::Trigger(r) => upsert(&mut self.triggers, key, r, owner, Resource::Trigger),
+            Resource::Channel(r) => upsert(&mut self.channels, key, r, owner, Resource::Channel),
+            Resource::Subscription(r) => upsert(
+                &mut self.subscriptions,
+                key,
+                r,
+                owner,
+                Resource::Subscription,
+            ),
+            Resource::Sequence(r) => upsert(&mut self.sequences, key, r, owner, Resource::Sequence),
+            Resource::Parallel(r) => upsert(&mut self.parallels, key, r, owner, Resource::Parallel),
         }
     }
 
-    fn owned_by(&self, owner: Owner) -> Vec<(Kind, ResourceKey)> {
-        let brokers = self
-            .brokers
-            .iter()
-            .filter(|(_, e)| e.owner == owner)
-            .map(|(k, _)| (Kind::Broker, k.clone()));
-        let triggers = self
-            .triggers
-            .iter()
-            .filter(|(_, e)| e.owner == owner)
-            .map(|(k, _)| (Kind::Trigger, k.clone()));
-        brokers.chain(triggers).collect()
+    fn owned_by(&self, owner: &Owner) -> Vec<(Kind, ResourceKey)> {
+        fn of<T>(
+            kind: Kind,
+            map: &BTreeMap<ResourceKey, Entry<T>>,
+            owner: &Owner,
+        ) -> impl Iterator<Item = (Kind, ResourceKey)> {
+            map.iter()
+                .filter(|(_, e)| &e.owner == owner)
+                .map(move |(k, _)| (kind, k.clone()))
+                .collect::<Vec<_>>()
+                .into_iter()
+        }
+        of(Kind::Broker, &self.brokers, owner)
+            .chain(of(Kind::Trigger, &self.triggers, owner))
+            .chain(of(Kind::Channel, &self.channels, owner))
+            .chain(of(Kind::Subscription, &self.subscriptions, owner))
+            .chain(of(Kind::Sequence, &self.sequences, owner))
+            .chain(of(Kind::Parallel, &self.parallels, owner))
+            .collect()
     }
 
-    /// Forgets a resource; a Trigger's consumer stops at once and its subscription is
-    /// deleted from the backend.
+    /// Forgets a resource; a Trigger's or Subscription's consumer stops at once and its
+    /// subscription is deleted from the backend. What a flow owned goes on the next
+    /// reconcile.
     async fn remove(&mut self, kind: Kind, key: &ResourceKey) -> bool {
-        match kind {
+        let found = match kind {
             Kind::Broker => self.brokers.remove(key).is_some(),
-            Kind::Trigger => {
-                let found = self.triggers.remove(key).is_some();
-                if let Some(running) = self.consumers.remove(key) {
-                    running.remove().await;
-                }
-                found
-            }
+            Kind::Trigger => self.triggers.remove(key).is_some(),
+            Kind::Channel => self.channels.remove(key).is_some(),
+            Kind::Subscription => self.subscriptions.remove(key).is_some(),
+            Kind::Sequence => self.sequences.remove(key).is_some(),
+            Kind::Parallel => self.parallels.remove(key).is_some(),
+        };
+        let route = RouteId {
+            kind: kind.name(),
+            key: key.clone(),
+        };
+        if let Some(running) = self.consumers.remove(&route) {
+            running.remove().await;
         }
+        found
     }
 }
 
@@ -418,17 +474,17 @@ struct Entry<T> {
     status: herald_core::Status,
 }
 
-fn upsert<T>(
+fn upsert<T: Clone>(
     entries: &mut BTreeMap<ResourceKey, Entry<T>>,
     key: ResourceKey,
     resource: T,
     owner: Owner,
-    same: impl Fn(&T, &T) -> bool,
+    wrap: fn(T) -> Resource,
 ) -> Applied {
     match entries.get_mut(&key) {
         Some(e) => {
             e.owner = owner;
-            if same(&e.resource, &resource) {
+            if wrap(e.resource.clone()).same_as(&wrap(resource.clone())) {
                 return Applied::Unchanged;
             }
             e.generation += 1;

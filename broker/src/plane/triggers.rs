@@ -1,14 +1,9 @@
 //! Triggers in the data plane: each ready Trigger has one consumer reading its Broker's
-//! channel under a route that is swapped in place when the Trigger changes.
+//! channel (see [`super::routes`]), replying into the Broker.
 
 use super::{DataPlane, State};
-use herald_channels::Channel;
-use herald_core::{Check, DeliverySpec, Destination, Kind, ResourceKey, Trigger};
-use herald_dispatcher::route::{trigger_route, DeliveryOrder, ReplyTarget, Route};
-use herald_dispatcher::{ConsumerControl, RouteConsumer};
-use std::sync::Arc;
-use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use herald_core::{Check, DeliverySpec, Kind, Trigger};
+use herald_dispatcher::route::{trigger_route, ReplyTarget, Route, RouteId};
 
 /// Knative's Trigger conditions (Ready is their conjunction).
 pub(super) const BROKER_READY: &str = "BrokerReady";
@@ -16,63 +11,21 @@ pub(super) const SUBSCRIBER_RESOLVED: &str = "SubscriberResolved";
 pub(super) const DEAD_LETTER_SINK_RESOLVED: &str = "DeadLetterSinkResolved";
 pub(super) const SUBSCRIPTION_READY: &str = "SubscriptionReady";
 
-/// A Trigger's running consumer.
-pub(super) struct Running {
-    pub broker: ResourceKey,
-    pub channel: Arc<dyn Channel>,
-    pub subscription: String,
-    pub order: DeliveryOrder,
-    pub route: watch::Sender<Arc<Route>>,
-    pub control: ConsumerControl,
-    pub task: JoinHandle<()>,
-}
-
-impl Running {
-    /// The Trigger was deleted: nothing more is delivered for it, in flight or not, and its
-    /// subscription leaves the backend (no lag, retention no longer held back).
-    pub async fn remove(self) {
-        self.control.stop.cancel();
-        self.control.abort.cancel();
-        let _ = self.task.await;
-        match self.channel.delete_subscription(&self.subscription).await {
-            Ok(()) => tracing::info!(subscription = %self.subscription, "subscription deleted"),
-            Err(e) => {
-                tracing::warn!(subscription = %self.subscription, error = %e, "cannot delete the subscription")
-            }
-        }
-    }
-
-    /// Replaced or paused: stops reading now, finishes its deliveries in the background, and
-    /// then deletes its subscription when `delete` (the Trigger moved to another Broker).
-    fn retire(self, retiring: &mut JoinSet<()>, delete: bool) {
-        self.control.stop.cancel();
-        retiring.spawn(async move {
-            if delete {
-                self.remove().await;
-            } else {
-                let _ = self.task.await;
-            }
-        });
-    }
-}
-
 impl DataPlane {
     pub(super) async fn reconcile_triggers(&self, state: &mut State) {
         let keys: Vec<_> = state.triggers.keys().cloned().collect();
         for key in keys {
             let trigger = state.triggers[&key].resource.clone();
             let (checks, route) = self.plan_trigger(state, &trigger);
+            let log = (Kind::Broker, trigger.broker_key());
             let mut running = match route {
-                Some(route) => self.run_trigger(state, &key, route).await,
+                Some(route) => self.run_route(state, log, route).await,
                 None => {
                     // Not runnable any more (e.g. its subscriber went away): pause, keeping
                     // its position, unless its Broker is merely deleted, in which case it
                     // drains what its channel still holds.
-                    let broker_gone = !state.brokers.contains_key(&trigger.broker_key());
-                    if !broker_gone {
-                        if let Some(r) = state.consumers.remove(&key) {
-                            r.retire(&mut state.retiring, false);
-                        }
+                    if state.brokers.contains_key(&log.1) {
+                        state.pause(&RouteId::trigger(key.clone()));
                     }
                     Check::failed("NotRunning", "the Trigger is not ready")
                 }
@@ -97,7 +50,7 @@ impl DataPlane {
         let namespace = trigger.metadata.namespace();
         let broker_key = trigger.broker_key();
         let broker = state.brokers.get(&broker_key).map(|e| &e.resource);
-        let channel = state.channels.get(&broker_key).map(|c| c.channel.clone());
+        let channel = state.log(Kind::Broker, &broker_key);
         let broker_check = match (broker, &channel) {
             (None, _) => Check::failed(
                 "BrokerDoesNotExist",
@@ -152,75 +105,5 @@ impl DataPlane {
                 (checks, None)
             }
         }
-    }
-
-    /// A destination resolves when it is a URI or a ref to a Broker that exists here.
-    fn destination_check(&self, state: &State, dest: &Destination, namespace: &str) -> Check {
-        if let Err(e) = self.resolver.resolve(dest, namespace) {
-            return Check::failed("ResolveFailed", e.to_string());
-        }
-        match &dest.reference {
-            Some(r) => {
-                let key = ResourceKey::new(r.namespace.as_deref().unwrap_or(namespace), &r.name);
-                if state.brokers.contains_key(&key) {
-                    Check::Ok
-                } else {
-                    Check::failed(
-                        "ResolveFailed",
-                        format!("{} {key} does not exist", Kind::Broker),
-                    )
-                }
-            }
-            None => Check::Ok,
-        }
-    }
-
-    /// Starts the Trigger's consumer, or hands the running one its new route.
-    async fn run_trigger(&self, state: &mut State, key: &ResourceKey, route: Route) -> Check {
-        let broker = state.triggers[key].resource.broker_key();
-        if let Some(r) = state.consumers.get(key) {
-            if r.broker == broker && r.order == route.order {
-                r.route.send_replace(Arc::new(route));
-                return Check::Ok;
-            }
-            // Another Broker, or another order (which shapes the consumer): a new consumer;
-            // the old one finishes what it started.
-            let old = state.consumers.remove(key).expect("present");
-            let moved = old.broker != broker;
-            old.retire(&mut state.retiring, moved);
-        }
-        let channel = state.channels[&broker].channel.clone();
-        let subscription = route.subscription();
-        let order = route.order;
-        let (tx, rx) = watch::channel(Arc::new(route));
-        let consumer = RouteConsumer {
-            route: rx,
-            channel: channel.clone(),
-            engine: self.engine.clone(),
-            max_in_flight: self.config.max_in_flight,
-        };
-        let opened = match consumer.subscribe().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(trigger = %key, error = %e, "cannot open the subscription");
-                return Check::failed("SubscribeFailed", e.to_string());
-            }
-        };
-        let control = ConsumerControl::default();
-        let task = tokio::spawn(consumer.run(opened, control.clone()));
-        tracing::info!(trigger = %key, %broker, "trigger ready");
-        state.consumers.insert(
-            key.clone(),
-            Running {
-                broker,
-                channel,
-                subscription,
-                order,
-                route: tx,
-                control,
-                task,
-            },
-        );
-        Check::Ok
     }
 }

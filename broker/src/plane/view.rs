@@ -2,7 +2,7 @@
 //! `metadata.generation`, `metadata.creationTimestamp` and `status`.
 
 use super::{Entry, State};
-use herald_core::{Broker, Kind, Resource, ResourceKey, Trigger};
+use herald_core::{Kind, Resource, ResourceKey};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -36,17 +36,20 @@ fn view<T: Clone>(kind: Kind, entry: &Entry<T>, wrap: fn(T) -> Resource) -> Reso
 
 impl State {
     pub(super) fn views(&self, kind: Kind) -> Vec<ResourceView> {
+        fn all<T: Clone>(
+            kind: Kind,
+            map: &std::collections::BTreeMap<ResourceKey, Entry<T>>,
+            wrap: fn(T) -> Resource,
+        ) -> Vec<ResourceView> {
+            map.values().map(|e| view(kind, e, wrap)).collect()
+        }
         match kind {
-            Kind::Broker => self
-                .brokers
-                .values()
-                .map(|e| view(kind, e, Resource::Broker as fn(Broker) -> Resource))
-                .collect(),
-            Kind::Trigger => self
-                .triggers
-                .values()
-                .map(|e| view(kind, e, Resource::Trigger as fn(Trigger) -> Resource))
-                .collect(),
+            Kind::Broker => all(kind, &self.brokers, Resource::Broker),
+            Kind::Trigger => all(kind, &self.triggers, Resource::Trigger),
+            Kind::Channel => all(kind, &self.channels, Resource::Channel),
+            Kind::Subscription => all(kind, &self.subscriptions, Resource::Subscription),
+            Kind::Sequence => all(kind, &self.sequences, Resource::Sequence),
+            Kind::Parallel => all(kind, &self.parallels, Resource::Parallel),
         }
     }
 }

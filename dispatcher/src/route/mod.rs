@@ -2,6 +2,7 @@
 //! (a Trigger today; a Channel's Subscription, a Sequence step, a Parallel branch) compiles
 //! into this one type, so the engine never knows which kind it serves.
 
+mod subscription;
 mod trigger;
 
 use crate::filter::Filter;
@@ -13,6 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use url::Url;
 
+pub use subscription::{subscription_route, SubscriptionRouteError};
 pub use trigger::{check_trigger, trigger_route, RouteError, DELIVERY_ORDER_ANNOTATION};
 
 /// Who a route belongs to: the resource kind and its key, e.g. `Trigger default/orders`.
@@ -30,9 +32,16 @@ impl RouteId {
         }
     }
 
+    pub fn subscription(key: ResourceKey) -> Self {
+        Self {
+            kind: "Subscription",
+            key,
+        }
+    }
+
     /// The route's subscription on its channel; stable across restarts, since committed
     /// offsets are kept under it (`trigger.{ns}.{name}` for Triggers).
-    pub fn subscription(&self) -> String {
+    pub fn subscription_name(&self) -> String {
         format!(
             "{}.{}.{}",
             self.kind.to_ascii_lowercase(),
@@ -108,7 +117,7 @@ pub struct Route {
 
 impl Route {
     pub fn subscription(&self) -> String {
-        self.id.subscription()
+        self.id.subscription_name()
     }
 
     pub fn accepts(&self, event: &cloudevents::Event) -> bool {
@@ -118,5 +127,5 @@ impl Route {
 
 /// The channel subscription of a Trigger.
 pub fn subscription_name(trigger: &ResourceKey) -> String {
-    RouteId::trigger(trigger.clone()).subscription()
+    RouteId::trigger(trigger.clone()).subscription_name()
 }
