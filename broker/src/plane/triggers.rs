@@ -18,6 +18,12 @@ impl DataPlane {
             let trigger = state.triggers[&key].resource.clone();
             let (checks, route) = self.plan_trigger(state, &trigger);
             let log = (Kind::Broker, trigger.broker_key());
+            let uris = route.as_ref().map(|r| {
+                (
+                    r.subscriber.to_string(),
+                    r.dead_letter_sink.as_ref().map(|u| u.to_string()),
+                )
+            });
             let mut running = match route {
                 Some(route) => self.run_route(state, log, route).await,
                 None => {
@@ -32,6 +38,10 @@ impl DataPlane {
             };
             let entry = state.triggers.get_mut(&key).expect("listed above");
             entry.status.observed_generation = entry.generation;
+            if let Some((subscriber, dls)) = uris {
+                entry.status.subscriber_uri = Some(subscriber);
+                entry.status.dead_letter_sink_uri = dls;
+            }
             let mut all = checks;
             if !all.iter().all(|(_, c)| c.is_ok()) {
                 running = Check::unknown("NotRunning", "waiting for the conditions above");
