@@ -132,7 +132,13 @@ async fn accept_into(
         ));
     };
     let (parts, body) = request.into_parts();
-    let body = read_body(body, &parts.headers, state.max_body_bytes, state.body_timeout).await?;
+    let body = read_body(
+        body,
+        &parts.headers,
+        state.max_body_bytes,
+        state.body_timeout,
+    )
+    .await?;
     let mut events = parse_events(&parts.headers, body, state.max_batch_events)?;
     for (i, event) in events.iter_mut().enumerate() {
         let at = if is_batch(&parts.headers) {
@@ -210,9 +216,12 @@ async fn read_body(
     read.map_err(|e| {
         // to_bytes reports the limit through its error source chain.
         let source = std::error::Error::source(&e);
+        // The body-timeout layer's error sits somewhere down the chain.
+        let timed_out = std::iter::successors(source, |s| s.source())
+            .any(|s| s.is::<tower_http::timeout::TimeoutError>());
         if source.is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
             too_large()
-        } else if source.is_some_and(|s| s.is::<tower_http::timeout::TimeoutError>()) {
+        } else if timed_out {
             Rejection::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!("request body stalled for longer than {timeout:?}"),
