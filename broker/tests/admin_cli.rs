@@ -132,6 +132,7 @@ fn apply_get_delete_round_trip() {
         };
         let trigger = server.file("trigger.yaml", &trigger_text("a"));
         let dir = server.files.to_str().unwrap().to_string();
+        assert!(server.admin.list("brokers", None).await.is_empty());
 
         let run = server.cli(&["apply", "-f", &broker]).await.ok();
         assert_eq!(
@@ -257,16 +258,24 @@ fn apply_get_delete_round_trip() {
             .collect();
         assert_eq!(names, ["cli/t"], "{run}");
 
-        // Delete by name and by file; then get fails.
+        // Delete two by name in one command, and one by file; then get fails.
+        let second = server.file(
+            "second.yaml",
+            &trigger_yaml("cli", "u", "rt", &sink.url, &[("kind", "u")]),
+        );
+        server.cli(&["apply", "-f", &second]).await.ok();
         let run = server
-            .cli(&["delete", "triggers", "t", "-n", "cli"])
+            .cli(&["delete", "triggers", "t", "u", "-n", "cli"])
             .await
             .ok();
-        assert_eq!(
-            run.stdout.trim(),
-            "trigger.eventing.knative.dev/t deleted",
-            "{run}"
+        assert_lines(
+            &run,
+            &[
+                "trigger.eventing.knative.dev/t deleted",
+                "trigger.eventing.knative.dev/u deleted",
+            ],
         );
+        assert!(server.admin.list("triggers", Some("cli")).await.is_empty());
         let run = server
             .cli(&["get", "triggers", "t", "-n", "cli"])
             .await
@@ -764,5 +773,83 @@ fn trigger_status_says_what_it_waits_for_and_turns_ready_by_itself() {
             "everything is ready now: {body}"
         );
         findings.assert_none();
+    });
+}
+
+/// The two feeds meet: a Trigger from a watched file (`.yml` counts as YAML) waits for its
+/// Broker, which comes through the API, goes away through the API, and comes back in a file;
+/// the Trigger follows by itself each time. A file that is not YAML never counts, however
+/// broken.
+#[test]
+fn a_trigger_from_a_file_follows_its_broker_from_either_feed() {
+    run(async {
+        let work = tempfile::tempdir().unwrap();
+        let config = work.path().join("config");
+        std::fs::create_dir_all(&config).unwrap();
+        let sink = Sink::start((0, 0)).await;
+        std::fs::write(config.join("notes.txt"), "kind: [not yaml\n").unwrap();
+        write_atomically(
+            &config.join("t.yml"),
+            &trigger_yaml("mix", "t", "b", &sink.url, &[("type", EVENT_TYPE)]),
+        );
+        let mut herald = Replica::serve("herald", &config, &work.path().join("data"), &[]).await;
+        let admin = Admin::new(&herald.base);
+        let not_ready = |o: Option<&Value>| {
+            o.is_some_and(|o| condition_state(o, "BrokerReady").1 == "BrokerDoesNotExist")
+        };
+        admin
+            .wait(
+                "triggers",
+                "mix",
+                "t",
+                WAIT,
+                "BrokerDoesNotExist",
+                not_ready,
+            )
+            .await;
+
+        let broker = broker_yaml("mix", "b", &[]);
+        let a = admin
+            .put("brokers", "mix", "b", "application/yaml", &broker)
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+        admin.wait_ready("triggers", "mix", "t", WAIT).await;
+        let url = herald.url_of("mix", "b");
+        post(&url, "mix-0", "x").await;
+        sink.wait_for(&["mix-0".to_string()].into(), WAIT, "mix-0")
+            .await;
+
+        let a = admin.delete("brokers", "mix", "b").await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+        admin
+            .wait(
+                "triggers",
+                "mix",
+                "t",
+                WAIT,
+                "BrokerDoesNotExist",
+                not_ready,
+            )
+            .await;
+
+        // Another non-YAML file changes nothing; the Broker's file does.
+        std::fs::write(config.join("notes.txt"), "still: [not yaml\n").unwrap();
+        write_atomically(&config.join("b.yaml"), &broker);
+        admin.wait_ready("brokers", "mix", "b", WAIT).await;
+        admin.wait_ready("triggers", "mix", "t", WAIT).await;
+        post(&url, "mix-1", "x").await;
+        sink.wait_for(&["mix-1".to_string()].into(), WAIT, "mix-1")
+            .await;
+        assert_eq!(
+            herald.proc.count_lines("configuration change not applied"),
+            0,
+            "a change was refused:\n{}",
+            herald.proc.log_tail()
+        );
+        assert!(
+            herald.proc.alive(),
+            "herald died:\n{}",
+            herald.proc.log_tail()
+        );
     });
 }

@@ -21,7 +21,7 @@
 //! change (a/b/c mixed, then a only, then c only while the change is applied, then mixed
 //! again), so "matched at the time" never depends on a race.
 //!
-//! Run for the sled, NATS and Kafka channels (Kafka on a private tansu with a fresh sqlite
+//! Run for the memory, sled, NATS and Kafka channels (Kafka on a private tansu with a fresh sqlite
 //! store; NATS under a namespace unique to the run, so the stream is too, deleted after).
 
 mod replicas;
@@ -219,6 +219,7 @@ async fn burst(url: &str, prefix: &str, kind: &str, n: usize) -> HashSet<String>
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Channel {
+    Memory,
     Sled,
     Nats,
     Kafka,
@@ -227,6 +228,7 @@ enum Channel {
 impl Channel {
     fn name(self) -> &'static str {
         match self {
+            Channel::Memory => "memory",
             Channel::Sled => "sled",
             Channel::Nats => "nats",
             Channel::Kafka => "kafka",
@@ -652,7 +654,7 @@ async fn live_changes_lose_nothing(test: &str, channel: Channel, work: &Path, ar
         &unexpected[..unexpected.len().min(10)]
     );
     match channel {
-        Channel::Sled => assert_eq!(dups1, 0, "T1 received events twice"),
+        Channel::Memory | Channel::Sled => assert_eq!(dups1, 0, "T1 received events twice"),
         // At-least-once: only deliveries in flight when a consumer is re-created may repeat.
         Channel::Nats | Channel::Kafka => assert!(
             dups1 <= MAX_IN_FLIGHT,
@@ -674,7 +676,7 @@ async fn live_changes_lose_nothing(test: &str, channel: Channel, work: &Path, ar
         after_t2.is_empty(),
         "T2 received events sent after its removal: {after_t2:?}"
     );
-    if channel == Channel::Sled {
+    if matches!(channel, Channel::Memory | Channel::Sled) {
         assert_eq!(dups2, 0, "T2 received events twice");
     }
 }
@@ -686,6 +688,20 @@ fn live_config_changes_on_sled() {
         live_changes_lose_nothing(
             "live_config_changes_on_sled",
             Channel::Sled,
+            work.path(),
+            &[],
+        )
+        .await;
+    });
+}
+
+#[test]
+fn live_config_changes_on_memory() {
+    run(async {
+        let work = tempfile::tempdir().unwrap();
+        live_changes_lose_nothing(
+            "live_config_changes_on_memory",
+            Channel::Memory,
             work.path(),
             &[],
         )

@@ -5,12 +5,16 @@
 //! - `herald serve --config DIR --channel nats`, `herald display --port PORT` and
 //!   `herald send ... --type com.example.order.created --data '{"order": 2}' --ext region=eu`;
 //! - `herald serve --config DIR --channel kafka` (on a private tansu);
-//! - `herald send --to URL --file event.json`, with one event and with a batch.
+//! - `herald send --to URL --file event.json`, with one event and with a batch;
+//! - `herald serve --config DIR --channels-config channels.yaml`, with
+//!   examples/channels.yaml and with a file of the test's own;
+//! - `herald delete trigger NAME` (the singular spelling the README uses).
 //!
 //! Covered elsewhere and not repeated here: `herald serve --config examples/quickstart`
 //! (tests/cli.rs runs the quickstart script), `herald replay --from <offset>` and
-//! `--from <RFC 3339>` (tests/durability.rs), `herald apply|get|delete`
-//! (tests/admin_cli.rs). `herald bench` is a benchmark, not run by the tests.
+//! `--from <RFC 3339>` (tests/durability.rs), `herald apply -f FILE_OR_DIR` and
+//! `herald get triggers [NAME] [-o yaml|json] [-A]` (tests/admin_cli.rs). `herald-bench` is
+//! a benchmark, not run by the tests.
 
 mod replicas;
 
@@ -18,7 +22,7 @@ use replicas::admin::*;
 use replicas::servers::*;
 use replicas::*;
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -217,5 +221,84 @@ fn readme_send_file_with_an_event_and_a_batch() {
         })
         .await;
         assert_eq!(duplicates(&sink.counts()), 0);
+    });
+}
+
+#[test]
+fn readme_serve_with_a_channels_config_file() {
+    run(async {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/channels.yaml");
+        let work = tempfile::tempdir().unwrap();
+        let own = work.path().join("channels.yaml");
+        std::fs::write(&own, "default: memory\n").unwrap();
+        for (file, channel) in [(examples, "sled"), (own, "memory")] {
+            let sink = Sink::start((0, 0)).await;
+            let ns = namespace();
+            let config = work.path().join(format!("config-{channel}"));
+            write_orders_config(&config, &ns, &sink.url);
+            let server = Replica::start(
+                "herald",
+                &config,
+                &work.path().join(format!("data-{channel}")),
+                (&ns, "default"),
+                &["--channels-config", file.to_str().unwrap()],
+            )
+            .await;
+            assert!(
+                server
+                    .proc
+                    .find_line(&format!("channel={channel}"))
+                    .is_some(),
+                "{}: the Broker is not on {channel}:\n{}",
+                file.display(),
+                server.proc.log_tail()
+            );
+            let id = format!("order-{channel}");
+            send_order(&server.broker_url, &id, 2, "eu").await;
+            sink.wait_for_or(&[id].into(), WAIT, channel, || server.proc.log_tail())
+                .await;
+        }
+    });
+}
+
+#[test]
+fn readme_delete_trigger_by_its_singular_kind() {
+    run(async {
+        let work = tempfile::tempdir().unwrap();
+        let config: PathBuf = work.path().join("config");
+        std::fs::create_dir_all(&config).unwrap();
+        let server = Replica::serve("herald", &config, &work.path().join("data"), &[]).await;
+        let ns = namespace();
+        let files = work.path().join("files");
+        write_orders_config(&files, &ns, "http://127.0.0.1:1/");
+        herald(&[
+            "apply",
+            "-f",
+            files.to_str().unwrap(),
+            "--server",
+            &server.base,
+        ])
+        .await
+        .ok();
+        let run = herald(&[
+            "delete",
+            "trigger",
+            "orders",
+            "-n",
+            &ns,
+            "--server",
+            &server.base,
+        ])
+        .await
+        .ok();
+        assert_eq!(
+            run.stdout.trim(),
+            "trigger.eventing.knative.dev/orders deleted",
+            "{run}"
+        );
+        assert!(Admin::new(&server.base)
+            .get("triggers", &ns, "orders")
+            .await
+            .is_none());
     });
 }
