@@ -1,36 +1,81 @@
 //! `herald display`: an event-display subscriber (like Knative's) that prints every event it
-//! receives, readably, and acknowledges it with 202.
+//! receives, readably, and acknowledges it with 202. For demos of callable subscribers it can
+//! also act as a tiny function: reply to each event with a copy of another type, and fail
+//! (500) on events of given types.
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use cloudevents::{AttributesReader, Data, Event};
+use cloudevents::{AttributesReader, AttributesWriter, Data, Event};
 use std::fmt::Write;
 use std::sync::Arc;
 
 /// Where formatted events go (stdout for the CLI, a channel in tests).
 pub type Printer = Arc<dyn Fn(String) + Send + Sync>;
 
+/// What the display answers besides printing.
+#[derive(Clone, Debug, Default)]
+pub struct Behaviour {
+    /// Reply to each event with a copy of this type (id suffixed `-reply`).
+    pub reply_type: Option<String>,
+    /// Answer 500 to events of these types (after printing them).
+    pub fail_types: Vec<String>,
+}
+
 pub fn router(printer: Printer) -> Router {
+    router_with(printer, Behaviour::default())
+}
+
+pub fn router_with(printer: Printer, behaviour: Behaviour) -> Router {
     Router::new()
         .route("/", post(receive))
         .route("/{*path}", post(receive))
-        .with_state(printer)
+        .with_state((printer, Arc::new(behaviour)))
 }
 
-async fn receive(State(printer): State<Printer>, request: Request) -> (StatusCode, String) {
+async fn receive(
+    State((printer, behaviour)): State<(Printer, Arc<Behaviour>)>,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
         Ok(b) => b,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("cannot read body: {e}\n")),
-    };
-    match cloudevents::binding::http::to_event(&parts.headers, body.to_vec()) {
-        Ok(event) => {
-            printer(format_event(&event));
-            (StatusCode::ACCEPTED, String::new())
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("cannot read body: {e}\n")).into_response()
         }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("not a CloudEvent: {e}\n")),
+    };
+    let event = match cloudevents::binding::http::to_event(&parts.headers, body.to_vec()) {
+        Ok(event) => event,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("not a CloudEvent: {e}\n")).into_response()
+        }
+    };
+    printer(format_event(&event));
+    if behaviour.fail_types.iter().any(|t| t == event.ty()) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("function failed on {} events\n", event.ty()),
+        )
+            .into_response();
+    }
+    match &behaviour.reply_type {
+        Some(ty) => {
+            let mut reply = event.clone();
+            reply.set_type(ty.as_str());
+            reply.set_id(format!("{}-reply", event.id()));
+            match serde_json::to_vec(&reply) {
+                Ok(json) => (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/cloudevents+json")],
+                    json,
+                )
+                    .into_response(),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            }
+        }
+        None => StatusCode::ACCEPTED.into_response(),
     }
 }
 

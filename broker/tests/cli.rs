@@ -323,3 +323,33 @@ fn serve_reads_the_example_channels_config_and_flags_override_it() {
     );
     serve.terminate();
 }
+
+/// README's FaaS example, in its checking mode: the function's reply reaches the responses
+/// Channel's display, its failure the errors Channel's display.
+#[test]
+fn readme_faas_example_routes_replies_and_failures_to_their_channels() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new("bash")
+        .arg(root.join("examples/faas/run.sh"))
+        .arg("--check")
+        .env("HERALD_BIN", HERALD)
+        .env("HERALD_PORT", port.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "faas example failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("id: order-1-reply"), "{stdout}");
+    assert!(
+        stdout.contains("knativeerrorcode: 500") && stdout.contains("id: order-2"),
+        "{stdout}"
+    );
+}

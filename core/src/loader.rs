@@ -150,6 +150,8 @@ const KNOWN_NOT_SERVED: &[(&str, &str)] = &[
     ("sources.knative.dev", "ApiServerSource"),
     ("sources.knative.dev", "ContainerSource"),
     ("sources.knative.dev", "SinkBinding"),
+    ("eventing.knative.dev", "EventTransform"),
+    ("eventing.knative.dev", "EventType"),
     ("", "ConfigMap"),
 ];
 

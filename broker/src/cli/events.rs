@@ -46,6 +46,12 @@ pub struct DisplayArgs {
     /// Full listen address; overrides --port.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Act as a function: reply to each event with a copy of this type.
+    #[arg(long, value_name = "TYPE")]
+    pub reply_type: Option<String>,
+    /// Answer 500 to events of this type (repeatable), e.g. to demonstrate dead letters.
+    #[arg(long = "fail-type", value_name = "TYPE")]
+    pub fail_types: Vec<String>,
 }
 
 #[derive(Args)]
@@ -100,7 +106,11 @@ pub async fn display(a: DisplayArgs) -> anyhow::Result<()> {
         listener.local_addr()?
     );
     let printer: display::Printer = Arc::new(|text| println!("{text}"));
-    axum::serve(listener, display::router(printer))
+    let behaviour = display::Behaviour {
+        reply_type: a.reply_type,
+        fail_types: a.fail_types,
+    };
+    axum::serve(listener, display::router_with(printer, behaviour))
         .with_graceful_shutdown(super::shutdown_signal())
         .await?;
     Ok(())
