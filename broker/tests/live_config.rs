@@ -8,6 +8,8 @@
 //! (b) a changed filter on T1 (`kind: a` -> `kind: b`) applies from the new
 //!     `observedGeneration` on, T1 keeps its position (what it already skipped or delivered
 //!     is not delivered again);
+//! (b2) a changed subscriber on T1 applies from the new `observedGeneration` on, and T1
+//!     keeps its position (nothing delivered to the old URI is delivered again to the new);
 //! (c) a removed T2 stops at once: nothing reaches its subscriber after it is gone from the
 //!     API, while T1 receives everything sent meanwhile;
 //! (d) a removed Broker answers 404 at once, and T1 (still applied) drains everything its
@@ -266,15 +268,18 @@ async fn live_changes_lose_nothing(test: &str, channel: Channel, work: &Path, ar
     let sink1 = Sink::start((5, 15)).await;
     let sink2 = Sink::start((0, 0)).await;
     let broker_yaml = broker_yaml(&ns, BROKER, &[("herald.dev/channel", channel.name())]);
-    let t1 = |kind: &str| {
+    // T1's subscriber moves from sink1's /events to its /v2 in (b2).
+    let sink1_v2 = sink1.url.replace("/events", "/v2");
+    let t1_to = |kind: &str, subscriber: &str| {
         trigger_yaml(
             &ns,
             "t1",
             BROKER,
-            &sink1.url,
+            subscriber,
             &[("type", EVENT_TYPE), ("kind", kind)],
         )
     };
+    let t1 = |kind: &str| t1_to(kind, &sink1.url);
     files.write("broker.yaml", &broker_yaml);
     files.write("t1.yaml", &t1("a"));
     let max_in_flight = MAX_IN_FLIGHT.to_string();
@@ -391,7 +396,47 @@ async fn live_changes_lose_nothing(test: &str, channel: Channel, work: &Path, ar
         )
         .await;
 
-    // T2 has received everything accepted since it was Ready, across T1's change.
+    // (b2) Change T1's subscriber: it keeps its position (nothing it delivered to the old
+    // URI is delivered again to the new one) and delivers to the new URI from its new
+    // observedGeneration on.
+    let wrote_subscriber = Instant::now();
+    files.write("t1.yaml", &t1_to("b", &sink1_v2));
+    let moved = admin
+        .wait(
+            "triggers",
+            &ns,
+            "t1",
+            WAIT,
+            "at its third generation",
+            |o| {
+                o.is_some_and(|o| {
+                    generation(o) == t1_generation + 2 && observed_generation(o) == generation(o)
+                })
+            },
+        )
+        .await
+        .expect("T1 present");
+    let moved_at = Instant::now();
+    let move_took = moved_at - wrote_subscriber;
+    assert!(is_ready(&moved), "T1 after the move: {}", brief(&moved));
+    let b_after_move = feed
+        .wait_accepted(
+            moved_at,
+            PER_PHASE,
+            |s| s.kind == "b",
+            "b-events after the subscriber change",
+        )
+        .await;
+    sink1
+        .wait_for_or(
+            &ids(&b_after_move),
+            WAIT,
+            "(b2) T1, b-events after the subscriber change",
+            || logs(&herald),
+        )
+        .await;
+
+    // T2 has received everything accepted since it was Ready, across T1's changes.
     let t2_expected = feed
         .wait_accepted(t2_ready, PER_PHASE, |_| true, "after T2 was Ready")
         .await;
@@ -586,6 +631,25 @@ async fn live_changes_lose_nothing(test: &str, channel: Channel, work: &Path, ar
         .filter(|s| s.kind == "b" && s.epoch < a_run && counts1.contains_key(&s.id))
         .count();
 
+    // --- T1's subscriber change: events sent after it reached its new generation went to the
+    // new URI only.
+    let started_after_move: HashSet<&str> = sent
+        .iter()
+        .filter(|s| s.started > moved_at)
+        .map(|s| s.id.as_str())
+        .collect();
+    let old_uri_after_move: Vec<String> = sink1
+        .records()
+        .iter()
+        .filter(|r| {
+            r.path != "/v2"
+                && (started_after_move.contains(r.id.as_str())
+                    || backlog.contains(&r.id)
+                    || fence.contains(&r.id))
+        })
+        .map(|r| r.id.clone())
+        .collect();
+
     // --- T2: from its Ready on, until its removal; nothing from before its file, nothing
     // after its removal.
     let records2 = sink2.records();
@@ -606,7 +670,7 @@ async fn live_changes_lose_nothing(test: &str, channel: Channel, work: &Path, ar
     eprintln!(
         "{test}: {} events sent ({} refused with 404 while the Broker was gone) + {} burst + \
          fence; T2 Ready {t2_ready_after:?} after its file was written; T1's filter change \
-         applied after {change_took:?}; T1 received {} deliveries of {} ids (expected {}, \
+         applied after {change_took:?}, its subscriber change after {move_took:?}; T1 received {} deliveries of {} ids (expected {}, \
          duplicates {dups1}); T2 received {} deliveries (duplicates {dups2}, {t2_late} after \
          its removal, {} more after the grace); burst delivered before the Broker's removal \
          was applied: {burst_delivered_at_removal} of {}; total {:?}",
@@ -661,6 +725,12 @@ async fn live_changes_lose_nothing(test: &str, channel: Channel, work: &Path, ar
             "T1 received {dups1} events twice, more than the {MAX_IN_FLIGHT} in flight"
         ),
     }
+    assert!(
+        old_uri_after_move.is_empty(),
+        "T1 delivered {} events sent after its subscriber change to the old URI, e.g. {:?}",
+        old_uri_after_move.len(),
+        &old_uri_after_move[..old_uri_after_move.len().min(10)]
+    );
     assert!(
         before_t2.is_empty(),
         "T2 did not start at the head: it received {} events accepted before its file was \

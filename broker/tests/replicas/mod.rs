@@ -332,6 +332,8 @@ pub struct Received {
     /// The ce-seq extension (u64::MAX without).
     pub seq: u64,
     pub peer: SocketAddr,
+    /// The path it was delivered to (a Trigger's subscriber URI may change).
+    pub path: String,
 }
 
 #[derive(Default)]
@@ -483,6 +485,7 @@ impl Sink {
 async fn receive(
     State(sink): State<Arc<Sink>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     _body: Bytes,
 ) -> StatusCode {
@@ -513,6 +516,7 @@ async fn receive(
             key: key.clone(),
             seq,
             peer,
+            path: uri.path().to_string(),
         });
         token
     };
