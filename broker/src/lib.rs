@@ -11,6 +11,7 @@ mod listener;
 pub mod plane;
 pub mod send;
 pub mod serve;
+pub mod transform_endpoint;
 pub mod watch;
 
 pub use serve::{RunningServer, ServeConfig, ServeError};

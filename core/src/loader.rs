@@ -1,7 +1,7 @@
 //! Reads Knative-style YAML (multi-document files, or a directory of them) into a
 //! [`ResourceSet`]. Every problem is reported with its file, document, resource and field.
 
-use crate::messaging::{Channel, ChannelFlavor, Parallel, Sequence, Subscription};
+use crate::messaging::{Channel, ChannelFlavor, EventTransform, Parallel, Sequence, Subscription};
 use crate::resources::{Broker, FieldError, Resource, ResourceKey, Trigger};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
@@ -150,7 +150,6 @@ const KNOWN_NOT_SERVED: &[(&str, &str)] = &[
     ("sources.knative.dev", "ApiServerSource"),
     ("sources.knative.dev", "ContainerSource"),
     ("sources.knative.dev", "SinkBinding"),
-    ("eventing.knative.dev", "EventTransform"),
     ("eventing.knative.dev", "EventType"),
     ("", "ConfigMap"),
 ];
@@ -350,6 +349,11 @@ impl Builder {
             ("flows.knative.dev/v1", "Parallel") => {
                 if let Some(r) = self.typed::<Parallel>(&origin, &label, value) {
                     self.add_messaging(Resource::Parallel(r), origin, &label);
+                }
+            }
+            ("eventing.knative.dev/v1alpha1", "EventTransform") => {
+                if let Some(r) = self.typed::<EventTransform>(&origin, &label, value) {
+                    self.add_messaging(Resource::EventTransform(r), origin, &label);
                 }
             }
             _ if KNOWN_NOT_SERVED

@@ -367,3 +367,73 @@ pub fn parallel_filter_subscription(parallel: &ResourceKey, i: usize) -> Resourc
         format!("{}-kn-parallel-filter-{i}", parallel.name),
     )
 }
+
+pub const TRANSFORM_API_VERSION: &str = "eventing.knative.dev/v1alpha1";
+
+/// Knative's EventTransform: a JSONata expression applied to each event it receives (given as
+/// the JSON format of the event, answered by an event in the same form). Without a `sink` the
+/// transformed event is the reply; with one it is sent there, and the sink's reply (optionally
+/// transformed by `reply.jsonata`) is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventTransform {
+    pub metadata: ObjectMeta,
+    pub spec: EventTransformSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventTransformSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<Destination>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonata: Option<Jsonata>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<TransformReply>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Jsonata {
+    pub expression: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransformReply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonata: Option<Jsonata>,
+    /// Drop the sink's reply instead of returning it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discard: Option<bool>,
+}
+
+impl EventTransform {
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey::new(self.metadata.namespace(), &self.metadata.name)
+    }
+
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = validate_name(&self.metadata);
+        if self.spec.jsonata.is_none() {
+            errors.push(FieldError::new("spec.jsonata", "must give an expression"));
+        }
+        if let Some(s) = &self.spec.sink {
+            s.validate("spec.sink", &mut errors);
+        }
+        if let Some(r) = &self.spec.reply {
+            if self.spec.sink.is_none() {
+                errors.push(FieldError::new(
+                    "spec.reply",
+                    "only an EventTransform with a sink has a reply to transform",
+                ));
+            }
+            if r.jsonata.is_some() && r.discard == Some(true) {
+                errors.push(FieldError::new(
+                    "spec.reply",
+                    "set either jsonata or discard, not both",
+                ));
+            }
+        }
+        errors
+    }
+}

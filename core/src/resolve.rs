@@ -56,6 +56,11 @@ impl Resolver {
             // ingress channel, as Knative does.
             Kind::Sequence => Some(self.channel_url(&sequence_channel(key, 0))),
             Kind::Parallel => Some(self.channel_url(&parallel_ingress_channel(key))),
+            Kind::EventTransform => {
+                let mut url = self.ingress_base.clone();
+                url.set_path(&format!("/transforms/{}/{}", key.namespace, key.name));
+                Some(url)
+            }
             Kind::Trigger | Kind::Subscription => None,
         }
     }

@@ -3,7 +3,7 @@
 //! (later) the Kubernetes CRDs produce these types; the data plane only ever sees them.
 
 use crate::duration::IsoDuration;
-use crate::messaging::{Channel, Parallel, Sequence, Subscription};
+use crate::messaging::{Channel, EventTransform, Parallel, Sequence, Subscription};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -65,6 +65,7 @@ pub enum Resource {
     Subscription(Subscription),
     Sequence(Sequence),
     Parallel(Parallel),
+    EventTransform(EventTransform),
 }
 
 /// The kinds [`Resource`] holds, with the names a user types for them.
@@ -76,16 +77,18 @@ pub enum Kind {
     Subscription,
     Sequence,
     Parallel,
+    EventTransform,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Broker,
         Kind::Trigger,
         Kind::Channel,
         Kind::Subscription,
         Kind::Sequence,
         Kind::Parallel,
+        Kind::EventTransform,
     ];
 
     pub fn name(self) -> &'static str {
@@ -96,6 +99,7 @@ impl Kind {
             Kind::Subscription => "Subscription",
             Kind::Sequence => "Sequence",
             Kind::Parallel => "Parallel",
+            Kind::EventTransform => "EventTransform",
         }
     }
 
@@ -108,6 +112,7 @@ impl Kind {
             Kind::Subscription => "subscriptions",
             Kind::Sequence => "sequences",
             Kind::Parallel => "parallels",
+            Kind::EventTransform => "eventtransforms",
         }
     }
 
@@ -116,6 +121,7 @@ impl Kind {
             Kind::Broker | Kind::Trigger => EVENTING_API_VERSION,
             Kind::Channel | Kind::Subscription => crate::messaging::MESSAGING_API_VERSION,
             Kind::Sequence | Kind::Parallel => crate::messaging::FLOWS_API_VERSION,
+            Kind::EventTransform => crate::messaging::TRANSFORM_API_VERSION,
         }
     }
 
@@ -176,6 +182,7 @@ macro_rules! each_resource {
             Resource::Subscription($r) => $body,
             Resource::Sequence($r) => $body,
             Resource::Parallel($r) => $body,
+            Resource::EventTransform($r) => $body,
         }
     };
 }
@@ -189,6 +196,7 @@ impl Resource {
             Resource::Subscription(_) => Kind::Subscription,
             Resource::Sequence(_) => Kind::Sequence,
             Resource::Parallel(_) => Kind::Parallel,
+            Resource::EventTransform(_) => Kind::EventTransform,
         }
     }
 

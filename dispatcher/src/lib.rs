@@ -15,6 +15,7 @@ pub mod redact;
 pub mod reply;
 pub mod retry;
 pub mod route;
+pub mod transform;
 
 pub use consumer::{ConsumerControl, RouteConsumer};
 pub use engine::{DeliveryEngine, Disposition, EngineConfig};

@@ -4,7 +4,7 @@
 
 mod common;
 
-use cloudevents::{AttributesReader, AttributesWriter, Event};
+use cloudevents::{AttributesReader, AttributesWriter, Event, EventBuilder};
 use common::*;
 use herald_broker::plane::Owner;
 use herald_core::{load_resource, Kind, ResourceKey};
@@ -303,7 +303,7 @@ async fn parallel_branches_filter_and_reply_to_the_branch_or_the_global_reply() 
     // A filter passes an event by replying with it, drops it with an empty 202.
     even_filter.respond_with(|r, _| {
         let n: u32 = r.id().trim_start_matches('n').parse().unwrap();
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             Answer::reply(r.event().clone())
         } else {
             Answer::accepted()
@@ -392,5 +392,77 @@ async fn the_knative_flow_samples_load_and_report_their_status() {
     );
     let ch = get(Kind::Channel, "default", "work").await;
     assert_eq!(ready(&ch)["status"], "True", "{ch}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_event_transform_is_a_sequence_step_and_a_trigger_subscriber() {
+    let sink = Subscriber::start().await;
+    let audit = Subscriber::start().await;
+    let server = start_with(&broker("ns", "b", ""), config()).await;
+    apply(
+        &server,
+        "apiVersion: eventing.knative.dev/v1alpha1\nkind: EventTransform\nmetadata: {name: total, namespace: ns}\n\
+         spec:\n  jsonata:\n    expression: |\n      {\"specversion\": \"1.0\", \"id\": id & \"-t\", \"type\": \"order.totalled\",\n\
+         \x20      \"source\": source, \"datacontenttype\": \"application/json\", \"data\": {\"total\": data.amount * 2}}\n",
+    )
+    .await;
+    let view = server
+        .plane()
+        .get(Kind::EventTransform, &ResourceKey::new("ns", "total"))
+        .await
+        .unwrap();
+    assert!(
+        view.object["status"]["address"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/transforms/ns/total"),
+        "{}",
+        view.object
+    );
+    // As a Sequence step: its reply feeds the Sequence's reply.
+    apply(
+        &server,
+        &format!(
+            "apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata: {{name: s, namespace: ns}}\n\
+             spec:\n  steps:\n    - ref: {{apiVersion: eventing.knative.dev/v1alpha1, kind: EventTransform, name: total}}\n\
+             \x20 reply: {{uri: \"{}\"}}\n",
+            sink.url()
+        ),
+    )
+    .await;
+    assert_eq!(ready(&server, Kind::Sequence, "s").await["status"], "True");
+    let order = cloudevents::EventBuilderV10::new()
+        .id("o1")
+        .source("/shop")
+        .ty("order")
+        .data("application/json", serde_json::json!({"amount": 21}))
+        .build()
+        .unwrap();
+    accept(&channel_url(&server, "ns", "s-kn-sequence-0"), &order).await;
+    let got = sink.wait_for(1, DEADLINE).await;
+    assert_eq!(got[0].id(), "o1-t");
+    assert_eq!(got[0].event().ty(), "order.totalled");
+    assert_eq!(
+        data_json(got[0].event()),
+        Some(serde_json::json!({"total": 42}))
+    );
+
+    // As a Trigger's subscriber: its reply re-enters the Broker.
+    for yaml in [
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t, namespace: ns}\n\
+         spec:\n  broker: b\n  filter: {attributes: {type: order}}\n  subscriber:\n    ref: {apiVersion: eventing.knative.dev/v1alpha1, kind: EventTransform, name: total}\n"
+            .to_string(),
+        format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: audit, namespace: ns}}\n\
+             spec:\n  broker: b\n  filter: {{attributes: {{type: order.totalled}}}}\n  subscriber: {{uri: \"{}\"}}\n",
+            audit.url()
+        ),
+    ] {
+        apply(&server, &yaml).await;
+    }
+    accept(&server.broker_url("ns", "b"), &order).await;
+    let got = audit.wait_for(1, DEADLINE).await;
+    assert_eq!(got[0].id(), "o1-t");
     server.shutdown().await;
 }

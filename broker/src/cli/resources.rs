@@ -197,7 +197,9 @@ fn table(kind: Kind, items: &[serde_json::Value], namespaces: bool) -> String {
     }
     header.push("NAME");
     match kind {
-        Kind::Broker | Kind::Channel | Kind::Sequence | Kind::Parallel => header.push("URL"),
+        Kind::Broker | Kind::Channel | Kind::Sequence | Kind::Parallel | Kind::EventTransform => {
+            header.push("URL")
+        }
         Kind::Trigger => header.extend(["BROKER", "SUBSCRIBER_URI"]),
         Kind::Subscription => header.extend(["CHANNEL", "SUBSCRIBER_URI", "REPLY_URI"]),
     }
@@ -216,9 +218,11 @@ fn table(kind: Kind, items: &[serde_json::Value], namespaces: bool) -> String {
         }
         row.push(s(&item["metadata"]["name"]));
         match kind {
-            Kind::Broker | Kind::Channel | Kind::Sequence | Kind::Parallel => {
-                row.push(s(&item["status"]["address"]["url"]))
-            }
+            Kind::Broker
+            | Kind::Channel
+            | Kind::Sequence
+            | Kind::Parallel
+            | Kind::EventTransform => row.push(s(&item["status"]["address"]["url"])),
             Kind::Subscription => {
                 let physical = &item["status"]["physicalSubscription"];
                 row.push(s(&item["spec"]["channel"]["name"]));

@@ -193,6 +193,7 @@ impl State {
             || any(&self.subscriptions)
             || any(&self.sequences)
             || any(&self.parallels)
+            || any(&self.transforms)
     }
 
     /// A flow's status from its parts: Ready when every Channel and Subscription it owns is.

@@ -24,10 +24,12 @@ mod flows;
 mod routes;
 mod status;
 mod subscriptions;
+mod transforms;
 mod triggers;
 mod view;
 
 pub use status::{Health, NotReady};
+pub use transforms::{CompiledTransform, Transforms};
 pub use view::ResourceView;
 
 use crate::backends::{BackendError, Backends, BackendsConfig};
@@ -36,8 +38,8 @@ use arc_swap::ArcSwap;
 use brokers::LogEntry;
 use herald_channels::Channel;
 use herald_core::{
-    Broker, Channel as ChannelResource, DeliverySpec, Kind, Parallel, Resolver, Resource,
-    ResourceKey, ResourceSet, Sequence, Subscription, Trigger,
+    Broker, Channel as ChannelResource, DeliverySpec, EventTransform, Kind, Parallel, Resolver,
+    Resource, ResourceKey, ResourceSet, Sequence, Subscription, Trigger,
 };
 use herald_dispatcher::RouteId;
 use herald_dispatcher::{DeliveryEngine, EngineConfig, RouteError};
@@ -140,6 +142,7 @@ struct State {
     subscriptions: BTreeMap<ResourceKey, Entry<Subscription>>,
     sequences: BTreeMap<ResourceKey, Entry<Sequence>>,
     parallels: BTreeMap<ResourceKey, Entry<Parallel>>,
+    transforms: BTreeMap<ResourceKey, Entry<EventTransform>>,
     /// The consumer of each Trigger and Subscription that is running.
     consumers: BTreeMap<RouteId, Running>,
     /// Open backend channels; a deleted Broker's (or Channel's) stays while routes read it.
@@ -153,6 +156,7 @@ pub struct DataPlane {
     state: Mutex<State>,
     ingress: Brokers,
     channel_ingress: Brokers,
+    transform_map: Transforms,
     resolver: Resolver,
     engine: DeliveryEngine,
     config: PlaneConfig,
@@ -171,6 +175,7 @@ impl DataPlane {
                 subscriptions: BTreeMap::new(),
                 sequences: BTreeMap::new(),
                 parallels: BTreeMap::new(),
+                transforms: BTreeMap::new(),
                 consumers: BTreeMap::new(),
                 logs: BTreeMap::new(),
                 retiring: JoinSet::new(),
@@ -178,6 +183,7 @@ impl DataPlane {
             }),
             ingress: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             channel_ingress: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            transform_map: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             resolver: Resolver::new(ingress_base),
             engine,
             config,
@@ -187,6 +193,11 @@ impl DataPlane {
     /// The Brokers ingress accepts for, updated on every apply.
     pub fn ingress(&self) -> Brokers {
         self.ingress.clone()
+    }
+
+    /// The EventTransforms served at `/transforms/{ns}/{name}`, updated on every apply.
+    pub fn transforms(&self) -> Transforms {
+        self.transform_map.clone()
     }
 
     /// The Channels ingress accepts for (`/channels/{ns}/{name}`), updated on every apply.
@@ -289,6 +300,7 @@ impl DataPlane {
         self.reconcile_subscriptions(state).await;
         self.release_logs(state).await;
         self.flow_status(state);
+        self.reconcile_transforms(state);
         self.ingress.store(Arc::new(
             state.addressable(Kind::Broker, state.brokers.keys()),
         ));
@@ -384,6 +396,11 @@ fn validate(resource: &Resource) -> Result<(), ApplyError> {
         }
         Resource::Broker(b) => crate::backends::LogOwner::Broker(b),
         Resource::Channel(c) => crate::backends::LogOwner::Channel(c),
+        Resource::EventTransform(t) => {
+            return transforms::compile(t)
+                .map(|_| ())
+                .map_err(|(field, e)| ApplyError::invalid(kind, key, field, e))
+        }
         _ => return Ok(()),
     };
     crate::backends::check_owner(owner)
@@ -416,6 +433,13 @@ impl State {
             ),
             Resource::Sequence(r) => upsert(&mut self.sequences, key, r, owner, Resource::Sequence),
             Resource::Parallel(r) => upsert(&mut self.parallels, key, r, owner, Resource::Parallel),
+            Resource::EventTransform(r) => upsert(
+                &mut self.transforms,
+                key,
+                r,
+                owner,
+                Resource::EventTransform,
+            ),
         }
     }
 
@@ -437,6 +461,7 @@ impl State {
             .chain(of(Kind::Subscription, &self.subscriptions, owner))
             .chain(of(Kind::Sequence, &self.sequences, owner))
             .chain(of(Kind::Parallel, &self.parallels, owner))
+            .chain(of(Kind::EventTransform, &self.transforms, owner))
             .collect()
     }
 
@@ -451,6 +476,7 @@ impl State {
             Kind::Subscription => self.subscriptions.remove(key).is_some(),
             Kind::Sequence => self.sequences.remove(key).is_some(),
             Kind::Parallel => self.parallels.remove(key).is_some(),
+            Kind::EventTransform => self.transforms.remove(key).is_some(),
         };
         let route = RouteId {
             kind: kind.name(),

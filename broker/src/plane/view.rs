@@ -50,6 +50,7 @@ impl State {
             Kind::Subscription => all(kind, &self.subscriptions, Resource::Subscription),
             Kind::Sequence => all(kind, &self.sequences, Resource::Sequence),
             Kind::Parallel => all(kind, &self.parallels, Resource::Parallel),
+            Kind::EventTransform => all(kind, &self.transforms, Resource::EventTransform),
         }
     }
 }

@@ -17,7 +17,7 @@ pub struct SubscriptionRouteError {
     /// `spec.subscriber`, `spec.reply` or `spec.delivery.deadLetterSink`.
     pub field: &'static str,
     #[source]
-    pub source: ResolveError,
+    pub source: Box<ResolveError>,
 }
 
 pub fn subscription_route(
@@ -35,7 +35,7 @@ pub fn subscription_route(
             .map_err(|source| SubscriptionRouteError {
                 subscription: key.clone(),
                 field,
-                source,
+                source: Box::new(source),
             })
     };
     let subscriber = subscription
@@ -70,7 +70,7 @@ pub fn subscription_route(
             return Err(SubscriptionRouteError {
                 subscription: key,
                 field: "spec.subscriber",
-                source: ResolveError::Empty,
+                source: Box::new(ResolveError::Empty),
             })
         }
     };
