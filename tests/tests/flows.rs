@@ -466,3 +466,75 @@ async fn an_event_transform_is_a_sequence_step_and_a_trigger_subscriber() {
     assert_eq!(got[0].id(), "o1-t");
     server.shutdown().await;
 }
+
+/// A Channel whose template is Knative's NatsJetStreamChannel runs on NATS JetStream, and a
+/// Sequence's channels follow their template too.
+#[tokio::test]
+async fn channels_and_sequences_run_on_nats_when_their_template_says_so() {
+    if tokio::net::TcpStream::connect("127.0.0.1:4222")
+        .await
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+            "NATS (127.0.0.1:4222) is required in CI"
+        );
+        eprintln!("skipping: no NATS on 127.0.0.1:4222");
+        return;
+    }
+    let (sink, step) = (Subscriber::start().await, Subscriber::start().await);
+    step.respond_with(|r, _| Answer::reply(transformed(r.event(), "s")));
+    let unique = format!(
+        "FLOWS{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+    );
+    let config = herald_broker::ServeConfig {
+        channels: herald_broker::backends::BackendsConfig {
+            nats: herald_channels::NatsConfig {
+                stream_prefix: unique,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..config()
+    };
+    let server = start_with("", config).await;
+    let template = "{apiVersion: messaging.knative.dev/v1alpha1, kind: NatsJetStreamChannel}";
+    apply(
+        &server,
+        &format!(
+            "apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata: {{name: s, namespace: ns}}\n\
+             spec:\n  channelTemplate: {template}\n  steps:\n    - uri: \"{}\"\n  reply: {{uri: \"{}\"}}\n",
+            step.url(),
+            sink.url()
+        ),
+    )
+    .await;
+    assert_eq!(ready(&server, Kind::Sequence, "s").await["status"], "True");
+    let health = server.plane().health().await;
+    assert!(
+        health
+            .backends
+            .iter()
+            .any(|b| b.kind.to_string() == "nats" && b.up),
+        "{health:?}"
+    );
+    for i in 0..10 {
+        accept(
+            &channel_url(&server, "ns", "s-kn-sequence-0"),
+            &event(&format!("n{i}"), "t"),
+        )
+        .await;
+    }
+    let got = sink.wait_for(10, DEADLINE).await;
+    assert!(got.iter().all(|r| r.id().ends_with("-s")));
+    server
+        .plane()
+        .delete(Kind::Sequence, &ResourceKey::new("ns", "s"))
+        .await
+        .unwrap();
+    server.shutdown().await;
+}

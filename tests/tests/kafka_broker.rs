@@ -147,3 +147,51 @@ async fn a_kafka_class_broker_routes_events_to_its_triggers() {
         .await;
     server.shutdown().await;
 }
+
+/// A KafkaChannel is a Channel on the Kafka backend: its Subscriptions get every event.
+#[tokio::test]
+async fn a_kafka_channel_fans_out_to_its_subscriptions() {
+    let Some(tansu) = Tansu::start().await else {
+        return;
+    };
+    let (a, b) = (Subscriber::start().await, Subscriber::start().await);
+    let sub = |name: &str, s: &Subscriber| {
+        format!(
+            "---\napiVersion: messaging.knative.dev/v1\nkind: Subscription\nmetadata: {{name: {name}, namespace: ns}}\n\
+             spec:\n  channel: {{apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, name: work}}\n  \
+             subscriber: {{uri: '{}'}}\n",
+            s.url()
+        )
+    };
+    let yaml = format!(
+        "apiVersion: messaging.knative.dev/v1beta1\nkind: KafkaChannel\nmetadata: {{name: work, namespace: ns}}\n\
+         spec: {{numPartitions: 2, replicationFactor: 1}}\n{}{}",
+        sub("a", &a),
+        sub("b", &b)
+    );
+    let config = ServeConfig {
+        channels: BackendsConfig {
+            kafka: KafkaConfig {
+                bootstrap_servers: format!("127.0.0.1:{}", tansu.port),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..config()
+    };
+    let server = start_with(&yaml, config).await;
+    let url = server.url().join("/channels/ns/work").unwrap();
+    let n = 20;
+    for i in 0..n {
+        let reply = send_binary(&url, &event(&format!("e{i}"), "work")).await;
+        assert_eq!(reply.status, 202, "{}", reply.body);
+    }
+    for s in [&a, &b] {
+        let received = s.wait_for(n, Duration::from_secs(30)).await;
+        let mut ids: Vec<String> = received.iter().map(|r| r.id()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+    }
+    server.shutdown().await;
+}
