@@ -220,9 +220,8 @@ fn serve_refuses_an_invalid_configuration_naming_the_field() {
     }
 }
 
-/// The README's first command, in its checking mode: events visibly reach both displays.
-#[test]
-fn readme_quickstart_shows_events_reaching_the_displays() {
+/// Runs an example script in its checking mode (`--check`) on a free port; returns its stdout.
+fn run_example_check(script: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -230,18 +229,25 @@ fn readme_quickstart_shows_events_reaching_the_displays() {
         .unwrap()
         .port();
     let out = Command::new("bash")
-        .arg(root.join("examples/quickstart/run.sh"))
+        .arg(root.join(script))
         .arg("--check")
         .env("HERALD_BIN", HERALD)
         .env("HERALD_PORT", port.to_string())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
-        "quickstart failed:\n{stdout}\n{}",
+        "{script} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+/// The README's first command, in its checking mode: events visibly reach both displays.
+#[test]
+fn readme_quickstart_shows_events_reaching_the_displays() {
+    let stdout = run_example_check("examples/quickstart/run.sh");
     assert!(
         stdout.contains("[orders display]   ") && stdout.contains("id: order-1"),
         "{stdout}"
@@ -328,25 +334,7 @@ fn serve_reads_the_example_channels_config_and_flags_override_it() {
 /// Channel's display, its failure the errors Channel's display.
 #[test]
 fn readme_faas_example_routes_replies_and_failures_to_their_channels() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = Command::new("bash")
-        .arg(root.join("examples/faas/run.sh"))
-        .arg("--check")
-        .env("HERALD_BIN", HERALD)
-        .env("HERALD_PORT", port.to_string())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "faas example failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_example_check("examples/faas/run.sh");
     assert!(stdout.contains("id: order-1-reply"), "{stdout}");
     assert!(
         stdout.contains("knativeerrorcode: 500") && stdout.contains("id: order-2"),

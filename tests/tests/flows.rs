@@ -6,8 +6,7 @@ mod common;
 
 use cloudevents::{AttributesReader, AttributesWriter, Event, EventBuilder};
 use common::*;
-use herald_broker::plane::Owner;
-use herald_core::{load_resource, Kind, ResourceKey};
+use herald_core::{Kind, ResourceKey};
 use url::Url;
 
 fn channel_url(server: &herald_broker::RunningServer, ns: &str, name: &str) -> Url {
@@ -18,28 +17,13 @@ fn channel_url(server: &herald_broker::RunningServer, ns: &str, name: &str) -> U
 }
 
 async fn apply(server: &herald_broker::RunningServer, yaml: &str) {
-    let resource = load_resource("test", yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    server
-        .plane()
-        .apply(resource, Owner::Api)
+    apply_yaml(server, yaml)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
 async fn ready(server: &herald_broker::RunningServer, kind: Kind, name: &str) -> serde_json::Value {
-    let view = server
-        .plane()
-        .get(kind, &ResourceKey::new("ns", name))
-        .await
-        .unwrap_or_else(|| panic!("{kind} {name} is not there"));
-    let conds = view.object["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    conds
-        .into_iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap_or_default()
+    condition_of(server, kind, name, "Ready").await
 }
 
 const CHANNEL: &str =

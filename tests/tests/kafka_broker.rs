@@ -81,6 +81,20 @@ impl Tansu {
     }
 }
 
+/// Test ServeConfig with Kafka on `tansu`.
+fn on_kafka(tansu: &Tansu) -> ServeConfig {
+    ServeConfig {
+        channels: BackendsConfig {
+            kafka: KafkaConfig {
+                bootstrap_servers: format!("127.0.0.1:{}", tansu.port),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..config()
+    }
+}
+
 impl Drop for Tansu {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -107,16 +121,7 @@ async fn a_kafka_class_broker_routes_events_to_its_triggers() {
         trigger("orders", "order", &orders),
         trigger("payments", "payment", &payments)
     );
-    let config = ServeConfig {
-        channels: BackendsConfig {
-            kafka: KafkaConfig {
-                bootstrap_servers: format!("127.0.0.1:{}", tansu.port),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        ..config()
-    };
+    let config = on_kafka(&tansu);
     let server = start_with(&yaml, config).await;
     let url = server.broker_url("ns", "b");
     let n = 20;
@@ -169,16 +174,7 @@ async fn a_kafka_channel_fans_out_to_its_subscriptions() {
         sub("a", &a),
         sub("b", &b)
     );
-    let config = ServeConfig {
-        channels: BackendsConfig {
-            kafka: KafkaConfig {
-                bootstrap_servers: format!("127.0.0.1:{}", tansu.port),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        ..config()
-    };
+    let config = on_kafka(&tansu);
     let server = start_with(&yaml, config).await;
     let url = server.url().join("/channels/ns/work").unwrap();
     let n = 20;

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use herald_broker::plane::{Applied, ApplyError, Owner};
-use herald_core::{load_resource, Kind, ResourceKey};
+use herald_broker::plane::{Applied, ApplyError};
+use herald_core::{Kind, ResourceKey};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -18,26 +18,12 @@ fn trigger(name: &str, broker: &str, filter_type: &str, subscriber: &str) -> Str
 }
 
 async fn apply(server: &herald_broker::RunningServer, yaml: &str) -> Result<Applied, ApplyError> {
-    let resource = load_resource("test", yaml).unwrap_or_else(|e| panic!("{e}"));
-    server.plane().apply(resource, Owner::Api).await
+    apply_yaml(server, yaml).await
 }
 
 /// The Ready condition of a resource: (status, reason).
 async fn ready(server: &herald_broker::RunningServer, kind: Kind, name: &str) -> (String, String) {
-    let view = server
-        .plane()
-        .get(kind, &ResourceKey::new("ns", name))
-        .await
-        .unwrap_or_else(|| panic!("{kind} {name} is not there"));
-    let conds = view.object["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let ready = conds
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .cloned()
-        .unwrap_or_default();
+    let ready = condition_of(server, kind, name, "Ready").await;
     (
         ready["status"].as_str().unwrap_or("").to_string(),
         ready["reason"].as_str().unwrap_or("").to_string(),
@@ -49,18 +35,7 @@ async fn condition(
     name: &str,
     kind: &str,
 ) -> serde_json::Value {
-    let view = server
-        .plane()
-        .get(Kind::Trigger, &ResourceKey::new("ns", name))
-        .await
-        .unwrap();
-    view.object["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == kind)
-        .cloned()
-        .unwrap_or_default()
+    condition_of(server, Kind::Trigger, name, kind).await
 }
 
 #[tokio::test]

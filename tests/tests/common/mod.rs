@@ -678,3 +678,40 @@ pub fn non_fence_ids(sub: &Subscriber) -> Vec<String> {
         .map(|e| e.id().to_string())
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// The live plane
+// ---------------------------------------------------------------------------------------------
+
+/// Applies one resource written as YAML through the data plane's apply path (as the admin
+/// API does).
+pub async fn apply_yaml(
+    server: &RunningServer,
+    yaml: &str,
+) -> Result<herald_broker::plane::Applied, herald_broker::plane::ApplyError> {
+    let resource =
+        herald_core::load_resource("test", yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    server
+        .plane()
+        .apply(resource, herald_broker::plane::Owner::Api)
+        .await
+}
+
+/// Condition `kind` (e.g. `Ready`) of resource `ns/name`, as its status shows it (`null`
+/// when absent).
+pub async fn condition_of(
+    server: &RunningServer,
+    resource: herald_core::Kind,
+    name: &str,
+    kind: &str,
+) -> serde_json::Value {
+    let view = server
+        .plane()
+        .get(resource, &herald_core::ResourceKey::new("ns", name))
+        .await
+        .unwrap_or_else(|| panic!("{resource} {name} is not there"));
+    view.object["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind).cloned())
+        .unwrap_or_default()
+}
