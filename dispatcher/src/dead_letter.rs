@@ -15,7 +15,7 @@ pub const ERROR_DATA_MAX: usize = 1024;
 pub fn dead_letter_event(original: &Event, destination: &Url, failure: &Failure) -> Event {
     let mut event = original.clone();
     // Without credentials: the sink (and whoever reads it) has no business with them.
-    event.set_extension(ERROR_DEST, crate::redact::url(destination));
+    event.set_extension(ERROR_DEST, crate::redact::without_credentials(destination));
     if let Some(code) = failure.status {
         event.set_extension(ERROR_CODE, code.to_string());
     }

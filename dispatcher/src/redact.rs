@@ -45,6 +45,15 @@ pub fn url(url: &Url) -> String {
     Redacted(url).to_string()
 }
 
+/// The URL without `user:password@`, query kept: what a dead-letter event names as the
+/// failed destination (Knative carries the full URL; credentials have no business there).
+pub fn without_credentials(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
+}
+
 /// Redacts every `scheme://...` URL inside free text (an error message from the HTTP client).
 pub fn urls_in(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -74,9 +83,7 @@ pub const PAYLOAD_LOG_MAX: usize = 4096;
 /// Whether payloads are logged (env `HERALD_LOG_PAYLOADS=1`), read once.
 pub fn log_payloads() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        std::env::var("HERALD_LOG_PAYLOADS").is_ok_and(|v| v == "1" || v == "true")
-    })
+    *ON.get_or_init(|| std::env::var("HERALD_LOG_PAYLOADS").is_ok_and(|v| v == "1" || v == "true"))
 }
 
 /// The event as JSON, cut at [`PAYLOAD_LOG_MAX`] bytes (on a character boundary).
@@ -116,6 +123,12 @@ mod tests {
             let out = r(s);
             assert!(!out.contains("pw") && !out.contains("token"), "{out}");
         }
+    }
+
+    #[test]
+    fn dead_letter_destinations_lose_only_credentials() {
+        let u = Url::parse("http://u:pw@h:1/p?q=1").unwrap();
+        assert_eq!(without_credentials(&u), "http://h:1/p?q=1");
     }
 
     #[test]
