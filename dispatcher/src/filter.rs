@@ -55,6 +55,18 @@ impl Filter {
         }
     }
 
+    /// CESQL functions this filter calls that do not exist (`NAME/arity`).
+    pub fn missing_functions(&self) -> Vec<String> {
+        match self {
+            Filter::Cesql(e) => e.missing_functions(),
+            Filter::All(fs) | Filter::Any(fs) => {
+                fs.iter().flat_map(|f| f.missing_functions()).collect()
+            }
+            Filter::Not(f) => f.missing_functions(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn matches(&self, event: &Event) -> bool {
         match self {
             Filter::Everything => true,

@@ -218,3 +218,34 @@ async fn a_deleted_broker_refuses_at_once_its_trigger_drains_and_it_comes_back_w
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_cesql_call_to_an_unknown_function_makes_the_trigger_not_ready_and_is_reported() {
+    let sub = Subscriber::start().await;
+    let yaml = format!(
+        "{}---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: t, namespace: ns}}\n\
+         spec:\n  broker: b\n  filters: [{{cesql: \"NOSUCHFN(type) = 1\"}}]\n  subscriber: {{uri: \"{}\"}}\n",
+        broker("ns", "b", ""),
+        sub.url()
+    );
+    let resources = herald_core::load_str(std::path::Path::new("triggers.yaml"), &yaml).unwrap();
+    let server = herald_broker::serve::start(&resources, config())
+        .await
+        .unwrap();
+    let filter = condition(&server, "t", "FilterReady").await;
+    assert_eq!(filter["status"], "False", "{filter}");
+    assert_eq!(filter["reason"], "UnknownFunction");
+    assert!(
+        filter["message"].as_str().unwrap().contains("NOSUCHFN/1"),
+        "{filter}"
+    );
+    assert!(
+        server
+            .warnings
+            .iter()
+            .any(|w| w.contains("triggers.yaml") && w.contains("NOSUCHFN")),
+        "{:?}",
+        server.warnings
+    );
+    server.shutdown().await;
+}

@@ -10,6 +10,8 @@ pub(super) const BROKER_READY: &str = "BrokerReady";
 pub(super) const SUBSCRIBER_RESOLVED: &str = "SubscriberResolved";
 pub(super) const DEAD_LETTER_SINK_RESOLVED: &str = "DeadLetterSinkResolved";
 pub(super) const SUBSCRIPTION_READY: &str = "SubscriptionReady";
+/// Herald's own: the filter can be evaluated.
+pub(super) const FILTER_READY: &str = "FilterReady";
 
 impl DataPlane {
     pub(super) async fn reconcile_triggers(&self, state: &mut State) {
@@ -83,8 +85,24 @@ impl DataPlane {
             Some(d) => self.destination_check(state, d, namespace),
             None => Check::Ok,
         };
+        // Unknown CESQL functions parse (the TCK says so) but can never evaluate.
+        let missing = herald_dispatcher::route::check_trigger(trigger)
+            .map(|(f, _)| f.missing_functions())
+            .unwrap_or_default();
+        let filter_check = if missing.is_empty() {
+            Check::Ok
+        } else {
+            Check::failed(
+                "UnknownFunction",
+                format!(
+                    "spec.filters: CESQL calls {}, which no built-in provides; such a call never evaluates",
+                    missing.join(", ")
+                ),
+            )
+        };
         let mut checks = vec![
             (BROKER_READY, broker_check),
+            (FILTER_READY, filter_check),
             (SUBSCRIBER_RESOLVED, subscriber),
             (DEAD_LETTER_SINK_RESOLVED, dls),
         ];

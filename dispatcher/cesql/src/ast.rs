@@ -81,6 +81,36 @@ pub(crate) enum Expr {
     },
 }
 
+impl Expr {
+    /// Calls of functions no built-in provides, as `NAME/arity`, in source order.
+    pub(crate) fn missing_functions(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::Literal(_) | Expr::Attribute(_) | Expr::Exists(_) => {}
+            Expr::Not(e) | Expr::Negate(e) => e.missing_functions(out),
+            Expr::Arith { left, right, .. } | Expr::Cmp { left, right, .. } => {
+                left.missing_functions(out);
+                right.missing_functions(out);
+            }
+            Expr::Logic { operands, .. } => operands.iter().for_each(|e| e.missing_functions(out)),
+            Expr::Like { operand, .. } => operand.missing_functions(out),
+            Expr::In { operand, set, .. } => {
+                operand.missing_functions(out);
+                set.iter().for_each(|e| e.missing_functions(out));
+            }
+            Expr::Call {
+                name,
+                function,
+                args,
+            } => {
+                if function.is_none() {
+                    out.push(format!("{name}/{}", args.len()));
+                }
+                args.iter().for_each(|e| e.missing_functions(out));
+            }
+        }
+    }
+}
+
 /// Binding strength, loosest first; the parser implements the same table (spec 3.6).
 pub(crate) mod prec {
     pub const LOGIC: u8 = 1;

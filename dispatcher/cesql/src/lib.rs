@@ -103,6 +103,14 @@ impl Expression {
         parser::parse(text).map(|root| Expression { root })
     }
 
+    /// The functions it calls that no built-in provides (`NAME/arity`): legal CESQL, but every
+    /// evaluation of such a call fails, so a control plane should report them.
+    pub fn missing_functions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.root.missing_functions(&mut out);
+        out
+    }
+
     /// Evaluates the expression against `event`, collecting every error.
     pub fn evaluate(&self, event: &dyn EventAttributes) -> Evaluation {
         eval::evaluate(&self.root, event)
