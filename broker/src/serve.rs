@@ -5,8 +5,8 @@
 use crate::admin;
 use crate::backends::BackendsConfig;
 use crate::ingress::{router, IngressState};
-pub use crate::listener::ConnectionLimits;
 use crate::listener;
+pub use crate::listener::ConnectionLimits;
 use crate::plane::{ApplyError, DataPlane, Owner, PlaneConfig, PlaneError};
 use crate::watch::ConfigWatcher;
 use herald_core::{DeliverySpec, Resolver, ResourceKey, ResourceSet};
@@ -200,6 +200,7 @@ pub async fn start(
         body_timeout: config.body_timeout,
     })
     .merge(admin::router(plane.clone()))
+    .merge(crate::transform_endpoint::router(plane.transforms()))
     // Every route (admin too): a body that stops arriving ends the request.
     .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
     let stop = shutdown.clone();
@@ -223,7 +224,9 @@ pub async fn start(
         let _ = resync.await;
         let left = deadline
             .get()
-            .map(|d: &tokio::time::Instant| d.saturating_duration_since(tokio::time::Instant::now()))
+            .map(|d: &tokio::time::Instant| {
+                d.saturating_duration_since(tokio::time::Instant::now())
+            })
             .unwrap_or(drain_timeout);
         serving.shutdown_within(left).await;
         tracing::info!("stopped");
