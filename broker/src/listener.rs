@@ -185,20 +185,21 @@ async fn serve_connection(
     });
     let counted = state.clone();
     let clock = open.started;
-    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        let mut app = app.clone();
-        let state = counted.clone();
-        state.busy.fetch_add(1, Ordering::AcqRel);
-        async move {
-            let response = app.call(request.map(axum::body::Body::new)).await;
-            state.served.fetch_add(1, Ordering::AcqRel);
-            state
-                .idle_since_ms
-                .store(clock.elapsed().as_millis() as u64, Ordering::Release);
-            state.busy.fetch_sub(1, Ordering::AcqRel);
-            response
-        }
-    });
+    let service =
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let mut app = app.clone();
+            let state = counted.clone();
+            state.busy.fetch_add(1, Ordering::AcqRel);
+            async move {
+                let response = app.call(request.map(axum::body::Body::new)).await;
+                state.served.fetch_add(1, Ordering::AcqRel);
+                state
+                    .idle_since_ms
+                    .store(clock.elapsed().as_millis() as u64, Ordering::Release);
+                state.busy.fetch_sub(1, Ordering::AcqRel);
+                response
+            }
+        });
     let builder = auto::Builder::new(TokioExecutor::new());
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
@@ -297,10 +298,7 @@ impl AsyncWrite for WatchedStream {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 

@@ -84,7 +84,10 @@ impl Proc {
                 Err(_) => break,
             }
         }
-        panic!("no line containing {needle:?}; saw:\n{}", self.seen.join("\n"));
+        panic!(
+            "no line containing {needle:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
     }
 
     fn signal(&self) {
@@ -233,7 +236,12 @@ fn event_json(id: &str) -> String {
 }
 
 fn send_event(addr: SocketAddr, id: &str) -> u16 {
-    post(addr, "application/cloudevents+json", event_json(id).as_bytes()).0
+    post(
+        addr,
+        "application/cloudevents+json",
+        event_json(id).as_bytes(),
+    )
+    .0
 }
 
 /// Whether the server has closed `stream` (EOF or reset), waiting up to `limit`.
@@ -244,7 +252,10 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
         match stream.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
                 return false
             }
             Err(_) => return true,
@@ -265,7 +276,8 @@ fn slowloris_connections_are_closed_after_the_header_timeout() {
             let mut s = TcpStream::connect(herald.addr).unwrap();
             // Half send part of a head, half send nothing at all.
             if i % 2 == 0 {
-                s.write_all(b"POST /ns/b HTTP/1.1\r\nhost: x\r\nx-slow: ").unwrap();
+                s.write_all(b"POST /ns/b HTTP/1.1\r\nhost: x\r\nx-slow: ")
+                    .unwrap();
             }
             s
         })
@@ -293,7 +305,12 @@ fn idle_connections_beyond_the_cap_do_not_keep_a_client_out() {
     let cap = 20;
     let herald = Proc::serve(
         &broker_yaml("memory", &sub, "retry: 0"),
-        &["--max-connections", &cap.to_string(), "--header-read-timeout", "120"],
+        &[
+            "--max-connections",
+            &cap.to_string(),
+            "--header-read-timeout",
+            "120",
+        ],
     );
     // Keep-alive connections that made one request and then sit idle, and fresh ones that
     // never send anything: 3x the cap.
@@ -301,7 +318,8 @@ fn idle_connections_beyond_the_cap_do_not_keep_a_client_out() {
     for i in 0..3 * cap {
         let mut s = TcpStream::connect(herald.addr).unwrap();
         if i % 2 == 0 {
-            s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+                .unwrap();
             let mut buf = [0; 256];
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let _ = s.read(&mut buf);
@@ -336,7 +354,10 @@ fn a_body_shorter_than_its_content_length_ends_with_408() {
     .unwrap();
     let start = Instant::now();
     let (status, text) = read_response(&mut s);
-    println!("short body: {status} after {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "short body: {status} after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     assert_eq!(status, 408, "{text}");
 }
 
@@ -355,7 +376,10 @@ fn an_unfinished_request_does_not_hold_shutdown() {
     std::thread::sleep(Duration::from_millis(300));
     herald.signal();
     let took = herald.wait_exit(Duration::from_secs(15));
-    println!("shutdown with an unfinished request: {:.1} s (drain timeout 2 s)", took.as_secs_f64());
+    println!(
+        "shutdown with an unfinished request: {:.1} s (drain timeout 2 s)",
+        took.as_secs_f64()
+    );
     assert!(took < Duration::from_secs(6), "{took:?}");
 }
 
@@ -377,7 +401,10 @@ fn a_second_sigterm_exits_at_once() {
     std::thread::sleep(Duration::from_millis(300));
     herald.signal();
     let took = herald.wait_exit(Duration::from_secs(10));
-    println!("second SIGTERM: exited {:.2} s after it (drain timeout 600 s)", took.as_secs_f64());
+    println!(
+        "second SIGTERM: exited {:.2} s after it (drain timeout 600 s)",
+        took.as_secs_f64()
+    );
     assert!(took < Duration::from_secs(3));
 }
 
@@ -386,7 +413,11 @@ fn the_durable_channel_shuts_down_within_the_drain_timeout() {
     let (sub, count) = subscriber(Mode::Fail);
     // Ten retries from 1 s, exponential: the whole schedule is over 17 minutes.
     let mut herald = Proc::serve(
-        &broker_yaml("sled", &sub, "retry: 10, backoffPolicy: exponential, backoffDelay: PT1S"),
+        &broker_yaml(
+            "sled",
+            &sub,
+            "retry: 10, backoffPolicy: exponential, backoffDelay: PT1S",
+        ),
         &["--drain-timeout", "3"],
     );
     for i in 0..5 {
@@ -399,7 +430,10 @@ fn the_durable_channel_shuts_down_within_the_drain_timeout() {
     }
     herald.signal();
     let took = herald.wait_exit(Duration::from_secs(20));
-    println!("sled with a failing subscriber, --drain-timeout 3: exited in {:.1} s", took.as_secs_f64());
+    println!(
+        "sled with a failing subscriber, --drain-timeout 3: exited in {:.1} s",
+        took.as_secs_f64()
+    );
     assert!(took < Duration::from_secs(6), "{took:?}");
 }
 
@@ -437,7 +471,11 @@ fn batches_are_capped_and_memory_stays_bounded() {
     // 100k small events in one batch (about 7 MB): refused as too long.
     let events: Vec<String> = (0..100_000).map(|i| event_json(&i.to_string())).collect();
     let big = format!("[{}]", events.join(","));
-    let (status, text) = post(herald.addr, "application/cloudevents-batch+json", big.as_bytes());
+    let (status, text) = post(
+        herald.addr,
+        "application/cloudevents-batch+json",
+        big.as_bytes(),
+    );
     println!("100k-event batch ({} bytes): {status}", big.len());
     assert!(status == 413 || status == 400, "{text}");
     assert!(text.contains("events") || text.contains("limit"), "{text}");
@@ -480,7 +518,10 @@ fn batches_are_capped_and_memory_stays_bounded() {
         peak / 1024,
         after / 1024
     );
-    assert!(statuses.iter().all(|s| *s == 202 || *s == 429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 202 || *s == 429),
+        "{statuses:?}"
+    );
     // Generous: the bodies alone are 40 MiB and the channel keeps what it accepted.
     assert!(peak < 600 * 1024, "peak RSS {} MiB", peak / 1024);
 }

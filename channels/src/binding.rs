@@ -88,7 +88,9 @@ fn hex(b: u8) -> Option<u8> {
 
 /// A header value is written unencoded (content-type): visible ASCII, space and tab only.
 fn is_plain_header_text(value: &str) -> bool {
-    value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
 /// What no binding can carry, named for a 400 at ingress: an extension named `data` (the JSON
@@ -188,8 +190,7 @@ pub fn headers_to_event(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, Str
             exact.push((attr.to_string(), decoded));
         }
     }
-    let mut event =
-        cloudevents::binding::http::to_event(&safe, body).map_err(|e| e.to_string())?;
+    let mut event = cloudevents::binding::http::to_event(&safe, body).map_err(|e| e.to_string())?;
     for (attr, value) in exact {
         set_string_attribute(&mut event, &attr, value);
     }
@@ -237,7 +238,14 @@ mod tests {
 
     #[test]
     fn decoding_undoes_encoding_and_tolerates_legacy_values() {
-        for s in ["Euro € 😀", "x\r\nce-type: admin", "100%", "a%zz", "\0\t\x7f", ""] {
+        for s in [
+            "Euro € 😀",
+            "x\r\nce-type: admin",
+            "100%",
+            "a%zz",
+            "\0\t\x7f",
+            "",
+        ] {
             assert_eq!(
                 decode_header_value(encode_header_value(s).as_bytes()).unwrap(),
                 s
@@ -247,10 +255,7 @@ mod tests {
         assert_eq!(decode_header_value(b"a%2").unwrap(), "a%2");
         assert_eq!(decode_header_value(b"%41%62").unwrap(), "Ab");
         assert_eq!(decode_header_value(b"\"a \\\"b\\\"\"").unwrap(), "a \"b\"");
-        assert_eq!(
-            decode_header_value("héllo".as_bytes()).unwrap(),
-            "héllo"
-        );
+        assert_eq!(decode_header_value("héllo".as_bytes()).unwrap(), "héllo");
         assert!(decode_header_value(b"%C0%A0").is_err(), "overlong UTF-8");
     }
 
@@ -268,7 +273,10 @@ mod tests {
             .unwrap();
         let mut headers = HeaderMap::new();
         for (n, v) in attribute_headers(&event) {
-            assert!(v.as_bytes().iter().all(|b| (0x21..0x7f).contains(b)), "{v:?}");
+            assert!(
+                v.as_bytes().iter().all(|b| (0x21..0x7f).contains(b)),
+                "{v:?}"
+            );
             headers.insert(n, v);
         }
         assert_eq!(headers["ce-type"], "t");
@@ -281,7 +289,10 @@ mod tests {
             back.extension("note").map(|v| v.to_string()).as_deref(),
             Some("line\nbreak héllo 😀")
         );
-        assert_eq!(back.extension("n").map(|v| v.to_string()).as_deref(), Some("3"));
+        assert_eq!(
+            back.extension("n").map(|v| v.to_string()).as_deref(),
+            Some("3")
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! One delivery attempt over HTTP (CloudEvents binary mode) and the classification of its
 //! outcome per the Knative data-plane contract.
 
+use crate::redact::{self, Redacted};
 use bytes::Bytes;
 use cloudevents::{Data, Event};
-use crate::redact::{self, Redacted};
 use herald_channels::binding;
 use herald_core::DeliveryFormat;
 use http::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};

@@ -78,7 +78,9 @@ fn decoded(r: &Received, name: &str) -> Option<String> {
 }
 
 async fn post_raw(url: &url::Url, headers: &[(&str, &str)], body: &str) -> Reply {
-    let mut request = reqwest::Client::new().post(url.clone()).body(body.to_string());
+    let mut request = reqwest::Client::new()
+        .post(url.clone())
+        .body(body.to_string());
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
@@ -137,7 +139,11 @@ async fn check_channel(channel: &str, channels: BackendsConfig) {
             "{channel}: {id}: type rewritten; headers {:?}",
             r.headers
         );
-        assert_eq!(r.headers.get_all("ce-type").iter().count(), 1, "{channel}: {id}");
+        assert_eq!(
+            r.headers.get_all("ce-type").iter().count(),
+            1,
+            "{channel}: {id}"
+        );
         let want_subject = if id == "unicode" { UNICODE } else { INJECTED };
         assert_eq!(
             decoded(r, "ce-subject").as_deref(),
@@ -165,7 +171,11 @@ async fn check_channel(channel: &str, channels: BackendsConfig) {
     all.assert_no_more(3, Duration::from_millis(300), "each event once")
         .await;
     admin
-        .assert_no_more(0, Duration::from_millis(300), "nothing passes the admin filter")
+        .assert_no_more(
+            0,
+            Duration::from_millis(300),
+            "nothing passes the admin filter",
+        )
         .await;
     server.shutdown().await;
     println!("{channel}: 3 hostile events delivered exactly, ce-data refused with 400, admin trigger got 0");
@@ -249,7 +259,10 @@ impl Tansu {
             .await
             .is_err()
         {
-            assert!(Instant::now() < deadline, "tansu did not listen within 15 s");
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen within 15 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Some(tansu)

@@ -204,8 +204,7 @@ mod tests {
         assert!(r.message.contains("attribute time"), "{}", r.message);
         let r = parse_events(&batch_headers(), bytes::Bytes::from_static(b"{}"), 10).unwrap_err();
         assert!(r.message.contains("JSON array"), "{}", r.message);
-        let r =
-            parse_events(&batch_headers(), bytes::Bytes::from_static(b"[] x"), 10).unwrap_err();
+        let r = parse_events(&batch_headers(), bytes::Bytes::from_static(b"[] x"), 10).unwrap_err();
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
     }
 

@@ -2,9 +2,9 @@
 //! data content type as `content-type`, the data as the payload — the same header names as
 //! the HTTP binding, so any CloudEvents-aware NATS client can read Herald's streams.
 
+use crate::binding;
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use crate::binding;
 use cloudevents::{AttributesReader, Data, Event};
 
 pub fn encode(event: &Event) -> (HeaderMap, Bytes) {
