@@ -46,7 +46,7 @@ async fn receive(
             return (StatusCode::BAD_REQUEST, format!("cannot read body: {e}\n")).into_response()
         }
     };
-    let event = match cloudevents::binding::http::to_event(&parts.headers, body.to_vec()) {
+    let event = match herald_channels::binding::headers_to_event(&parts.headers, body.to_vec()) {
         Ok(event) => event,
         Err(e) => {
             return (StatusCode::BAD_REQUEST, format!("not a CloudEvent: {e}\n")).into_response()

@@ -1,6 +1,5 @@
 //! `herald send`: builds a CloudEvent (from flags or a JSON file) and POSTs it to a Broker.
 
-use cloudevents::binding::reqwest::RequestBuilderExt;
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
 use std::path::PathBuf;
 
@@ -90,9 +89,8 @@ pub async fn send(
     let client = reqwest::Client::new();
     let request = if events.len() == 1 && !structured {
         let event = events.into_iter().next().expect("one event");
-        client
-            .post(url)
-            .event(event)
+        // Percent-encoded ce- headers, as Herald delivers: any attribute value arrives as sent.
+        herald_dispatcher::delivery::binary_request(client.post(url), &event)
             .map_err(|e| SendError::Build(e.to_string()))?
     } else if events.len() == 1 {
         client

@@ -1,6 +1,6 @@
 //! `POST /transforms/{namespace}/{name}`: an EventTransform as a subscriber. The event is
 //! transformed; without a sink the result is the reply (200, structured mode); with one it is
-//! sent there once, and the sink's reply (transformed by `reply.jsonata` when given, dropped
+//! sent there once (structured mode), and the sink's reply (transformed by `reply.jsonata` when given, dropped
 //! with `reply.discard`) is this endpoint's reply. A sink that fails answers 502 with its
 //! status, so the caller's delivery retries and dead-letters as usual.
 
@@ -11,7 +11,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use cloudevents::binding::reqwest::RequestBuilderExt;
 use cloudevents::Event;
 use herald_core::ResourceKey;
 use std::time::Duration;
@@ -63,7 +62,7 @@ async fn transform(
             format!("EventTransform {key} not found (or not ready)"),
         );
     };
-    let event = match cloudevents::binding::http::to_event(&headers, body.to_vec()) {
+    let event = match herald_channels::binding::headers_to_event(&headers, body.to_vec()) {
         Ok(e) => e,
         Err(e) => return answer(StatusCode::BAD_REQUEST, format!("not a CloudEvent: {e}")),
     };
@@ -80,15 +79,17 @@ async fn transform(
 
 async fn to_sink(client: &reqwest::Client, t: &CompiledTransform, event: Event) -> Response {
     let sink = t.sink.as_ref().expect("checked by the caller");
-    let request = match client
+    // Structured mode: the JSON format carries any attribute value as it is.
+    let body = match serde_json::to_vec(&event) {
+        Ok(b) => b,
+        Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let request = client
         .post(sink.clone())
         .timeout(SINK_TIMEOUT)
         .header("Prefer", "reply")
-        .event(event)
-    {
-        Ok(r) => r,
-        Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
+        .header(header::CONTENT_TYPE, "application/cloudevents+json")
+        .body(body);
     let response = match request.send().await {
         Ok(r) => r,
         Err(e) => {
@@ -113,7 +114,7 @@ async fn to_sink(client: &reqwest::Client, t: &CompiledTransform, event: Event) 
     if t.discard_reply || status != StatusCode::OK || body.is_empty() {
         return StatusCode::ACCEPTED.into_response();
     }
-    let Ok(sink_reply) = cloudevents::binding::http::to_event(&headers, body.to_vec()) else {
+    let Ok(sink_reply) = herald_channels::binding::headers_to_event(&headers, body.to_vec()) else {
         return StatusCode::ACCEPTED.into_response();
     };
     match &t.reply {

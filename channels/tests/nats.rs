@@ -279,7 +279,9 @@ async fn a_subscription_opened_while_events_flow_starts_at_the_head_and_reopenin
         ids.push(d.event.id().to_string());
         d.ack().await.unwrap();
     }
-    assert!(ids.ends_with(&["later".to_string()]), "{ids:?}");
+    // Events the dropped reader had pulled but not acknowledged come back after ack_wait, so
+    // possibly after "later"; what matters is that "later" comes and "after" does not.
+    assert!(ids.contains(&"later".to_string()), "{ids:?}");
     assert!(
         !ids.contains(&"after".to_string()),
         "acknowledged, not again: {ids:?}"

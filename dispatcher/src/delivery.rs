@@ -117,7 +117,7 @@ pub async fn send(
 /// Binary mode with percent-encoded `ce-` headers (the HTTP binding's rule), so attribute
 /// values with line breaks or non-ASCII characters arrive exactly as sent and can never add
 /// headers of their own. The SDK's request builder writes values verbatim.
-fn binary_request(
+pub fn binary_request(
     mut request: reqwest::RequestBuilder,
     event: &Event,
 ) -> Result<reqwest::RequestBuilder, serde_json::Error> {
