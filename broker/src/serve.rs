@@ -47,6 +47,9 @@ pub struct ServeConfig {
     /// How often resources that are not ready are reconciled again (e.g. a backend that was
     /// down at apply time).
     pub resync_interval: Duration,
+    /// When set, the admin API (`/apis/...`, `/admin/...`) requires
+    /// `Authorization: Bearer <token>`; `/readyz` and `/healthz` stay open for probes.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -70,6 +73,7 @@ impl Default for ServeConfig {
             watch: None,
             watch_debounce: Duration::from_millis(200),
             resync_interval: Duration::from_secs(5),
+            admin_token: None,
         }
     }
 }
@@ -199,7 +203,7 @@ pub async fn start(
         max_batch_events: config.max_batch_events,
         body_timeout: config.body_timeout,
     })
-    .merge(admin::router(plane.clone()))
+    .merge(admin::router(plane.clone(), config.admin_token.clone()))
     .merge(crate::transform_endpoint::router(plane.transforms()))
     // Every route (admin too): a body that stops arriving ends the request.
     .layer(RequestBodyTimeoutLayer::new(config.body_timeout));

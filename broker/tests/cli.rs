@@ -341,3 +341,56 @@ fn readme_faas_example_routes_replies_and_failures_to_their_channels() {
         "{stdout}"
     );
 }
+
+/// With an admin token, the admin API and the CLI on it need the token; probes stay open.
+#[test]
+fn an_admin_token_guards_the_admin_api_but_not_the_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broker.yaml"),
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default, namespace: default}\n",
+    )
+    .unwrap();
+    let mut serve = Proc::spawn(&[
+        "serve",
+        "--config",
+        dir.path().to_str().unwrap(),
+        "--channel",
+        "memory",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-token",
+        "s3cret",
+    ]);
+    let base = url_in(&serve.wait_line("herald serving on"));
+    assert_eq!(http_get(&base, "/readyz").0, 200);
+    assert_eq!(
+        http_get(&base, "/apis/eventing.knative.dev/v1/brokers").0,
+        401
+    );
+    let get = |extra: &[&str]| {
+        Command::new(HERALD)
+            .args(["get", "brokers", "--server", &base])
+            .args(extra)
+            .env_remove("HERALD_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let refused = get(&[]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let wrong = get(&["--token", "guess"]);
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("403"));
+    let ok = get(&["--token", "s3cret"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("default"));
+    serve.terminate();
+}

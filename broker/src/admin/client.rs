@@ -26,14 +26,17 @@ pub enum ClientError {
 pub struct AdminClient {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl AdminClient {
-    /// `server` is the admin base URL, e.g. `http://127.0.0.1:8080`.
-    pub fn new(server: &str) -> Self {
+    /// `server` is the admin base URL, e.g. `http://127.0.0.1:8080`; `token` the admin
+    /// token, when the server requires one.
+    pub fn new(server: &str, token: Option<String>) -> Self {
         Self {
             base: server.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            token,
         }
     }
 
@@ -67,6 +70,10 @@ impl AdminClient {
         url: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
+        let request = match &self.token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        };
         let response = request
             .send()
             .await

@@ -2,6 +2,7 @@
 //! carry over: resources under `/apis/{group}/{version}/...` (GET list and get, PUT apply,
 //! DELETE), `/readyz`, and `POST /admin/v1/replay`. [`client`] is the CLI's side of it.
 
+mod bearer;
 pub mod client;
 mod replay;
 mod resources;
@@ -16,11 +17,21 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
 
-pub fn router(plane: Arc<DataPlane>) -> Router {
-    Router::new()
+/// The admin routes; with `token`, every one but `/readyz` requires it as a bearer token.
+pub fn router(plane: Arc<DataPlane>, token: Option<String>) -> Router {
+    let mut protected = Router::new()
         .route(REPLAY_PATH, post(replay::replay))
+        .merge(resources::router());
+    if let Some(token) = token {
+        let token = Arc::new(token);
+        protected = protected.layer(axum::middleware::from_fn(move |request, next| {
+            let token = token.clone();
+            async move { bearer::require(&token, request, next).await }
+        }));
+    }
+    Router::new()
         .route("/readyz", get(readyz))
-        .merge(resources::router())
+        .merge(protected)
         .with_state(plane)
 }
 

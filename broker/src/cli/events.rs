@@ -59,6 +59,9 @@ pub struct ReplayArgs {
     /// The running Herald's ingress URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// The admin token, when the server was started with one.
+    #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Broker, as namespace/name or name (namespace "default").
     #[arg(long)]
     pub broker: String,
@@ -124,7 +127,9 @@ pub async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         trigger: a.trigger,
         from: a.from,
     };
-    let response = AdminClient::new(&a.server).replay(&request).await?;
+    let response = AdminClient::new(&a.server, a.token)
+        .replay(&request)
+        .await?;
     println!(
         "replaying to trigger {} from offset {}",
         response.trigger, response.offset

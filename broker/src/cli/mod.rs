@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run ingress, admin API and dispatcher for the resources in --config.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Apply resources from a YAML file or directory to a running Herald.
     Apply(resources::ApplyArgs),
     /// Show resources of a running Herald, with their status.
@@ -49,7 +49,7 @@ impl Cli {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(a) => serve::run(a).await,
+        Command::Serve(a) => serve::run(*a).await,
         Command::Apply(a) => resources::apply(a).await,
         Command::Get(a) => resources::get(a).await,
         Command::Delete(a) => resources::delete(a).await,

@@ -11,6 +11,9 @@ pub struct ServerArgs {
     /// The running Herald's admin URL.
     #[arg(long, env = "HERALD_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// The admin token, when the server was started with one.
+    #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Args)]
@@ -96,7 +99,7 @@ fn label(kind: Kind, name: &str) -> String {
 
 pub async fn apply(a: ApplyArgs) -> anyhow::Result<()> {
     let resources = load(&a.file, a.namespace.as_deref())?;
-    let client = AdminClient::new(&a.server.server);
+    let client = AdminClient::new(&a.server.server, a.server.token.clone());
     let mut failed = 0;
     for r in &resources {
         match client.apply(r).await {
@@ -130,7 +133,7 @@ pub async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
         }
         (None, None) => bail!("give a kind and names, or -f FILE"),
     };
-    let client = AdminClient::new(&a.server.server);
+    let client = AdminClient::new(&a.server.server, a.server.token.clone());
     let mut failed = 0;
     for (kind, key) in &targets {
         match client.delete(*kind, key).await {
@@ -148,7 +151,7 @@ pub async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
 }
 
 pub async fn get(a: GetArgs) -> anyhow::Result<()> {
-    let client = AdminClient::new(&a.server.server);
+    let client = AdminClient::new(&a.server.server, a.server.token.clone());
     let (items, single) = match &a.name {
         Some(name) => {
             let key = ResourceKey::new(&a.namespace, name);

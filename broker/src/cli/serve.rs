@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for accepted events to be delivered.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+    /// Require this bearer token on the admin API (`/apis/...`, `/admin/...`); `/readyz` and
+    /// `/healthz` stay open. Prefer the environment variable to keep it out of `ps`.
+    #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     #[command(flatten)]
     pub channels: ChannelArgs,
 }
@@ -70,6 +74,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         max_in_flight: a.max_in_flight,
         drain_timeout: Duration::from_secs(a.drain_timeout),
         watch: if a.no_watch { None } else { a.config.clone() },
+        admin_token: a.admin_token.filter(|t| !t.is_empty()),
         ..Default::default()
     };
     let server = serve::start(&resources, config).await?;
