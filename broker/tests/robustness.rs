@@ -5,134 +5,69 @@
 //! channel), a second SIGTERM exits at once, the memory channel reports what it loses, and a
 //! batch can neither be unbounded in length nor take the machine's memory.
 
+mod process;
+
+use process::{Proc, DEADLINE, HERALD};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const HERALD: &str = env!("CARGO_BIN_EXE_herald");
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// `herald serve` with its output lines collected by a thread, readable with a deadline.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
+/// `herald serve` on an ephemeral port, with its config and data in a temporary directory.
+struct Served {
+    proc: Proc,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
-impl Proc {
+impl std::ops::Deref for Served {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
+}
+
+impl Served {
     /// Serves `yaml` with `extra` flags on an ephemeral port.
-    fn serve(yaml: &str, extra: &[&str]) -> Proc {
+    fn serve(yaml: &str, extra: &[&str]) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("herald.yaml");
         std::fs::write(&config, yaml).unwrap();
-        let data = dir.path().join("data");
-        let mut child = Command::new(HERALD)
+        let mut command = Command::new(HERALD);
+        command
             .args(["serve", "--no-watch", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .arg("--data-dir")
-            .arg(&data)
+            .arg(dir.path().join("data"))
             .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("herald starts");
-        let (tx, lines) = channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let mut proc = Proc {
-            child,
-            lines,
-            seen: Vec::new(),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            _dir: dir,
-        };
+            .env("RUST_LOG", "info");
+        let mut proc = Proc::spawn_command(command);
         let line = proc.wait_line("herald serving on");
         let url = &line[line.find("http://").unwrap() + 7..];
-        proc.addr = url.split(['/', ' ']).next().unwrap().parse().unwrap();
-        proc
-    }
-
-    fn wait_line(&mut self, needle: &str) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let end = Instant::now() + DEADLINE;
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!(
-            "no line containing {needle:?}; saw:\n{}",
-            self.seen.join("\n")
-        );
-    }
-
-    fn signal(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-
-    /// Waits for the process to exit; how long it took.
-    fn wait_exit(&mut self, limit: Duration) -> Duration {
-        let start = Instant::now();
-        loop {
-            if self.child.try_wait().unwrap().is_some() {
-                // Collect what is left of the output.
-                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                    self.seen.push(l);
-                }
-                return start.elapsed();
-            }
-            assert!(
-                start.elapsed() < limit,
-                "herald did not exit within {limit:?}; saw:\n{}",
-                self.seen.join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let addr = url.split(['/', ' ']).next().unwrap().parse().unwrap();
+        Served {
+            proc,
+            addr,
+            _dir: dir,
         }
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.proc.child.id())).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -266,7 +201,7 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
 #[test]
 fn slowloris_connections_are_closed_after_the_header_timeout() {
     let (sub, _) = subscriber(Mode::Accept);
-    let herald = Proc::serve(
+    let herald = Served::serve(
         &broker_yaml("memory", &sub, "retry: 0"),
         &["--header-read-timeout", "1"],
     );
@@ -303,7 +238,7 @@ fn slowloris_connections_are_closed_after_the_header_timeout() {
 fn idle_connections_beyond_the_cap_do_not_keep_a_client_out() {
     let (sub, _) = subscriber(Mode::Accept);
     let cap = 20;
-    let herald = Proc::serve(
+    let herald = Served::serve(
         &broker_yaml("memory", &sub, "retry: 0"),
         &[
             "--max-connections",
@@ -342,7 +277,7 @@ fn idle_connections_beyond_the_cap_do_not_keep_a_client_out() {
 #[test]
 fn a_body_shorter_than_its_content_length_ends_with_408() {
     let (sub, _) = subscriber(Mode::Accept);
-    let herald = Proc::serve(
+    let herald = Served::serve(
         &broker_yaml("memory", &sub, "retry: 0"),
         &["--body-timeout", "1"],
     );
@@ -364,7 +299,7 @@ fn a_body_shorter_than_its_content_length_ends_with_408() {
 #[test]
 fn an_unfinished_request_does_not_hold_shutdown() {
     let (sub, _) = subscriber(Mode::Accept);
-    let mut herald = Proc::serve(
+    let mut herald = Served::serve(
         &broker_yaml("memory", &sub, "retry: 0"),
         &["--drain-timeout", "2", "--body-timeout", "600"],
     );
@@ -386,7 +321,7 @@ fn an_unfinished_request_does_not_hold_shutdown() {
 #[test]
 fn a_second_sigterm_exits_at_once() {
     let (sub, count) = subscriber(Mode::Hang);
-    let mut herald = Proc::serve(
+    let mut herald = Served::serve(
         &broker_yaml("memory", &sub, "retry: 0, timeout: PT600S"),
         &["--drain-timeout", "600"],
     );
@@ -412,7 +347,7 @@ fn a_second_sigterm_exits_at_once() {
 fn the_durable_channel_shuts_down_within_the_drain_timeout() {
     let (sub, count) = subscriber(Mode::Fail);
     // Ten retries from 1 s, exponential: the whole schedule is over 17 minutes.
-    let mut herald = Proc::serve(
+    let mut herald = Served::serve(
         &broker_yaml(
             "sled",
             &sub,
@@ -440,7 +375,7 @@ fn the_durable_channel_shuts_down_within_the_drain_timeout() {
 #[test]
 fn the_memory_channel_reports_what_it_loses() {
     let (sub, count) = subscriber(Mode::Hang);
-    let mut herald = Proc::serve(
+    let mut herald = Served::serve(
         &broker_yaml("memory", &sub, "retry: 0, timeout: PT600S"),
         &["--drain-timeout", "1", "--max-in-flight", "1"],
     );
@@ -464,7 +399,7 @@ fn the_memory_channel_reports_what_it_loses() {
 fn batches_are_capped_and_memory_stays_bounded() {
     let (sub, _) = subscriber(Mode::Accept);
     // A body limit above the batch, so the batch length is what refuses it.
-    let herald = Proc::serve(
+    let herald = Served::serve(
         &broker_yaml("memory", &sub, "retry: 0"),
         &["--max-body-bytes", "67108864"],
     );
