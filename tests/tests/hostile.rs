@@ -10,21 +10,17 @@
 mod common;
 
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
+use common::tansu::Tansu;
 use common::*;
 use herald_broker::backends::BackendsConfig;
 use herald_broker::serve::ServeConfig;
 use herald_channels::binding::decode_header_value;
-use herald_channels::{KafkaConfig, NatsConfig};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use herald_channels::NatsConfig;
+use std::time::Duration;
 
 const INJECTED: &str = "x\r\nce-type: admin.command";
 const BROKEN_LINE: &str = "line\nbreak\r\n\0end";
 const UNICODE: &str = "héllo 😀";
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
 
 /// Broker `ns/b` on `channel` with a catch-all Trigger to `all` and a Trigger filtering
 /// `type: admin.command` to `admin`.
@@ -213,80 +209,10 @@ async fn hostile_attributes_on_the_nats_channel() {
     check_channel("nats", channels).await;
 }
 
-/// A private tansu broker on a free port with a fresh sqlite store; killed when dropped.
-struct Tansu {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Tansu {
-    async fn start() -> Option<Tansu> {
-        let home = std::env::var("HOME").unwrap_or_default();
-        let default = std::path::Path::new(&home).join(".cargo/bin/tansu");
-        let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| default.display().to_string());
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("tcp://127.0.0.1:{port}");
-        let spawned = Command::new(&bin)
-            .args(["broker", "--listener-url", &listen])
-            .args(["--advertised-listener-url", &listen])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(c) => c,
-            Err(e) => {
-                assert!(!in_ci(), "tansu is required in CI: {bin}: {e}");
-                eprintln!("skipping: cannot start tansu ({bin}: {e})");
-                return None;
-            }
-        };
-        let tansu = Tansu {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen within 15 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Some(tansu)
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn hostile_attributes_on_the_kafka_channel() {
     let Some(tansu) = Tansu::start().await else {
         return;
     };
-    let channels = BackendsConfig {
-        kafka: KafkaConfig {
-            bootstrap_servers: format!("127.0.0.1:{}", tansu.port),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    check_channel("kafka", channels).await;
+    check_channel("kafka", tansu.channels()).await;
 }

@@ -25,6 +25,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use url::Url;
 
+pub mod tansu;
+
+/// With CI=true a test whose server is missing fails instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
 /// How long any positive wait may take before the test fails. Generous: the machine is shared.
 pub const DEADLINE: Duration = Duration::from_secs(5);
 
