@@ -5,24 +5,8 @@
 # With --check it exits once both displays have shown their event (used by the tests).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-check=false
-[ "${1:-}" = "--check" ] && check=true
-port="${HERALD_PORT:-8080}"
-
-if [ -z "${HERALD_BIN:-}" ]; then
-  bash scripts/build-deps.sh
-  cargo build --release --locked -q -p herald-broker --bin herald
-  HERALD_BIN="${CARGO_TARGET_DIR:-target}/release/herald"
-fi
-logs="$(mktemp -d)"
-pids=()
-cleanup() {
-  kill "${pids[@]}" 2>/dev/null || true
-  pkill -P $$ 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$logs"
-}
-trap cleanup EXIT INT TERM
+# shellcheck source=../setup.sh
+source examples/setup.sh "$@"
 
 "$HERALD_BIN" display --port 9011 --reply-type com.example.order.processed \
   --fail-type com.example.order.broken > "$logs/function.log" 2>&1 & pids+=($!)
