@@ -213,7 +213,9 @@ pub struct SequenceSpec {
     pub reply: Option<Destination>,
 }
 
-/// A step: a destination and, optionally, its own delivery.
+/// A step: a destination and, optionally, its own delivery. Destination's fields are written
+/// out rather than `#[serde(flatten)]`ed, because serde cannot refuse unknown fields through a
+/// flatten, and a typo here must be an error.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SequenceStep {
