@@ -35,23 +35,6 @@ impl ObjectMeta {
     pub fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
     }
-
-    /// What a user sets (name, labels, annotations), without what the server stamps.
-    pub fn user_part(
-        &self,
-    ) -> (
-        &str,
-        &str,
-        &BTreeMap<String, String>,
-        &BTreeMap<String, String>,
-    ) {
-        (
-            &self.name,
-            self.namespace(),
-            &self.labels,
-            &self.annotations,
-        )
-    }
 }
 
 /// A resource Herald serves, whichever feed (files, admin API, Kubernetes) it came from.

@@ -115,11 +115,6 @@ pub fn check_owner(owner: LogOwner<'_>) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Checks a Broker's channel annotations.
-pub fn check_broker(broker: &Broker) -> Result<(), BackendError> {
-    check_owner(LogOwner::Broker(broker))
-}
-
 /// The backend the resource names or implies, if any.
 fn chosen_kind(owner: LogOwner<'_>) -> Result<Option<BackendKind>, BackendError> {
     match owner.annotation(CHANNEL_ANNOTATION) {
@@ -175,27 +170,12 @@ impl Backends {
         }
     }
 
-    pub fn registry(&self) -> &BackendRegistry {
-        &self.registry
-    }
-
-    pub fn kind_for(&self, broker: &Broker) -> Result<BackendKind, BackendError> {
-        self.kind_of(LogOwner::Broker(broker))
-    }
-
     pub fn kind_of(&self, owner: LogOwner<'_>) -> Result<BackendKind, BackendError> {
         Ok(chosen_kind(owner)?.unwrap_or(self.registry.default_kind()))
     }
 
-    /// The server's retention, with the Broker's annotations applied on top.
-    pub fn retention_for(&self, broker: &Broker) -> Result<Retention, BackendError> {
-        retention_over(
-            self.registry.config().sled.store.retention,
-            LogOwner::Broker(broker),
-        )
-    }
-
-    /// What the resource's channel asks of its backend.
+    /// What the resource's channel asks of its backend: the server's retention, with the
+    /// resource's annotations applied on top.
     pub fn options_for(&self, owner: LogOwner<'_>) -> Result<ChannelOptions, BackendError> {
         Ok(ChannelOptions {
             retention: Some(retention_over(
@@ -205,16 +185,8 @@ impl Backends {
         })
     }
 
-    /// Opens the Broker's channel (the same one again for a Broker opened before, unless it
-    /// was deleted).
-    pub async fn open(
-        &self,
-        broker: &Broker,
-    ) -> Result<(BackendKind, Arc<dyn Channel>), BackendError> {
-        self.open_for(LogOwner::Broker(broker)).await
-    }
-
-    /// Opens the channel of a Broker or Channel.
+    /// Opens the channel of a Broker or Channel (the same one again for one opened before,
+    /// unless it was deleted).
     pub async fn open_for(
         &self,
         owner: LogOwner<'_>,
@@ -279,7 +251,9 @@ mod tests {
     fn annotations_choose_the_backend_and_override_retention() {
         let backends = Backends::new(ChannelsConfig::default());
         assert_eq!(
-            backends.kind_for(&broker("b", &[])).unwrap(),
+            backends
+                .kind_of(LogOwner::Broker(&broker("b", &[])))
+                .unwrap(),
             BackendKind::Memory
         );
         for (name, kind) in [
@@ -288,36 +262,37 @@ mod tests {
             ("sled", BackendKind::Sled),
         ] {
             let b = broker("b", &[(CHANNEL_ANNOTATION, name)]);
-            assert_eq!(backends.kind_for(&b).unwrap(), kind);
-            check_broker(&b).unwrap();
+            assert_eq!(backends.kind_of(LogOwner::Broker(&b)).unwrap(), kind);
+            check_owner(LogOwner::Broker(&b)).unwrap();
         }
         let bad = broker("b", &[(CHANNEL_ANNOTATION, "kafkaa")]);
-        let e = backends.kind_for(&bad).unwrap_err();
+        let e = backends.kind_of(LogOwner::Broker(&bad)).unwrap_err();
         assert!(
             e.to_string().contains("kafkaa") && e.to_string().contains(CHANNEL_ANNOTATION),
             "{e}"
         );
-        assert!(check_broker(&bad).is_err());
+        assert!(check_owner(LogOwner::Broker(&bad)).is_err());
 
-        let r = backends
-            .retention_for(&broker(
-                "b",
-                &[
-                    (RETENTION_MAX_AGE_ANNOTATION, "PT2H"),
-                    (RETENTION_MAX_BYTES_ANNOTATION, "1000"),
-                ],
-            ))
-            .unwrap();
+        let retention = |b: &Broker| {
+            backends
+                .options_for(LogOwner::Broker(b))
+                .map(|o| o.retention.expect("always set"))
+        };
+        let r = retention(&broker(
+            "b",
+            &[
+                (RETENTION_MAX_AGE_ANNOTATION, "PT2H"),
+                (RETENTION_MAX_BYTES_ANNOTATION, "1000"),
+            ],
+        ))
+        .unwrap();
         assert_eq!(r.max_age, Some(Duration::from_secs(7200)));
         assert_eq!(r.max_bytes, Some(1000));
-        assert_eq!(
-            backends.retention_for(&broker("b", &[])).unwrap(),
-            Retention::default()
-        );
+        assert_eq!(retention(&broker("b", &[])).unwrap(), Retention::default());
         let bad_age = broker("b", &[(RETENTION_MAX_AGE_ANNOTATION, "2 hours")]);
-        let e = backends.retention_for(&bad_age).unwrap_err();
+        let e = retention(&bad_age).unwrap_err();
         assert!(e.to_string().contains(RETENTION_MAX_AGE_ANNOTATION), "{e}");
-        assert!(check_broker(&bad_age).is_err());
+        assert!(check_owner(LogOwner::Broker(&bad_age)).is_err());
     }
 
     /// Whether offset 0 can still be replayed on the channel. If so, the replay (which the
@@ -365,7 +340,7 @@ mod tests {
         let long = broker("long", &[]);
         let mut opened = Vec::new();
         for b in [&short, &long] {
-            let (kind, channel) = backends.open(b).await.unwrap();
+            let (kind, channel) = backends.open_for(LogOwner::Broker(b)).await.unwrap();
             assert_eq!(kind, BackendKind::Sled);
             let mut sub = channel.subscribe("s").await.unwrap();
             let event = EventBuilderV10::new()

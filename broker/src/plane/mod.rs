@@ -205,10 +205,6 @@ impl DataPlane {
         self.channel_ingress.clone()
     }
 
-    pub fn resolver(&self) -> &Resolver {
-        &self.resolver
-    }
-
     /// Applies one resource (created or changed).
     pub async fn apply(&self, resource: Resource, owner: Owner) -> Result<Applied, ApplyError> {
         validate(&resource)?;

@@ -124,8 +124,3 @@ impl Route {
         self.filter.as_ref().is_none_or(|f| f.matches(event))
     }
 }
-
-/// The channel subscription of a Trigger.
-pub fn subscription_name(trigger: &ResourceKey) -> String {
-    RouteId::trigger(trigger.clone()).subscription_name()
-}
