@@ -39,6 +39,8 @@ const EVENT_TYPE: &str = "dev.herald.durability";
 struct Herald {
     child: Option<Child>,
     addr: SocketAddr,
+    /// The admin API's address (fixed too: the same after each restart).
+    admin_addr: SocketAddr,
     args: Vec<String>,
     work: PathBuf,
     /// Processes started so far (each writes `serve-<n>.log` in `work`).
@@ -47,16 +49,19 @@ struct Herald {
 }
 
 impl Herald {
-    /// Starts `herald serve --config <config> --listen <addr> --data-dir <work>/data <extra>`
-    /// (without waiting for it to be ready).
+    /// Starts `herald serve --config <config> --listen <addr> --admin-addr <free>
+    /// --data-dir <work>/data <extra>` (without waiting for it to be ready).
     fn start(work: &Path, config: &Path, addr: SocketAddr, extra: &[&str]) -> Herald {
         let data = work.join("data");
+        let admin_addr = free_addr();
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--config".into(),
             config.display().to_string(),
             "--listen".into(),
             addr.to_string(),
+            "--admin-addr".into(),
+            admin_addr.to_string(),
             "--data-dir".into(),
             data.display().to_string(),
         ];
@@ -64,6 +69,7 @@ impl Herald {
         let mut herald = Herald {
             child: None,
             addr,
+            admin_addr,
             args,
             work: work.to_path_buf(),
             starts: 0,
@@ -108,6 +114,10 @@ impl Herald {
 
     fn base(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    fn admin(&self) -> String {
+        format!("http://{}", self.admin_addr)
     }
 
     fn pid(&self) -> u32 {
@@ -939,9 +949,21 @@ async fn replay_redelivers_only_to_the_chosen_trigger() {
         &["--retention-max-age", "PT1H"],
     );
     herald.wait_ready().await;
-    let server = herald.base();
-    let url = format!("{server}/durability/replay");
+    let server = herald.admin();
+    let url = format!("{}/durability/replay", herald.base());
     let client = client();
+    // The admin API is not on the ingress listener: whoever reaches ingress cannot replay.
+    let on_ingress = client
+        .post(format!("{}/admin/v1/replay", herald.base()))
+        .json(&serde_json::json!({"broker": "durability/replay", "trigger": "a", "from": "0"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        on_ingress.status(),
+        StatusCode::NOT_FOUND,
+        "replay answered on the ingress port"
+    );
 
     // A second before the first event: a time position that must find offset 0.
     let before = (chrono::Utc::now() - chrono::Duration::seconds(1))
@@ -1038,7 +1060,8 @@ async fn replay_redelivers_only_to_the_chosen_trigger() {
         ("nope", "0", "nope"),
         ("a", "yesterday", "yesterday"),
         ("a", "2026-13-45T99:00:00Z", "RFC 3339"),
-        ("a", "999999", "cannot replay from"),
+        ("a", "999999", "past the head"),
+        ("a", "2999-01-01T00:00:00Z", "past the head"),
     ] {
         let out = herald_replay(&server, "durability/replay", trigger, from).await;
         let stderr = text(&out.stderr);
