@@ -129,9 +129,8 @@ impl RunningServer {
 
     /// Base URL of the admin API, e.g. `http://127.0.0.1:8081`, when it is served.
     pub fn admin_url(&self) -> Option<Url> {
-        self.admin_addr.map(|a| {
-            Url::parse(&format!("http://{a}")).expect("socket address is a valid host")
-        })
+        self.admin_addr
+            .map(|a| Url::parse(&format!("http://{a}")).expect("socket address is a valid host"))
     }
 
     pub fn broker_url(&self, namespace: &str, name: &str) -> Url {
@@ -222,6 +221,7 @@ pub async fn start(
         body_timeout: config.body_timeout,
     })
     .merge(crate::transform_endpoint::router(plane.transforms()))
+    .merge(admin::probes(plane.clone()))
     // A body that stops arriving ends the request.
     .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
     let admin_app = admin::router(plane.clone(), config.admin_token.clone())
@@ -250,8 +250,14 @@ pub async fn start(
         );
         let admin = async {
             if let Some((admin_listener, _)) = admin_listener {
-                listener::serve(admin_listener, admin_app, limits, stop, grace(deadline.clone()))
-                    .await;
+                listener::serve(
+                    admin_listener,
+                    admin_app,
+                    limits,
+                    stop,
+                    grace(deadline.clone()),
+                )
+                .await;
             }
         };
         tokio::join!(ingress, admin);

@@ -175,9 +175,7 @@ fn channel_rejection(e: ChannelError) -> Rejection {
         }
         ChannelError::Backend { .. }
         | ChannelError::NotRetained { .. }
-        | ChannelError::PastHead { .. } => {
-            (StatusCode::INTERNAL_SERVER_ERROR, None)
-        }
+        | ChannelError::PastHead { .. } => (StatusCode::INTERNAL_SERVER_ERROR, None),
     };
     tracing::warn!(error = %e, %status, "event not accepted");
     Rejection {
