@@ -66,7 +66,10 @@ async fn admin_is_apart_and_replay_refuses_past_the_head(channel: &str, args: &[
         &all,
     )
     .await;
-    assert_ne!(server.admin, server.base, "admin API and ingress share a listener");
+    assert_ne!(
+        server.admin, server.base,
+        "admin API and ingress share a listener"
+    );
     Admin::new(&server.admin)
         .wait_ready("triggers", &ns, "t", WAIT)
         .await;
@@ -81,7 +84,11 @@ async fn admin_is_apart_and_replay_refuses_past_the_head(channel: &str, args: &[
         .send()
         .await
         .unwrap();
-    assert_eq!(replay_on_ingress.status(), 404, "{channel}: replay on ingress");
+    assert_eq!(
+        replay_on_ingress.status(),
+        404,
+        "{channel}: replay on ingress"
+    );
     let list_on_ingress = http
         .get(format!("{}{API}/brokers", server.base))
         .send()
@@ -105,7 +112,10 @@ async fn admin_is_apart_and_replay_refuses_past_the_head(channel: &str, args: &[
         ])
         .await
         .failed();
-        eprintln!("{channel}: herald replay --from {from}: {}", run.stderr.trim());
+        eprintln!(
+            "{channel}: herald replay --from {from}: {}",
+            run.stderr.trim()
+        );
         assert!(
             run.stderr.contains("400") && run.stderr.contains("past the head"),
             "{channel}: {run}"
@@ -123,12 +133,19 @@ async fn admin_is_apart_and_replay_refuses_past_the_head(channel: &str, args: &[
         duplicates(&counts)
     );
     assert!(unexpected.is_empty(), "{channel}: {unexpected:?}");
-    assert_eq!(duplicates(&counts), 0, "{channel}: a refused replay redelivered");
+    assert_eq!(
+        duplicates(&counts),
+        0,
+        "{channel}: a refused replay redelivered"
+    );
 }
 
 #[test]
 fn admin_is_apart_and_replay_refuses_past_the_head_on_memory() {
-    run(admin_is_apart_and_replay_refuses_past_the_head("memory", &[]));
+    run(admin_is_apart_and_replay_refuses_past_the_head(
+        "memory",
+        &[],
+    ));
 }
 
 #[test]

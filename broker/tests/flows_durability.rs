@@ -165,7 +165,7 @@ impl Herald {
     }
 
     async fn list_names(&self, api: &str, plural: &str) -> Vec<String> {
-        let url = format!("{}{api}/namespaces/{NS}/{plural}", self.admin())
+        let url = format!("{}{api}/namespaces/{NS}/{plural}", self.admin());
         let r = self.http.get(&url).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "GET {url}");
         let body: Value = r.json().await.unwrap();

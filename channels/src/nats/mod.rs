@@ -358,7 +358,10 @@ impl Channel for NatsChannel {
                 return Err(ChannelError::PastHead {
                     channel: self.name.to_string(),
                     position: position.to_string(),
-                    detail: format!("the next event will be sequence {}", state.last_sequence + 1),
+                    detail: format!(
+                        "the next event will be sequence {}",
+                        state.last_sequence + 1
+                    ),
                 })
             }
             Position::Offset(o) if *o >= state.first_sequence.max(1) => {
