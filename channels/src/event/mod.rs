@@ -123,15 +123,18 @@ impl std::ops::Deref for WireEvent {
 
 impl From<Event> for WireEvent {
     /// An event built with the SDK (sources, tests): its time as RFC 3339 with `Z`, its data
-    /// as binary bytes, or as JSON text when it is a JSON value.
+    /// as bytes (a JSON value as its JSON text), as a binary-mode body would carry it; a JSON
+    /// value without a content type as a JSON `data` member, whose type is implied.
     fn from(mut sdk: Event) -> Self {
         let time = sdk
             .time()
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
         let dataschema = sdk.dataschema().map(|u| u.to_string());
+        let typed = sdk.datacontenttype().is_some();
         let data = take_data_only(&mut sdk).map(|d| match d {
             Data::Binary(b) => WireData::Binary(b.into()),
             Data::String(s) => WireData::Binary(s.into_bytes().into()),
+            Data::Json(v) if typed => WireData::Binary(v.to_string().into_bytes().into()),
             Data::Json(v) => WireData::Json(v.to_string()),
         });
         Self {
