@@ -5,9 +5,9 @@
 
 use super::codec;
 use super::state::ChannelShared;
+use crate::WireEvent;
 use crate::{Acknowledge, ChannelError, Delivery, Settlement, Subscription};
 use async_trait::async_trait;
-use cloudevents::Event;
 use std::sync::Arc;
 
 pub(crate) struct SledReader {
@@ -133,7 +133,7 @@ fn read_range(
     shared: &ChannelShared,
     from: u64,
     to: u64,
-) -> std::io::Result<Vec<(u64, Option<Event>)>> {
+) -> std::io::Result<Vec<(u64, Option<WireEvent>)>> {
     let broker = shared.name.as_str();
     shared.log.read(from, to, |offset, payload| {
         let Some(payload) = payload else {
