@@ -2,10 +2,10 @@
 //! writer thread and waits for durability; everything else is in-memory bookkeeping plus log
 //! reads and metadata writes off the runtime.
 
-use super::reader::SledReader;
 use super::codec;
-use super::segment;
+use super::reader::SledReader;
 use super::seek;
+use super::segment;
 use super::state::{check_name, ChannelShared};
 use super::store::MaintenanceSignal;
 use super::writer::{AppendRequest, WriterMessage};

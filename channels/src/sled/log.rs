@@ -230,11 +230,7 @@ impl Log {
                     (base, file, len) = (active.base, active.file.clone(), active.len);
                 }
                 Err(e) if end != start => {
-                    return Err(AppendError::io(
-                        "cannot create a segment in",
-                        &self.dir,
-                        e,
-                    ))
+                    return Err(AppendError::io("cannot create a segment in", &self.dir, e))
                 }
                 Err(e) => {
                     tracing::warn!(dir = %self.dir.display(), error = %e, "cannot start a new segment; the active one grows on");
@@ -253,13 +249,16 @@ impl Log {
             positions.push(len + buf.len() as u64);
             segment::encode_into(&mut buf, start + i as u64, append_ms, payload);
         }
-        let written = file.write_all_at(&buf, len).and_then(|()| {
-            if sync {
-                file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let written =
+            file.write_all_at(&buf, len).and_then(
+                |()| {
+                    if sync {
+                        file.sync_data()
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
         if let Err(e) = written {
             // Not durable, so not published: cut it, so the offsets are reused and a restart
             // cannot surface events publishers saw fail.
@@ -495,7 +494,9 @@ mod tests {
         assert!(log.segments().len() > 1, "rotated past segment_bytes");
         let all = read_all(&log, 0, 12);
         assert_eq!(all.len(), 12);
-        assert!(all.iter().all(|p| p.as_ref().is_some_and(|p| p.len() == 30)));
+        assert!(all
+            .iter()
+            .all(|p| p.as_ref().is_some_and(|p| p.len() == 30)));
         assert_eq!(log.append_ms(5).unwrap(), Some(1002));
         assert_eq!(log.bytes_between(0, 12), 12 * segment::entry_bytes(30));
         drop(log);

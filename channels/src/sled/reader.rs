@@ -137,7 +137,11 @@ fn read_range(
     let broker = shared.name.as_str();
     shared.log.read(from, to, |offset, payload| {
         let Some(payload) = payload else {
-            tracing::error!(broker, offset, "event missing from the log or damaged, skipping it");
+            tracing::error!(
+                broker,
+                offset,
+                "event missing from the log or damaged, skipping it"
+            );
             return (offset, None);
         };
         match codec::decode_event(payload) {

@@ -207,15 +207,18 @@ impl ChannelShared {
             None => snapshot.unknown_start,
         };
         if recovered.truncated > 0 {
-            tracing::warn!(broker = name, bytes = recovered.truncated, head, "recovered the log after a crash");
+            tracing::warn!(
+                broker = name,
+                bytes = recovered.truncated,
+                head,
+                "recovered the log after a crash"
+            );
         }
         let mut state = ChannelState {
             base,
             head,
             last_removed_ms: snapshot.last_removed_ms,
-            last_append_ms: snapshot
-                .last_removed_ms
-                .max(recovered.last_ms.unwrap_or(0)),
+            last_append_ms: snapshot.last_removed_ms.max(recovered.last_ms.unwrap_or(0)),
             retained_bytes: log.bytes_between(base, head),
             pending_events: 0,
             pending_bytes: 0,

@@ -294,7 +294,11 @@ fn shutdown(core: &StoreCore, channels: &Registry, threads: Threads) {
 
 /// Creates the store's directory (or checks the one there) and returns its channels
 /// directory, with leftovers of deletes interrupted by a crash removed.
-fn prepare(path: &Path, label: &str, retry_after: std::time::Duration) -> Result<PathBuf, ChannelError> {
+fn prepare(
+    path: &Path,
+    label: &str,
+    retry_after: std::time::Duration,
+) -> Result<PathBuf, ChannelError> {
     let unavailable = |what: &str, e: std::io::Error| {
         ChannelError::unavailable(label, what.to_string(), retry_after).caused_by(e)
     };
@@ -315,7 +319,10 @@ fn prepare(path: &Path, label: &str, retry_after: std::time::Duration) -> Result
         Ok(text) if text.starts_with("herald-log ") => {
             return Err(ChannelError::backend(
                 label,
-                format!("unknown on-disk format {:?} (this version writes {FORMAT:?})", text.trim()),
+                format!(
+                    "unknown on-disk format {:?} (this version writes {FORMAT:?})",
+                    text.trim()
+                ),
             ))
         }
         Ok(_) | Err(_) => {
@@ -324,11 +331,16 @@ fn prepare(path: &Path, label: &str, retry_after: std::time::Duration) -> Result
         }
     }
     let channels = path.join("channels");
-    std::fs::create_dir_all(&channels).map_err(|e| unavailable("cannot create the directory", e))?;
+    std::fs::create_dir_all(&channels)
+        .map_err(|e| unavailable("cannot create the directory", e))?;
     let entries =
         std::fs::read_dir(&channels).map_err(|e| unavailable("cannot list the directory", e))?;
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(TRASH_PREFIX) {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(TRASH_PREFIX)
+        {
             if let Err(e) = std::fs::remove_dir_all(entry.path()) {
                 tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a deleted log");
             }

@@ -181,7 +181,10 @@ fn append(broker: &mut BrokerBatch, durable: bool) -> Result<(), AppendError> {
     for request in &mut broker.requests {
         values.append(&mut request.values);
     }
-    let bytes = broker.channel.log.append(head, append_ms, &values, durable)?;
+    let bytes = broker
+        .channel
+        .log
+        .append(head, append_ms, &values, durable)?;
     broker.start = head;
     broker.end = head + values.len() as u64;
     broker.bytes = bytes;
@@ -200,11 +203,10 @@ fn fail(broker: BrokerBatch, error: &AppendError) {
         broker.channel.release(request.count, request.bytes);
         let message = match error {
             AppendError::Deleted => broker.channel.backend("the channel was deleted"),
-            AppendError::Io { what, path, source } => {
-                broker.channel.unavailable(format!("{detail} ({what} {path})")).caused_by(
-                    std::io::Error::new(source.kind(), source.to_string()),
-                )
-            }
+            AppendError::Io { what, path, source } => broker
+                .channel
+                .unavailable(format!("{detail} ({what} {path})"))
+                .caused_by(std::io::Error::new(source.kind(), source.to_string())),
         };
         let _ = request.reply.send(Err(message));
     }
