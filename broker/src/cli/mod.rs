@@ -34,6 +34,9 @@ enum Command {
     Display(events::DisplayArgs),
     /// Re-deliver retained events to one Trigger of a running Herald.
     Replay(events::ReplayArgs),
+    /// Print the CustomResourceDefinitions of every kind Herald serves, as YAML.
+    #[cfg(feature = "kubernetes")]
+    Crds,
 }
 
 impl Cli {
@@ -56,6 +59,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(a) => events::send(a).await,
         Command::Display(a) => events::display(a).await,
         Command::Replay(a) => events::replay(a).await,
+        #[cfg(feature = "kubernetes")]
+        Command::Crds => {
+            print!("{}", herald_crds::definitions_yaml());
+            Ok(())
+        }
     }
 }
 
