@@ -1,10 +1,11 @@
 //! `SledChannel`: one broker's durable log as a [`Channel`]. Publishing hands the events to the
-//! writer thread and waits for durability; everything else is in-memory bookkeeping plus sled
-//! reads and meta writes off the runtime.
+//! writer thread and waits for durability; everything else is in-memory bookkeeping plus log
+//! reads and metadata writes off the runtime.
 
+use super::codec;
 use super::reader::SledReader;
-use super::record;
 use super::seek;
+use super::segment;
 use super::state::{check_name, ChannelShared};
 use super::store::MaintenanceSignal;
 use super::writer::{AppendRequest, WriterMessage};
@@ -59,11 +60,11 @@ impl SledChannel {
         }
         let values = events
             .iter()
-            .map(record::encode_event)
+            .map(codec::encode_event)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| shared.backend("cannot encode an event").caused_by(e))?;
         let count = values.len() as u64;
-        let bytes: u64 = values.iter().map(|v| record::entry_bytes(v.len())).sum();
+        let bytes: u64 = values.iter().map(|v| segment::entry_bytes(v.len())).sum();
         let config = &shared.core.config;
         {
             let mut state = shared.lock();
