@@ -2,13 +2,14 @@
 //! writer thread and waits for durability; everything else is in-memory bookkeeping plus sled
 //! reads and meta writes off the runtime.
 
+use super::parking::SledParkingLot;
 use super::reader::SledReader;
 use super::record;
 use super::seek;
 use super::state::{check_name, ChannelShared};
 use super::store::MaintenanceSignal;
 use super::writer::{AppendRequest, WriterMessage};
-use crate::{Channel, ChannelError, Position, Subscription};
+use crate::{Channel, ChannelError, ParkingLot, Position, Subscription};
 use async_trait::async_trait;
 use cloudevents::Event;
 use std::ops::Range;
@@ -19,6 +20,7 @@ use tokio::sync::oneshot;
 
 pub struct SledChannel {
     shared: Arc<ChannelShared>,
+    parking: Arc<SledParkingLot>,
 }
 
 /// A broker's log at one moment, for tests and metrics.
@@ -36,8 +38,11 @@ pub struct SledChannelStats {
 }
 
 impl SledChannel {
-    pub(crate) fn new(shared: Arc<ChannelShared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(shared: Arc<ChannelShared>, parking: SledParkingLot) -> Self {
+        Self {
+            shared,
+            parking: Arc::new(parking),
+        }
     }
 
     pub(crate) fn shared(&self) -> &Arc<ChannelShared> {
@@ -189,6 +194,11 @@ impl Channel for SledChannel {
 
     async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
         self.append(events).await.map(|_| ())
+    }
+
+    /// Durable: parked events are flushed to the store before their delivery is acked.
+    fn parking(&self) -> Option<Arc<dyn ParkingLot>> {
+        Some(self.parking.clone())
     }
 
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError> {

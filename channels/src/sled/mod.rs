@@ -18,6 +18,9 @@
 //!     newest removed event. Written and flushed before compaction removes events, so the head
 //!     recovered on open (`max(base, last key + 1)`) never reuses an offset.
 //!
+//! - Tree `parked\0<broker>`: events its routes could not deliver nor dead-letter, per
+//!   subscription, until redriven (see [`parking`]).
+//!
 //! # Durability and flow
 //!
 //! Publishes go to one writer thread which assigns offsets and appends them in one sled batch
@@ -35,6 +38,7 @@
 mod channel;
 mod compaction;
 mod config;
+mod parking;
 mod reader;
 mod record;
 mod seek;
@@ -47,6 +51,7 @@ mod tests;
 
 pub use channel::{SledChannel, SledChannelStats};
 pub use config::{Retention, SledConfig, SyncPolicy};
+pub use parking::SledParkingLot;
 pub use store::{SledStats, SledStore};
 
 use crate::config::SledSection;

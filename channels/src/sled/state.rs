@@ -373,6 +373,9 @@ impl ChannelShared {
         self.core.meta.apply_batch(batch)?;
         self.log.clear()?;
         self.core.db.drop_tree(self.name.sled_log_tree())?;
+        self.core
+            .db
+            .drop_tree(super::parking::tree_name(&self.name))?;
         self.core.db.flush()?;
         Ok(())
     }
