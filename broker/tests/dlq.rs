@@ -131,7 +131,7 @@ fn undeliverable_events_are_parked_survive_a_restart_and_are_redriven() {
             "",
         );
         let mut server = Replica::start("herald", &config, &data, (NS, "default"), &[]).await;
-        send(&server.broker_url, "order-1", r#"{"order":1}"#).await;
+        send(&server.broker_url, "order-1", r#"{"order": 1}"#).await;
         send(&server.broker_url, "order-2", "plain text, not JSON").await;
         let table = wait_listed(&server.base, 2).await;
         assert_eq!(
@@ -194,7 +194,7 @@ fn undeliverable_events_are_parked_survive_a_restart_and_are_redriven() {
         assert_eq!(
             got,
             vec![
-                ("order-1".to_string(), br#"{"order":1}"#.to_vec()),
+                ("order-1".to_string(), br#"{"order": 1}"#.to_vec()),
                 ("order-2".to_string(), b"plain text, not JSON".to_vec()),
             ]
         );

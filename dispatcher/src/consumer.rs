@@ -10,7 +10,6 @@
 use crate::engine::DeliveryEngine;
 use crate::engine::Disposition;
 use crate::route::{DeliveryOrder, Route};
-use cloudevents::AttributesReader;
 use herald_channels::{
     Acknowledge, Channel, ChannelError, Delivery, Parking, ParkingLot, Settlement, Subscription,
 };
@@ -161,7 +160,7 @@ impl RouteConsumer {
 }
 
 /// The lane of an event: by `partitionkey`, so equal keys share a lane (and an order).
-fn lane_of(event: &cloudevents::Event, lanes: usize) -> usize {
+fn lane_of(event: &herald_channels::WireEvent, lanes: usize) -> usize {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     event
         .extension("partitionkey")

@@ -8,8 +8,7 @@ use crate::redact::{self, Redacted};
 use crate::reply::{prepare_reply, take_ttl, TTL_EXTENSION};
 use crate::retry::RetryPolicy;
 use crate::route::{DeliveryFormat, ReplyTarget, Route, TtlHandling};
-use cloudevents::{AttributesReader, Event};
-use herald_channels::{Channel, ParkedWhy, Parking};
+use herald_channels::{Channel, ParkedWhy, Parking, WireEvent};
 use std::time::Duration;
 use url::Url;
 
@@ -72,6 +71,8 @@ pub struct EngineError(#[from] reqwest::Error);
 impl DeliveryEngine {
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let client = reqwest::Client::builder()
+            // A 3xx is a failed delivery (the data-plane table), never a hop elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .tcp_nodelay(true)
             .build()?;
@@ -85,7 +86,7 @@ impl DeliveryEngine {
     /// Delivers `event` for `route`, handing any reply to the route's reply target. Returns
     /// only when the event is delivered, dead-lettered or found undeliverable (then with the
     /// event as it arrived, to park), so the caller may settle it.
-    pub async fn dispatch(&self, route: &Route, mut event: Event) -> Disposition {
+    pub async fn dispatch(&self, route: &Route, mut event: WireEvent) -> Disposition {
         let (ttl, had_ttl) = match route.ttl {
             TtlHandling::Broker => {
                 let had = event.extension(TTL_EXTENSION).is_some();
@@ -116,7 +117,7 @@ impl DeliveryEngine {
         );
         // What is parked is the event as it arrived, TTL included, so a redrive is the same
         // delivery again.
-        let parked = |mut event: Event, why: ParkedWhy, failure: &Failure| {
+        let parked = |mut event: WireEvent, why: ParkedWhy, failure: &Failure| {
             if let (Some(ttl), true) = (ttl, had_ttl) {
                 event.set_extension(TTL_EXTENSION, ttl);
             }
@@ -164,7 +165,7 @@ impl DeliveryEngine {
         policy: &RetryPolicy,
         format: DeliveryFormat,
         url: &Url,
-        event: &Event,
+        event: &WireEvent,
         reply: Option<ReplyTo<'_>>,
     ) -> Result<(), Failure> {
         let want_reply = reply.is_some_and(|r| !matches!(r.target, ReplyTarget::Discard));
@@ -198,12 +199,16 @@ impl DeliveryEngine {
 
     async fn hand_on_reply(
         &self,
-        answer: Event,
+        mut answer: WireEvent,
         reply: ReplyTo<'_>,
-        original: &Event,
+        original: &WireEvent,
         policy: &RetryPolicy,
         format: DeliveryFormat,
     ) -> Result<(), Failure> {
+        // A reply belongs to the trace of the event it answers, unless it names its own.
+        if answer.trace().traceparent.is_none() {
+            answer.set_trace(crate::delivery::trace_of(original));
+        }
         let answer = match reply.ttl {
             Some(ttl) => match prepare_reply(answer, ttl) {
                 Some(a) => a,
@@ -229,7 +234,7 @@ impl DeliveryEngine {
     }
 }
 
-async fn publish_reply(reply: Event, channel: &dyn Channel) -> Result<(), Failure> {
+async fn publish_reply(reply: WireEvent, channel: &dyn Channel) -> Result<(), Failure> {
     channel.publish(vec![reply]).await.map_err(|e| Failure {
         status: None,
         body: Default::default(),
@@ -242,7 +247,7 @@ async fn publish_reply(reply: Event, channel: &dyn Channel) -> Result<(), Failur
 /// Logged for an operator before it is parked — its id and attributes by default, the whole
 /// event (capped) only with `HERALD_LOG_PAYLOADS=1`, since payloads may hold personal data
 /// and can be megabytes.
-fn log_undeliverable(route: &Route, event: &Event, failure: &Failure, why: &str) {
+fn log_undeliverable(route: &Route, event: &WireEvent, failure: &Failure, why: &str) {
     if redact::log_payloads() {
         tracing::error!(
             route = %route.id, event.id = event.id(), event.source = event.source(),

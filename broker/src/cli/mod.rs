@@ -39,6 +39,9 @@ enum Command {
     /// dead-lettered ones).
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Print the CustomResourceDefinitions of every kind Herald serves, as YAML.
+    #[cfg(feature = "kubernetes")]
+    Crds,
 }
 
 impl Cli {
@@ -62,6 +65,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Display(a) => events::display(a).await,
         Command::Replay(a) => events::replay(a).await,
         Command::Dlq(c) => dlq::run(c).await,
+        #[cfg(feature = "kubernetes")]
+        Command::Crds => {
+            print!("{}", herald_crds::definitions_yaml());
+            Ok(())
+        }
     }
 }
 

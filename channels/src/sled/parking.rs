@@ -146,7 +146,8 @@ mod tests {
                 .ty("t")
                 .data("application/octet-stream", vec![0u8, 255, 10])
                 .build()
-                .unwrap(),
+                .unwrap()
+                .into(),
         }
     }
 
@@ -169,7 +170,7 @@ mod tests {
             listed.iter().map(|p| p.id).collect::<Vec<_>>(),
             vec![first, second]
         );
-        assert_eq!(listed[1].parking, parking("2"));
+        crate::parking::tests::assert_same(&listed[1], &parking("2"));
         assert!(lot.remove("trigger.ns.t", first).await.unwrap());
         assert!(lot.get("trigger.ns.t", first).await.unwrap().is_none());
         assert!(lot.get("trigger.ns.t", second).await.unwrap().is_some());
