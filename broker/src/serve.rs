@@ -50,6 +50,9 @@ pub struct ServeConfig {
     /// When set, the admin API (`/apis/...`, `/admin/...`) requires
     /// `Authorization: Bearer <token>`; `/readyz` and `/healthz` stay open for probes.
     pub admin_token: Option<String>,
+    /// The base URL Brokers and Channels are addressed at (`status.address.url`); the
+    /// listener's own address when unset. On Kubernetes, the ingress Service's URL.
+    pub ingress_url: Option<Url>,
 }
 
 impl Default for ServeConfig {
@@ -74,6 +77,7 @@ impl Default for ServeConfig {
             watch_debounce: Duration::from_millis(200),
             resync_interval: Duration::from_secs(5),
             admin_token: None,
+            ingress_url: None,
         }
     }
 }
@@ -151,7 +155,9 @@ pub async fn start(
     };
     let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    let base = Url::parse(&format!("http://{addr}")).expect("socket address is a valid host");
+    let base = config.ingress_url.clone().unwrap_or_else(|| {
+        Url::parse(&format!("http://{addr}")).expect("socket address is a valid host")
+    });
     let plane = DataPlane::new(
         PlaneConfig {
             channels: config.channels.clone(),
