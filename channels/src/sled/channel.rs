@@ -1,11 +1,12 @@
 //! `SledChannel`: one broker's durable log as a [`Channel`]. Publishing hands the events to the
-//! writer thread and waits for durability; everything else is in-memory bookkeeping plus sled
-//! reads and meta writes off the runtime.
+//! writer thread and waits for durability; everything else is in-memory bookkeeping plus log
+//! reads and metadata writes off the runtime.
 
+use super::codec;
 use super::parking::SledParkingLot;
 use super::reader::SledReader;
-use super::record;
 use super::seek;
+use super::segment;
 use super::state::{check_name, ChannelShared};
 use super::store::MaintenanceSignal;
 use super::writer::{AppendRequest, WriterMessage};
@@ -64,11 +65,11 @@ impl SledChannel {
         }
         let values = events
             .iter()
-            .map(record::encode_event)
+            .map(codec::encode_event)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| shared.backend("cannot encode an event").caused_by(e))?;
         let count = values.len() as u64;
-        let bytes: u64 = values.iter().map(|v| record::entry_bytes(v.len())).sum();
+        let bytes: u64 = values.iter().map(|v| segment::entry_bytes(v.len())).sum();
         let config = &shared.core.config;
         {
             let mut state = shared.lock();
@@ -250,7 +251,18 @@ impl Channel for SledChannel {
                 self.shared
                     .unavailable("cannot delete the log")
                     .caused_by(e)
-            })
+            })?;
+        // Its parked events go with it.
+        let dir = super::parking::lot_dir(&self.shared.core.dir, &self.shared.name);
+        match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Ok(Err(e)) => Err(self
+                .shared
+                .unavailable("cannot delete the parking area")
+                .caused_by(e)),
+            Err(e) => Err(self.shared.backend("task failed").caused_by(e)),
+        }
     }
 
     /// Ends this broker's subscriptions at once (unacknowledged events are redelivered after a
