@@ -21,6 +21,7 @@
 mod brokers;
 mod channels;
 mod flows;
+mod parked;
 mod routes;
 mod status;
 mod subscriptions;
@@ -28,6 +29,7 @@ mod transforms;
 mod triggers;
 mod view;
 
+pub use parked::{ParkedError, ParkedList, Redriven};
 pub use status::{Health, NotReady};
 pub use transforms::{CompiledTransform, Transforms};
 pub use view::ResourceView;

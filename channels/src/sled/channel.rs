@@ -3,6 +3,7 @@
 //! reads and metadata writes off the runtime.
 
 use super::codec;
+use super::parking::SledParkingLot;
 use super::reader::SledReader;
 use super::seek;
 use super::segment;
@@ -10,7 +11,7 @@ use super::state::{check_name, ChannelShared};
 use super::store::MaintenanceSignal;
 use super::writer::{AppendRequest, WriterMessage};
 use crate::WireEvent;
-use crate::{Channel, ChannelError, Position, Subscription};
+use crate::{Channel, ChannelError, ParkingLot, Position, Subscription};
 use async_trait::async_trait;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -20,6 +21,7 @@ use tokio::sync::oneshot;
 
 pub struct SledChannel {
     shared: Arc<ChannelShared>,
+    parking: Arc<SledParkingLot>,
 }
 
 /// A broker's log at one moment, for tests and metrics.
@@ -37,8 +39,11 @@ pub struct SledChannelStats {
 }
 
 impl SledChannel {
-    pub(crate) fn new(shared: Arc<ChannelShared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(shared: Arc<ChannelShared>, parking: SledParkingLot) -> Self {
+        Self {
+            shared,
+            parking: Arc::new(parking),
+        }
     }
 
     pub(crate) fn shared(&self) -> &Arc<ChannelShared> {
@@ -192,6 +197,11 @@ impl Channel for SledChannel {
         self.append(events).await.map(|_| ())
     }
 
+    /// Durable: parked events are flushed to the store before their delivery is acked.
+    fn parking(&self) -> Option<Arc<dyn ParkingLot>> {
+        Some(self.parking.clone())
+    }
+
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError> {
         check_name(self.shared.name.as_str(), "subscription", subscription)?;
         let created = {
@@ -241,7 +251,18 @@ impl Channel for SledChannel {
                 self.shared
                     .unavailable("cannot delete the log")
                     .caused_by(e)
-            })
+            })?;
+        // Its parked events go with it.
+        let dir = super::parking::lot_dir(&self.shared.core.dir, &self.shared.name);
+        match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Ok(Err(e)) => Err(self
+                .shared
+                .unavailable("cannot delete the parking area")
+                .caused_by(e)),
+            Err(e) => Err(self.shared.backend("task failed").caused_by(e)),
+        }
     }
 
     /// Ends this broker's subscriptions at once (unacknowledged events are redelivered after a

@@ -14,6 +14,8 @@
 //!   - `meta`: a CRC'd snapshot, replaced by atomic rename, of the base (oldest retained
 //!     offset), each subscription's committed offset and the acknowledgements above it (see
 //!     `meta`). Damaged or missing, it costs redelivery, never events.
+//! - `parked/<broker, hex>/`: events its routes could not deliver nor dead-letter, one file
+//!   each, per subscription, until redriven (see `parking`).
 //!
 //! # Durability and flow
 //!
@@ -40,6 +42,7 @@ mod compaction;
 mod config;
 mod log;
 mod meta;
+mod parking;
 mod reader;
 mod seek;
 mod segment;
@@ -52,6 +55,7 @@ mod tests;
 
 pub use channel::{SledChannel, SledChannelStats};
 pub use config::{Retention, SledConfig, SyncPolicy};
+pub use parking::SledParkingLot;
 pub use store::{SledStats, SledStore};
 
 use crate::config::SledSection;

@@ -176,7 +176,16 @@ impl SledStore {
                     )
                     .caused_by(e)
                 })?;
-        let channel = Arc::new(SledChannel::new(Arc::new(shared)));
+        let parking =
+            super::parking::SledParkingLot::open(&self.core.dir, &channel_name).map_err(|e| {
+                ChannelError::unavailable(
+                    name,
+                    "cannot open the parking area",
+                    self.core.config.retry_after,
+                )
+                .caused_by(e)
+            })?;
+        let channel = Arc::new(SledChannel::new(Arc::new(shared), parking));
         channels.insert(name.to_string(), channel.clone());
         Ok(channel)
     }
