@@ -1,6 +1,6 @@
 //! `herald-conformance` against a real `herald serve` on every channel: memory, the durable
 //! default (sled), NATS JetStream on 127.0.0.1:4222 and Kafka on a private tansu. The tool
-//! runs in this process with the arguments README shows (`--broker URL --adapter herald`),
+//! runs in this process with the arguments README shows (`--broker URL --adapter herald --admin URL`),
 //! through the same entry point as its binary.
 //!
 //! A test passes when exactly the checks listed for its channel in
@@ -68,6 +68,8 @@ async fn conform(channel: &str, args: &[&str]) {
         &broker,
         "--adapter",
         "herald",
+        "--admin",
+        &herald.admin,
         "--max-body-bytes",
         MAX_BODY,
         "--timeout",

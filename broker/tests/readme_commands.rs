@@ -15,7 +15,7 @@
 //! `--from <RFC 3339>` (tests/durability.rs), `herald apply -f FILE_OR_DIR` and
 //! `herald get triggers [NAME] [-o yaml|json] [-A]` (tests/admin_cli.rs), `herald dlq list|show|
 //! redrive --broker B --trigger T [ID...]` (tests/dlq.rs),
-//! `herald-conformance --broker URL --adapter herald` (tests/conformance.rs). `herald-bench` is
+//! `herald-conformance --broker URL --adapter herald --admin URL` (tests/conformance.rs). `herald-bench` is
 //! a benchmark, not run by the tests.
 
 mod replicas;
