@@ -50,6 +50,9 @@ pub struct ServeConfig {
     /// When set, the admin API (`/apis/...`, `/admin/...`) requires
     /// `Authorization: Bearer <token>`; `/readyz` and `/healthz` stay open for probes.
     pub admin_token: Option<String>,
+    /// How old a PingSource tick missed while Herald was down may be and still be emitted
+    /// once on start.
+    pub ping_catch_up: Duration,
 }
 
 impl Default for ServeConfig {
@@ -74,6 +77,7 @@ impl Default for ServeConfig {
             watch_debounce: Duration::from_millis(200),
             resync_interval: Duration::from_secs(5),
             admin_token: None,
+            ping_catch_up: Duration::from_secs(3600),
         }
     }
 }
@@ -159,6 +163,7 @@ pub async fn start(
             default_delivery: config.default_delivery.clone(),
             max_in_flight: config.max_in_flight,
             drain_timeout: config.drain_timeout,
+            ping_catch_up: config.ping_catch_up,
         },
         base,
     )?;
@@ -205,6 +210,7 @@ pub async fn start(
     })
     .merge(admin::router(plane.clone(), config.admin_token.clone()))
     .merge(crate::transform_endpoint::router(plane.transforms()))
+    .merge(herald_sources::github::router(plane.webhooks()))
     // Every route (admin too): a body that stops arriving ends the request.
     .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
     let stop = shutdown.clone();

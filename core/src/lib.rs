@@ -6,6 +6,7 @@ pub mod loader;
 pub mod messaging;
 pub mod resolve;
 pub mod resources;
+pub mod sources;
 pub mod status;
 
 pub use duration::IsoDuration;
@@ -13,4 +14,5 @@ pub use loader::{load_path, load_resource, load_str, LoadError, Loaded, Origin, 
 pub use messaging::*;
 pub use resolve::{ResolveError, Resolver};
 pub use resources::*;
+pub use sources::*;
 pub use status::{Check, Condition, ConditionStatus, Status};

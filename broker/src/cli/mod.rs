@@ -4,6 +4,7 @@
 mod events;
 mod resources;
 mod serve;
+mod source;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,9 @@ enum Command {
     Display(events::DisplayArgs),
     /// Re-deliver retained events to one Trigger of a running Herald.
     Replay(events::ReplayArgs),
+    /// Run event sources (PingSource, GitHubSource, ...) on their own.
+    #[command(subcommand)]
+    Source(source::SourceCommand),
 }
 
 impl Cli {
@@ -56,6 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(a) => events::send(a).await,
         Command::Display(a) => events::display(a).await,
         Command::Replay(a) => events::replay(a).await,
+        Command::Source(c) => source::run(c).await,
     }
 }
 
