@@ -3,6 +3,7 @@
 # - cmake and curl headers: rdkafka builds librdkafka with cmake and needs the curl headers
 #   (rust-rdkafka#829);
 # - nats-server with JetStream on 127.0.0.1:4222, for the NATS channel tests;
+# - kubectl (Debian's kubernetes-client), for the `kubectl kustomize deploy/` test;
 # - tansu, a Kafka-API broker the Kafka tests start privately (cargo install, ~12 minutes).
 set -euo pipefail
 
@@ -11,6 +12,12 @@ if ! command -v nats-server >/dev/null; then
   echo "== installing nats-server"
   apt-get update -qq
   apt-get install -y -qq nats-server
+fi
+
+if ! command -v kubectl >/dev/null; then
+  echo "== installing kubectl (kubernetes-client)"
+  apt-get update -qq
+  apt-get install -y -qq kubernetes-client
 fi
 
 if [ ! -x "$HOME/.cargo/bin/tansu" ]; then

@@ -8,7 +8,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use cloudevents::{AttributesReader, AttributesWriter, Data, Event};
+use herald_channels::event::json;
+use herald_channels::{WireData, WireEvent};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -63,27 +64,27 @@ async fn receive(
     match &behaviour.reply_type {
         Some(ty) => {
             let mut reply = event.clone();
-            reply.set_type(ty.as_str());
-            reply.set_id(format!("{}-reply", event.id()));
-            match serde_json::to_vec(&reply) {
-                Ok(json) => (
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, "application/cloudevents+json")],
-                    json,
-                )
-                    .into_response(),
-                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-            }
+            reply.set_string_attribute("type", ty.clone());
+            reply.set_string_attribute("id", format!("{}-reply", event.id()));
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/cloudevents+json")],
+                json::to_vec(&reply),
+            )
+                .into_response()
         }
         None => StatusCode::ACCEPTED.into_response(),
     }
 }
 
 /// Formats an event the way Knative's event-display does: attributes, extensions, data.
-pub fn format_event(event: &Event) -> String {
+pub fn format_event(event: &WireEvent) -> String {
     let mut out = String::from("☁️  cloudevents.Event\nContext Attributes,\n");
-    for (name, value) in event.iter_attributes() {
-        let _ = writeln!(out, "  {name}: {value}");
+    let extension_names: Vec<&str> = event.iter_extensions().map(|(n, _)| n).collect();
+    for (name, value) in event.iter() {
+        if !extension_names.contains(&name) {
+            let _ = writeln!(out, "  {name}: {value}");
+        }
     }
     let mut extensions: Vec<_> = event.iter_extensions().collect();
     extensions.sort_by_key(|(n, _)| *n);
@@ -95,13 +96,11 @@ pub fn format_event(event: &Event) -> String {
     }
     if let Some(data) = event.data() {
         out.push_str("Data,\n");
-        let text = match data {
-            Data::Json(v) => serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()),
-            Data::String(s) => pretty_if_json(s, event.datacontenttype()),
-            Data::Binary(b) => match std::str::from_utf8(b) {
-                Ok(s) => pretty_if_json(s, event.datacontenttype()),
-                Err(_) => format!("<{} bytes of binary data>", b.len()),
-            },
+        let body = event.body().unwrap_or_default();
+        let text = match (data, std::str::from_utf8(&body)) {
+            (WireData::Json(_), Ok(s)) => pretty_if_json(s, event.content_type()),
+            (_, Ok(s)) => pretty_if_json(s, event.datacontenttype()),
+            (_, Err(_)) => format!("<{} bytes of binary data>", body.len()),
         };
         for line in text.lines() {
             let _ = writeln!(out, "  {line}");
@@ -134,7 +133,7 @@ mod tests {
             .data("application/json", serde_json::json!({"a": 1}))
             .build()
             .unwrap();
-        let text = format_event(&e);
+        let text = format_event(&e.into());
         for needle in [
             "id: 42",
             "type: com.example",

@@ -1,6 +1,8 @@
 //! `herald send`: builds a CloudEvent (from flags or a JSON file) and POSTs it to a Broker.
 
-use cloudevents::{Event, EventBuilder, EventBuilderV10};
+use cloudevents::{EventBuilder, EventBuilderV10};
+use herald_channels::event::json;
+use herald_channels::WireEvent;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -10,11 +12,8 @@ pub enum SendError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} does not hold a CloudEvent (JSON format) or an array of them: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    #[error("{path} does not hold a CloudEvent (JSON format) or an array of them: {reason}")]
+    Parse { path: PathBuf, reason: String },
     #[error("invalid event: {0}")]
     Build(String),
     #[error("extension {0:?} must be written name=value")]
@@ -36,7 +35,7 @@ pub struct EventOptions {
     pub extensions: Vec<String>,
 }
 
-pub fn build_event(o: &EventOptions) -> Result<Event, SendError> {
+pub fn build_event(o: &EventOptions) -> Result<WireEvent, SendError> {
     let id =
         o.id.clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -57,25 +56,32 @@ pub fn build_event(o: &EventOptions) -> Result<Event, SendError> {
     if let Some(d) = &o.data {
         b = b.data(o.content_type.as_str(), d.clone());
     }
-    b.build().map_err(|e| SendError::Build(e.to_string()))
+    b.build()
+        .map(WireEvent::from)
+        .map_err(|e| SendError::Build(e.to_string()))
 }
 
-/// Reads one event, or a batch (a JSON array), from a file in CloudEvents JSON format.
-pub fn read_events(path: &PathBuf) -> Result<Vec<Event>, SendError> {
+/// Reads one event, or a batch (a JSON array), from a file in CloudEvents JSON format; the
+/// data goes out as written in the file.
+pub fn read_events(path: &PathBuf) -> Result<Vec<WireEvent>, SendError> {
     let text = std::fs::read_to_string(path).map_err(|source| SendError::Read {
         path: path.clone(),
         source,
     })?;
-    let parse = |source| SendError::Parse {
+    let parse = |reason: String| SendError::Parse {
         path: path.clone(),
-        source,
+        reason,
     };
     if text.trim_start().starts_with('[') {
-        serde_json::from_str(&text).map_err(parse)
+        let raw: Vec<&serde_json::value::RawValue> =
+            serde_json::from_str(&text).map_err(|e| parse(e.to_string()))?;
+        raw.into_iter()
+            .map(|r| json::from_raw(r).map_err(|e| parse(e.to_string())))
+            .collect()
     } else {
-        serde_json::from_str::<Event>(&text)
+        json::from_slice(text.as_bytes())
             .map(|e| vec![e])
-            .map_err(parse)
+            .map_err(|e| parse(e.to_string()))
     }
 }
 
@@ -83,7 +89,7 @@ pub fn read_events(path: &PathBuf) -> Result<Vec<Event>, SendError> {
 /// Returns the HTTP status and the response body.
 pub async fn send(
     url: &str,
-    events: Vec<Event>,
+    events: Vec<WireEvent>,
     structured: bool,
 ) -> Result<(u16, String), SendError> {
     let client = reqwest::Client::new();
@@ -91,17 +97,21 @@ pub async fn send(
         let event = events.into_iter().next().expect("one event");
         // Percent-encoded ce- headers, as Herald delivers: any attribute value arrives as sent.
         herald_dispatcher::delivery::binary_request(client.post(url), &event)
-            .map_err(|e| SendError::Build(e.to_string()))?
     } else if events.len() == 1 {
-        client
-            .post(url)
-            .header("content-type", "application/cloudevents+json")
-            .body(serde_json::to_vec(&events[0]).map_err(|e| SendError::Build(e.to_string()))?)
+        herald_dispatcher::delivery::structured_request(client.post(url), &events[0])
     } else {
+        let mut batch = b"[".to_vec();
+        for (i, event) in events.iter().enumerate() {
+            if i > 0 {
+                batch.push(b',');
+            }
+            batch.extend_from_slice(&json::to_vec(event));
+        }
+        batch.push(b']');
         client
             .post(url)
             .header("content-type", crate::ingress::BATCH_CONTENT_TYPE)
-            .body(serde_json::to_vec(&events).map_err(|e| SendError::Build(e.to_string()))?)
+            .body(batch)
     };
     let response = request.send().await?;
     let status = response.status().as_u16();

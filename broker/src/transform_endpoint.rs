@@ -11,7 +11,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use cloudevents::Event;
+use herald_channels::event::json;
+use herald_channels::WireEvent;
 use herald_core::ResourceKey;
 use std::time::Duration;
 
@@ -37,16 +38,19 @@ fn answer(status: StatusCode, message: impl Into<String>) -> Response {
     (status, format!("{}\n", message.into())).into_response()
 }
 
-fn reply(event: &Event) -> Response {
-    match serde_json::to_vec(event) {
-        Ok(body) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/cloudevents+json")],
-            body,
-        )
-            .into_response(),
-        Err(e) => answer(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+fn reply(event: &WireEvent) -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/cloudevents+json")],
+        json::to_vec(event),
+    )
+        .into_response();
+    for (name, value) in event.trace().headers() {
+        if let Ok(v) = header::HeaderValue::from_str(value) {
+            response.headers_mut().insert(name, v);
+        }
     }
+    response
 }
 
 async fn transform(
@@ -77,19 +81,16 @@ async fn transform(
     }
 }
 
-async fn to_sink(client: &reqwest::Client, t: &CompiledTransform, event: Event) -> Response {
+async fn to_sink(client: &reqwest::Client, t: &CompiledTransform, event: WireEvent) -> Response {
     let sink = t.sink.as_ref().expect("checked by the caller");
     // Structured mode: the JSON format carries any attribute value as it is.
-    let body = match serde_json::to_vec(&event) {
-        Ok(b) => b,
-        Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    let request = client
-        .post(sink.clone())
-        .timeout(SINK_TIMEOUT)
-        .header("Prefer", "reply")
-        .header(header::CONTENT_TYPE, "application/cloudevents+json")
-        .body(body);
+    let request = herald_dispatcher::delivery::structured_request(
+        client
+            .post(sink.clone())
+            .timeout(SINK_TIMEOUT)
+            .header("Prefer", "reply"),
+        &event,
+    );
     let response = match request.send().await {
         Ok(r) => r,
         Err(e) => {

@@ -4,14 +4,20 @@
 //! string (line breaks, NUL, non-ASCII) travels losslessly and can never be spliced into a
 //! header block. Also the one place that says what no binding can carry, which ingress
 //! refuses before it accepts an event.
+//!
+//! Reading keeps what the wire carried ([`WireEvent`]): the SDK's binary decoder validates
+//! the attributes from header-safe copies of the decoded values, and the exact strings, the
+//! body bytes and the trace context headers are what the event holds.
 
-use cloudevents::event::ExtensionValue;
-use cloudevents::{AttributesReader, AttributesWriter, Event};
+use crate::event::{json, TraceContext, WireData, WireEvent};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::borrow::Cow;
 
 /// Header prefix of CloudEvents attributes in the HTTP and NATS bindings.
 pub const HEADER_PREFIX: &str = "ce-";
+
+/// Content type of a structured-mode (JSON format) CloudEvent.
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 
 /// Percent-encodes an attribute value for a header: space, `"`, `%` and everything outside
 /// printable ASCII (U+0021..U+007E), byte by byte of its UTF-8 form.
@@ -97,7 +103,7 @@ fn is_plain_header_text(value: &str) -> bool {
 /// format reserves the member, so a stored event could not be read back) and a
 /// `datacontenttype` that is not plain header text (it travels as `Content-Type`, which has
 /// no encoding).
-pub fn check_carriable(event: &Event) -> Result<(), String> {
+pub fn check_carriable(event: &WireEvent) -> Result<(), String> {
     if event.extension("data").is_some() {
         return Err(
             "extension attribute \"data\" is reserved for the event data (binary mode: a \
@@ -116,22 +122,29 @@ pub fn check_carriable(event: &Event) -> Result<(), String> {
 }
 
 /// The attribute headers of `event` in binary mode: `ce-<name>` with percent-encoded values,
-/// and `content-type` for `datacontenttype` (not encoded; [`check_carriable`] keeps it plain).
-/// Values that still are not valid header text (a `datacontenttype` from elsewhere) are left
-/// out rather than failing the whole message.
-pub fn attribute_headers(event: &Event) -> Vec<(HeaderName, HeaderValue)> {
+/// and `content-type` for `datacontenttype` (not encoded; [`check_carriable`] keeps it plain),
+/// or the JSON format's implied `application/json` for a structured `data` member. Values
+/// that still are not valid header text (a `datacontenttype` from elsewhere) are left out
+/// rather than failing the whole message.
+pub fn attribute_headers(event: &WireEvent) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
-    for (name, value) in event.iter() {
-        let (header, text) = if name == "datacontenttype" {
-            (Cow::Borrowed("content-type"), value.to_string())
-        } else {
-            let text = value.to_string();
-            let encoded = encode_header_value(&text).into_owned();
-            (Cow::Owned(format!("{HEADER_PREFIX}{name}")), encoded)
-        };
+    if let Some(ct) = event.content_type() {
+        match HeaderValue::from_str(ct) {
+            Ok(v) => out.push((http::header::CONTENT_TYPE, v)),
+            Err(_) => tracing::warn!(
+                event.id = event.id(),
+                "datacontenttype cannot travel as a header; left out"
+            ),
+        }
+    }
+    for (name, text) in event.iter() {
+        if name == "datacontenttype" {
+            continue;
+        }
+        let encoded = encode_header_value(&text);
         match (
-            HeaderName::from_bytes(header.as_bytes()),
-            HeaderValue::from_str(&text),
+            HeaderName::from_bytes(format!("{HEADER_PREFIX}{name}").as_bytes()),
+            HeaderValue::from_str(&encoded),
         ) {
             (Ok(n), Ok(v)) => out.push((n, v)),
             _ => tracing::warn!(
@@ -144,20 +157,33 @@ pub fn attribute_headers(event: &Event) -> Vec<(HeaderName, HeaderValue)> {
     out
 }
 
-/// Decodes a binary-mode (or structured-mode) message from its headers and body, undoing the
-/// percent-encoding of `ce-` headers. The SDK's own decoder takes header values verbatim, so
-/// it parses a copy whose values are made header-safe, and the exact decoded strings are set
-/// on the event afterwards.
-pub fn headers_to_event(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, String> {
-    let binary = headers.contains_key("ce-specversion")
-        && !headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/cloudevents"));
-    if !binary {
-        return cloudevents::binding::http::to_event(headers, body).map_err(|e| e.to_string());
-    }
+/// Whether the headers say structured mode (the JSON format).
+pub fn is_structured(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/cloudevents"))
+}
+
+/// Decodes a binary-mode or structured-mode message from its headers and body, undoing the
+/// percent-encoding of `ce-` headers, and takes the W3C trace context headers along. The
+/// SDK's own binary decoder takes header values verbatim, so it validates a copy whose
+/// values are made header-safe; the exact decoded strings and the body are what the event
+/// keeps.
+pub fn headers_to_event(headers: &HeaderMap, body: Vec<u8>) -> Result<WireEvent, String> {
+    let mut event = if is_structured(headers) || !headers.contains_key("ce-specversion") {
+        json::from_slice(&body).map_err(|e| e.to_string())?
+    } else {
+        binary_to_event(headers, body)?
+    };
+    event.set_trace(TraceContext::from_headers(headers));
+    Ok(event)
+}
+
+fn binary_to_event(headers: &HeaderMap, body: Vec<u8>) -> Result<WireEvent, String> {
     let mut safe = HeaderMap::with_capacity(headers.len());
     let mut exact: Vec<(String, String)> = Vec::new();
+    let mut time = None;
+    let mut dataschema = None;
     for (name, value) in headers {
         let Some(attr) = name.as_str().strip_prefix(HEADER_PREFIX) else {
             safe.append(name.clone(), value.clone());
@@ -175,6 +201,11 @@ pub fn headers_to_event(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, Str
         })?;
         let plain = is_plain_header_text(&decoded) && !decoded.contains('\t');
         let typed = matches!(attr, "specversion" | "time" | "dataschema" | "schemaurl");
+        match attr {
+            "time" => time = Some(decoded.clone()),
+            "dataschema" | "schemaurl" => dataschema = Some(decoded.clone()),
+            _ => {}
+        }
         if plain {
             safe.insert(
                 name.clone(),
@@ -190,32 +221,14 @@ pub fn headers_to_event(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, Str
             exact.push((attr.to_string(), decoded));
         }
     }
-    let mut event = cloudevents::binding::http::to_event(&safe, body).map_err(|e| e.to_string())?;
+    // The SDK sees no body: it would copy it only for the event to drop it again.
+    let sdk = cloudevents::binding::http::to_event(&safe, Vec::new()).map_err(|e| e.to_string())?;
+    let data = (!body.is_empty()).then(|| WireData::Binary(body.into()));
+    let mut event = WireEvent::assemble(sdk, time, dataschema, data);
     for (attr, value) in exact {
-        set_string_attribute(&mut event, &attr, value);
+        event.set_string_attribute(&attr, value);
     }
     Ok(event)
-}
-
-/// Sets a string attribute (or a string extension) by its name.
-pub fn set_string_attribute(event: &mut Event, name: &str, value: String) {
-    match name {
-        "id" => {
-            event.set_id(value);
-        }
-        "source" => {
-            event.set_source(value);
-        }
-        "type" => {
-            event.set_type(value);
-        }
-        "subject" => {
-            event.set_subject(Some(value));
-        }
-        _ => {
-            event.set_extension(name, ExtensionValue::String(value));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -271,6 +284,7 @@ mod tests {
             .data("application/json", serde_json::json!({"a": 1}))
             .build()
             .unwrap();
+        let event = WireEvent::from(event);
         let mut headers = HeaderMap::new();
         for (n, v) in attribute_headers(&event) {
             assert!(
@@ -297,12 +311,13 @@ mod tests {
 
     #[test]
     fn what_no_binding_carries_is_named() {
-        let mut event = EventBuilderV10::new()
+        let event = EventBuilderV10::new()
             .id("1")
             .source("/s")
             .ty("t")
             .build()
             .unwrap();
+        let mut event = WireEvent::from(event);
         assert!(check_carriable(&event).is_ok());
         event.set_extension("data", "x");
         assert!(check_carriable(&event).unwrap_err().contains("\"data\""));

@@ -34,6 +34,9 @@ pub enum Cause {
     /// An event could not be encoded for, or decoded from, the backend.
     #[error(transparent)]
     Codec(#[from] serde_json::Error),
+    /// An event's own record could not be written or read.
+    #[error(transparent)]
+    Event(#[from] crate::event::EventError),
 }
 
 #[derive(Debug, thiserror::Error)]

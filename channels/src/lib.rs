@@ -9,6 +9,7 @@ mod ack_prefix;
 pub mod binding;
 pub mod config;
 pub mod error;
+pub mod event;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod kafka_config;
@@ -21,11 +22,11 @@ pub mod sled;
 /// What the wire codecs' round-trip tests check of a decoded event.
 #[cfg(test)]
 mod codec_tests {
-    use cloudevents::{AttributesReader, Data, Event};
+    use crate::event::WireEvent;
 
     /// `back` (decoded) carries the id "1", subject "sub", extension region=eu and JSON data
     /// {"a": 1} of `sent`, and its time.
-    pub(crate) fn assert_round_tripped(back: &Event, sent: &Event) {
+    pub(crate) fn assert_round_tripped(back: &WireEvent, sent: &WireEvent) {
         assert_eq!(back.id(), "1");
         assert_eq!(back.subject(), Some("sub"));
         assert_eq!(back.time(), sent.time());
@@ -33,17 +34,13 @@ mod codec_tests {
             back.extension("region").map(|v| v.to_string()).as_deref(),
             Some("eu")
         );
-        let data: serde_json::Value = match back.data() {
-            Some(Data::Binary(b)) => serde_json::from_slice(b).unwrap(),
-            Some(Data::Json(v)) => v.clone(),
-            other => panic!("unexpected data {other:?}"),
-        };
+        assert_eq!(back.data(), sent.data());
+        let data: serde_json::Value = serde_json::from_slice(&back.body().unwrap()).unwrap();
         assert_eq!(data, serde_json::json!({"a": 1}));
     }
 }
 
 use async_trait::async_trait;
-use cloudevents::Event;
 use std::sync::Arc;
 
 pub use self::sled::{
@@ -52,6 +49,7 @@ pub use self::sled::{
 };
 pub use config::{ChannelsConfig, SledSection};
 pub use error::{Cause, ChannelError};
+pub use event::{TraceContext, WireData, WireEvent};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaBackend, KafkaChannel};
 pub use kafka_config::KafkaConfig;
@@ -67,7 +65,7 @@ pub trait Channel: Send + Sync + 'static {
 
     /// Appends the events as one unit. Returns only once the channel holds all of them (for
     /// durable backends: durable per their sync policy), so the caller may acknowledge them.
-    async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError>;
+    async fn publish(&self, events: Vec<WireEvent>) -> Result<(), ChannelError>;
 
     /// Opens the named subscription, resuming from its committed position if it has one.
     /// Each subscription sees every event; deliveries within one are shared by its readers.
@@ -126,18 +124,18 @@ pub trait Subscription: Send {
 pub struct Delivery {
     /// Shared, so a backend that hands one stored event to many subscriptions (memory) copies
     /// it only for the Triggers whose filter matches.
-    pub event: Arc<Event>,
+    pub event: Arc<WireEvent>,
     /// Position in the channel's log, where the backend has one (for logs and replay).
     pub offset: Option<u64>,
     ack: Box<dyn Acknowledge>,
 }
 
 impl Delivery {
-    pub fn new(event: Event, offset: Option<u64>, ack: Box<dyn Acknowledge>) -> Self {
+    pub fn new(event: WireEvent, offset: Option<u64>, ack: Box<dyn Acknowledge>) -> Self {
         Self::shared(Arc::new(event), offset, ack)
     }
 
-    pub fn shared(event: Arc<Event>, offset: Option<u64>, ack: Box<dyn Acknowledge>) -> Self {
+    pub fn shared(event: Arc<WireEvent>, offset: Option<u64>, ack: Box<dyn Acknowledge>) -> Self {
         Self { event, offset, ack }
     }
 
@@ -153,7 +151,7 @@ impl Delivery {
 
     /// Separates the event from its acknowledgement; the event is copied only if another
     /// subscription still shares it.
-    pub fn into_parts(self) -> (Event, Box<dyn Acknowledge>) {
+    pub fn into_parts(self) -> (WireEvent, Box<dyn Acknowledge>) {
         let event = Arc::try_unwrap(self.event).unwrap_or_else(|shared| (*shared).clone());
         (event, self.ack)
     }
@@ -162,10 +160,7 @@ impl Delivery {
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delivery")
-            .field(
-                "id",
-                &cloudevents::AttributesReader::id(self.event.as_ref()),
-            )
+            .field("id", &cloudevents::AttributesReader::id(&**self.event))
             .field("offset", &self.offset)
             .finish()
     }

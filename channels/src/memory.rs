@@ -7,11 +7,11 @@
 
 use crate::ack_prefix::AckPrefix;
 use crate::registry::{Backend, BackendHealth, BackendKind, ChannelOptions};
+use crate::WireEvent;
 use crate::{
     Acknowledge, Channel, ChannelError, ChannelName, Delivery, Position, Settlement, Subscription,
 };
 use async_trait::async_trait;
-use cloudevents::Event;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -123,7 +123,7 @@ struct Shared {
 struct Log {
     /// Offset of `events[0]`.
     base: u64,
-    events: VecDeque<Arc<Event>>,
+    events: VecDeque<Arc<WireEvent>>,
     subscriptions: HashMap<String, Cursor>,
     closing: bool,
     /// Source of cursor epochs.
@@ -225,7 +225,7 @@ impl Channel for MemoryChannel {
         self.name.as_str()
     }
 
-    async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
+    async fn publish(&self, events: Vec<WireEvent>) -> Result<(), ChannelError> {
         {
             let mut log = self.shared.lock();
             log.trim();
@@ -422,15 +422,16 @@ impl Acknowledge for MemoryAck {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
+    use cloudevents::{EventBuilder, EventBuilderV10};
 
-    pub(crate) fn event(id: &str) -> Event {
+    pub(crate) fn event(id: &str) -> WireEvent {
         EventBuilderV10::new()
             .id(id)
             .source("/test")
             .ty("t")
             .build()
             .unwrap()
+            .into()
     }
 
     fn small(capacity: usize) -> MemoryChannel {

@@ -3,7 +3,7 @@
 //! these tests; elsewhere they are skipped with a notice. Set TANSU_BIN to use another binary,
 //! KEEP_TANSU=1 to keep each broker's store and log for a look afterwards.
 
-use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
+use cloudevents::{EventBuilder, EventBuilderV10};
 use herald_channels::{
     Channel, ChannelError, Delivery, KafkaBackend, KafkaChannel, KafkaConfig, Position,
     Subscription,
@@ -178,7 +178,7 @@ async fn open(tansu: &Tansu) -> Arc<KafkaChannel> {
     backend.channel("test-ns/broker").await.expect("channel")
 }
 
-fn event(id: &str) -> Event {
+fn event(id: &str) -> herald_channels::WireEvent {
     EventBuilderV10::new()
         .id(id)
         .source("/kafka-test")
@@ -187,9 +187,10 @@ fn event(id: &str) -> Event {
         .data("application/json", serde_json::json!({"id": id}))
         .build()
         .unwrap()
+        .into()
 }
 
-fn keyed(id: &str, key: &str) -> Event {
+fn keyed(id: &str, key: &str) -> herald_channels::WireEvent {
     let mut e = event(id);
     e.set_extension("partitionkey", key);
     e
@@ -316,11 +317,7 @@ async fn publish_and_consume_round_trip_with_ce_headers() {
                 .as_deref(),
             Some("eu")
         );
-        let data: serde_json::Value = match d.event.data() {
-            Some(cloudevents::Data::Binary(b)) => serde_json::from_slice(b).unwrap(),
-            Some(cloudevents::Data::Json(v)) => v.clone(),
-            other => panic!("unexpected data {other:?}"),
-        };
+        let data: serde_json::Value = serde_json::from_slice(&d.event.body().unwrap()).unwrap();
         assert_eq!(data, serde_json::json!({"id": expected}));
         assert!(d.offset.is_some());
         d.ack().await.unwrap();

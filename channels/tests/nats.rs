@@ -1,7 +1,7 @@
 //! The NATS JetStream channel against the real server on 127.0.0.1:4222. With CI=true a
 //! missing server fails these tests; elsewhere they are skipped with a notice.
 
-use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
+use cloudevents::{EventBuilder, EventBuilderV10};
 use herald_channels::{
     Channel, ChannelError, Delivery, NatsBackend, NatsChannel, NatsConfig, Position, Settlement,
     Subscription,
@@ -36,7 +36,7 @@ async fn channel(test: &str, ack_wait: Duration) -> Option<Arc<NatsChannel>> {
     }
 }
 
-fn event(id: &str) -> Event {
+fn event(id: &str) -> herald_channels::WireEvent {
     EventBuilderV10::new()
         .id(id)
         .source("/nats-test")
@@ -45,6 +45,7 @@ fn event(id: &str) -> Event {
         .data("application/json", serde_json::json!({"id": id}))
         .build()
         .unwrap()
+        .into()
 }
 
 async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {

@@ -2,7 +2,7 @@
 //! SIGKILL mid-publish (sled 0.34 is known for stores that will not reopen after an abrupt
 //! kill, spacejam/sled#1533; this is the check that it does not happen here).
 
-use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
+use cloudevents::{EventBuilder, EventBuilderV10};
 use herald_channels::{Channel, Delivery, Position, SledConfig, SledStore, Subscription};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, BufReader};
@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn event(id: &str) -> Event {
+fn event(id: &str) -> herald_channels::WireEvent {
     EventBuilderV10::new()
         .id(id)
         .source("/test")
@@ -19,6 +19,7 @@ fn event(id: &str) -> Event {
         .data("application/json", serde_json::json!({ "id": id }))
         .build()
         .unwrap()
+        .into()
 }
 
 async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {

@@ -6,6 +6,8 @@ pub mod loader;
 pub mod messaging;
 pub mod resolve;
 pub mod resources;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod sources;
 pub mod status;
 

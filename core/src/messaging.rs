@@ -89,6 +89,7 @@ impl Channel {
 
 /// The union of the Channel, InMemoryChannel and KafkaChannel specs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChannelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +99,7 @@ pub struct ChannelSpec {
     pub delivery: Option<DeliverySpec>,
     /// Written by Knative's controller into the spec; read and ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::any_value"))]
     pub subscribers: Option<serde_json::Value>,
     /// KafkaChannel settings (Herald's Kafka backend uses its own topic settings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,12 +111,17 @@ pub struct ChannelSpec {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChannelTemplate {
     #[serde(default)]
     pub api_version: String,
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::any_object")
+    )]
     pub spec: Option<serde_json::Value>,
 }
 
@@ -136,6 +143,7 @@ pub struct Subscription {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubscriptionSpec {
     pub channel: KReference,
@@ -204,6 +212,7 @@ pub struct Sequence {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SequenceSpec {
     pub steps: Vec<SequenceStep>,
@@ -217,6 +226,7 @@ pub struct SequenceSpec {
 /// out rather than `#[serde(flatten)]`ed, because serde cannot refuse unknown fields through a
 /// flatten, and a typo here must be an error.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SequenceStep {
     #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
@@ -276,6 +286,7 @@ pub struct Parallel {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ParallelSpec {
     pub branches: Vec<ParallelBranch>,
@@ -286,6 +297,7 @@ pub struct ParallelSpec {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ParallelBranch {
     /// Passes an event on by replying with it; an empty answer drops it.
@@ -383,6 +395,7 @@ pub struct EventTransform {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventTransformSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -394,12 +407,14 @@ pub struct EventTransformSpec {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Jsonata {
     pub expression: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TransformReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -327,6 +327,7 @@ impl Broker {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerSpec {
     /// Reference to backend settings (Knative points this at a ConfigMap).
@@ -362,6 +363,7 @@ impl Trigger {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TriggerSpec {
     #[serde(default)]
@@ -380,6 +382,7 @@ pub struct TriggerSpec {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TriggerFilter {
     #[serde(default)]
@@ -388,13 +391,26 @@ pub struct TriggerFilter {
 
 /// One entry of `spec.filters`: exactly one dialect is set (validated when compiled).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionsApiFilter {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::list_of_objects")
+    )]
     pub all: Vec<SubscriptionsApiFilter>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::list_of_objects")
+    )]
     pub any: Vec<SubscriptionsApiFilter>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::any_object")
+    )]
     pub not: Option<Box<SubscriptionsApiFilter>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub exact: BTreeMap<String, String>,
@@ -409,6 +425,7 @@ pub struct SubscriptionsApiFilter {
 /// Where events go: a `uri`, or a `ref` to an addressable resource plus an optional relative
 /// `uri` appended to its address.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Destination {
     #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
@@ -422,6 +439,7 @@ pub struct Destination {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KReference {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -448,6 +466,7 @@ impl KReference {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum BackoffPolicy {
     Linear,
@@ -456,6 +475,7 @@ pub enum BackoffPolicy {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryFormat {
     Json,
@@ -464,6 +484,7 @@ pub enum DeliveryFormat {
 
 /// Knative's DeliverySpec: how failed deliveries are retried and where they end up.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeliverySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -473,10 +494,22 @@ pub struct DeliverySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_policy: Option<BackoffPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::iso_duration")
+    )]
     pub backoff_delay: Option<IsoDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::iso_duration")
+    )]
     pub timeout: Option<IsoDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::iso_duration")
+    )]
     pub retry_after_max: Option<IsoDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<DeliveryFormat>,

@@ -39,7 +39,7 @@ fn dialect(yaml: &str) -> Filter {
 }
 
 fn kinds(c: &mut Criterion) {
-    let e = event();
+    let e: herald_channels::WireEvent = event().into();
     let legacy = Filter::compile(&TriggerSpec {
         filter: Some(TriggerFilter {
             attributes: [
@@ -77,7 +77,7 @@ fn kinds(c: &mut Criterion) {
 
 /// 1,000 Triggers on one broker, a realistic mix of kinds; 10 match the event.
 fn thousand_triggers(c: &mut Criterion) {
-    let e = event();
+    let e: herald_channels::WireEvent = event().into();
     let filters: Vec<Filter> = (0..1000)
         .map(|i| match i % 4 {
             0 if i < 40 => dialect("- exact: {type: com.example.order.created}"),

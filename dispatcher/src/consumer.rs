@@ -9,7 +9,6 @@
 
 use crate::engine::DeliveryEngine;
 use crate::route::{DeliveryOrder, Route};
-use cloudevents::AttributesReader;
 use herald_channels::{Acknowledge, Channel, ChannelError, Delivery, Settlement, Subscription};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -154,7 +153,7 @@ impl RouteConsumer {
 }
 
 /// The lane of an event: by `partitionkey`, so equal keys share a lane (and an order).
-fn lane_of(event: &cloudevents::Event, lanes: usize) -> usize {
+fn lane_of(event: &herald_channels::WireEvent, lanes: usize) -> usize {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     event
         .extension("partitionkey")

@@ -3,7 +3,7 @@
 
 use crate::delivery::Failure;
 use base64::Engine;
-use cloudevents::Event;
+use herald_channels::WireEvent;
 use url::Url;
 
 pub const ERROR_DEST: &str = "knativeerrordest";
@@ -12,7 +12,7 @@ pub const ERROR_DATA: &str = "knativeerrordata";
 /// Knative truncates the failed response body it carries along.
 pub const ERROR_DATA_MAX: usize = 1024;
 
-pub fn dead_letter_event(original: &Event, destination: &Url, failure: &Failure) -> Event {
+pub fn dead_letter_event(original: &WireEvent, destination: &Url, failure: &Failure) -> WireEvent {
     let mut event = original.clone();
     // Without credentials: the sink (and whoever reads it) has no business with them.
     event.set_extension(ERROR_DEST, crate::redact::without_credentials(destination));

@@ -1,23 +1,25 @@
-//! One delivery attempt over HTTP (CloudEvents binary mode) and the classification of its
-//! outcome per the Knative data-plane contract.
+//! One delivery attempt over HTTP, in binary or structured mode per the route's
+//! `delivery.format`, and the classification of its outcome per the Knative data-plane
+//! contract. The event goes out as it was accepted ([`WireEvent`]): attribute strings, data
+//! bytes, and the W3C trace context that came with it as `traceparent`/`tracestate` headers.
 
 use crate::redact::{self, Redacted};
 use bytes::Bytes;
-use cloudevents::{Data, Event};
-use herald_channels::binding;
+use herald_channels::event::json;
+use herald_channels::{binding, TraceContext, WireEvent};
 use herald_core::DeliveryFormat;
 use http::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use std::time::{Duration, SystemTime};
 use url::Url;
 
 /// Content type of a structured-mode (JSON format) CloudEvent.
-pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+pub const STRUCTURED_CONTENT_TYPE: &str = binding::STRUCTURED_CONTENT_TYPE;
 
 #[derive(Debug)]
 pub enum Outcome {
     /// The recipient accepted the event; a 200 may carry a reply event.
     Delivered {
-        reply: Option<Box<Event>>,
+        reply: Option<Box<WireEvent>>,
     },
     Failed(Failure),
 }
@@ -45,10 +47,12 @@ impl Failure {
     }
 }
 
-/// Which statuses are retried, per the data-plane spec's table: 404, 409, 429 and 5xx.
-/// Other 4xx, and 1xx/3xx (reserved), are failures without retry.
+/// Which failed statuses are retried: the data-plane table's 404, 409, 429 and 5xx, and
+/// 408 (Request Timeout), which Knative's dispatcher retries too; a code outside the table
+/// (600 and up) is retried, as the spec says for codes it does not list. Other 4xx, and
+/// 1xx/3xx (reserved: errors without retry; redirects are never followed), are not.
 pub fn is_retryable(status: u16) -> bool {
-    matches!(status, 404 | 409 | 429) || (500..600).contains(&status)
+    matches!(status, 404 | 408 | 409 | 429) || status >= 500
 }
 
 /// Sends `event` to `url` once, in binary or structured mode per `format`. With
@@ -57,7 +61,7 @@ pub fn is_retryable(status: u16) -> bool {
 pub async fn send(
     client: &reqwest::Client,
     url: &Url,
-    event: &Event,
+    event: &WireEvent,
     format: DeliveryFormat,
     timeout: Duration,
     want_reply: bool,
@@ -66,22 +70,9 @@ pub async fn send(
     if want_reply {
         request = request.header("Prefer", "reply");
     }
-    let encoded = match format {
+    let request = match format {
         DeliveryFormat::Binary => binary_request(request, event),
-        DeliveryFormat::Json => serde_json::to_vec(event).map(|body| {
-            request
-                .header(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE)
-                .body(body)
-        }),
-    };
-    let request = match encoded {
-        Ok(r) => r,
-        Err(e) => {
-            return Outcome::Failed(Failure {
-                retryable: false,
-                ..Failure::transport(format!("cannot encode event: {e}"))
-            })
-        }
+        DeliveryFormat::Json => structured_request(request, event),
     };
     let response = match request.send().await {
         Ok(r) => r,
@@ -116,21 +107,53 @@ pub async fn send(
 
 /// Binary mode with percent-encoded `ce-` headers (the HTTP binding's rule), so attribute
 /// values with line breaks or non-ASCII characters arrive exactly as sent and can never add
-/// headers of their own. The SDK's request builder writes values verbatim.
+/// headers of their own (the SDK's request builder writes values verbatim); the body is the
+/// data as sent, under its (possibly implied) content type.
 pub fn binary_request(
     mut request: reqwest::RequestBuilder,
-    event: &Event,
-) -> Result<reqwest::RequestBuilder, serde_json::Error> {
+    event: &WireEvent,
+) -> reqwest::RequestBuilder {
+    request = with_trace(request, event);
     for (name, value) in binding::attribute_headers(event) {
         request = request.header(name, value);
     }
-    let body = match event.data() {
-        Some(Data::Binary(b)) => b.clone(),
-        Some(Data::String(s)) => s.clone().into_bytes(),
-        Some(Data::Json(v)) => serde_json::to_vec(v)?,
-        None => return Ok(request),
-    };
-    Ok(request.body(body))
+    match event.body() {
+        Some(body) => request.body(body.into_owned()),
+        None => request,
+    }
+}
+
+/// Structured mode: the JSON format as accepted (see [`json::to_vec`]).
+pub fn structured_request(
+    request: reqwest::RequestBuilder,
+    event: &WireEvent,
+) -> reqwest::RequestBuilder {
+    with_trace(request, event)
+        .header(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE)
+        .body(json::to_vec(event))
+}
+
+/// The trace context to send: what came with the event, or else its distributed-tracing
+/// extension attributes, so a trace started by the sender continues at the subscriber.
+pub fn trace_of(event: &WireEvent) -> TraceContext {
+    let carried = event.trace();
+    if carried.traceparent.is_some() {
+        return carried.clone();
+    }
+    let ext = |name| event.attribute(name).map(|v| v.into_owned());
+    TraceContext {
+        traceparent: ext(TraceContext::TRACEPARENT),
+        tracestate: ext(TraceContext::TRACESTATE),
+    }
+}
+
+fn with_trace(mut request: reqwest::RequestBuilder, event: &WireEvent) -> reqwest::RequestBuilder {
+    for (name, value) in trace_of(event).headers() {
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            request = request.header(name, v);
+        }
+    }
+    request
 }
 
 fn classify(status: u16, headers: &HeaderMap, body: Bytes, want_reply: bool) -> Outcome {
@@ -198,10 +221,10 @@ mod tests {
 
     #[test]
     fn retryable_statuses_follow_the_spec_table() {
-        for s in [404, 409, 429, 500, 502, 503, 599] {
+        for s in [404, 408, 409, 429, 500, 502, 503, 599, 600] {
             assert!(is_retryable(s), "{s}");
         }
-        for s in [100, 301, 400, 401, 403, 405, 413] {
+        for s in [100, 301, 302, 307, 308, 400, 401, 403, 405, 413] {
             assert!(!is_retryable(s), "{s}");
         }
     }

@@ -8,8 +8,7 @@ use crate::redact::{self, Redacted};
 use crate::reply::{prepare_reply, take_ttl};
 use crate::retry::RetryPolicy;
 use crate::route::{DeliveryFormat, ReplyTarget, Route, TtlHandling};
-use cloudevents::{AttributesReader, Event};
-use herald_channels::{Channel, Settlement};
+use herald_channels::{Channel, Settlement, WireEvent};
 use std::time::Duration;
 use url::Url;
 
@@ -70,6 +69,8 @@ pub struct EngineError(#[from] reqwest::Error);
 impl DeliveryEngine {
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let client = reqwest::Client::builder()
+            // A 3xx is a failed delivery (the data-plane table), never a hop elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .tcp_nodelay(true)
             .build()?;
@@ -83,7 +84,7 @@ impl DeliveryEngine {
     /// Delivers `event` for `route`, handing any reply to the route's reply target. Returns
     /// only when the event is delivered, dead-lettered or logged as undeliverable, so the
     /// caller may settle it.
-    pub async fn dispatch(&self, route: &Route, mut event: Event) -> Disposition {
+    pub async fn dispatch(&self, route: &Route, mut event: WireEvent) -> Disposition {
         let ttl = match route.ttl {
             TtlHandling::Broker => Some(take_ttl(&mut event)),
             TtlHandling::PassThrough => None,
@@ -138,7 +139,7 @@ impl DeliveryEngine {
         policy: &RetryPolicy,
         format: DeliveryFormat,
         url: &Url,
-        event: &Event,
+        event: &WireEvent,
         reply: Option<ReplyTo<'_>>,
     ) -> Result<(), Failure> {
         let want_reply = reply.is_some_and(|r| !matches!(r.target, ReplyTarget::Discard));
@@ -172,12 +173,16 @@ impl DeliveryEngine {
 
     async fn hand_on_reply(
         &self,
-        answer: Event,
+        mut answer: WireEvent,
         reply: ReplyTo<'_>,
-        original: &Event,
+        original: &WireEvent,
         policy: &RetryPolicy,
         format: DeliveryFormat,
     ) -> Result<(), Failure> {
+        // A reply belongs to the trace of the event it answers, unless it names its own.
+        if answer.trace().traceparent.is_none() {
+            answer.set_trace(crate::delivery::trace_of(original));
+        }
         let answer = match reply.ttl {
             Some(ttl) => match prepare_reply(answer, ttl) {
                 Some(a) => a,
@@ -203,7 +208,7 @@ impl DeliveryEngine {
     }
 }
 
-async fn publish_reply(reply: Event, channel: &dyn Channel) -> Result<(), Failure> {
+async fn publish_reply(reply: WireEvent, channel: &dyn Channel) -> Result<(), Failure> {
     channel.publish(vec![reply]).await.map_err(|e| Failure {
         status: None,
         body: Default::default(),
@@ -216,7 +221,7 @@ async fn publish_reply(reply: Event, channel: &dyn Channel) -> Result<(), Failur
 /// The last resort: the event is logged for an operator — its id and attributes by default,
 /// the whole event (capped) only with `HERALD_LOG_PAYLOADS=1`, since payloads may hold
 /// personal data and can be megabytes.
-fn log_undeliverable(route: &Route, event: &Event, failure: &Failure, why: &str) {
+fn log_undeliverable(route: &Route, event: &WireEvent, failure: &Failure, why: &str) {
     if redact::log_payloads() {
         tracing::error!(
             route = %route.id, event.id = event.id(), event.source = event.source(),

@@ -2,7 +2,7 @@
 //! the Subscriptions API `filters` dialect (exact, prefix, suffix, all, any, not, cesql).
 
 use crate::attributes::{attribute, CesqlEvent};
-use cloudevents::Event;
+use herald_channels::WireEvent;
 use herald_core::{is_valid_attribute_name, SubscriptionsApiFilter, TriggerSpec};
 use std::collections::BTreeMap;
 
@@ -67,7 +67,7 @@ impl Filter {
         }
     }
 
-    pub fn matches(&self, event: &Event) -> bool {
+    pub fn matches(&self, event: &WireEvent) -> bool {
         match self {
             Filter::Everything => true,
             Filter::Attributes(attrs) => attrs.iter().all(|(name, want)| {
@@ -185,7 +185,7 @@ mod tests {
     use cloudevents::{EventBuilder, EventBuilderV10};
     use herald_core::TriggerFilter;
 
-    fn event() -> Event {
+    fn event() -> WireEvent {
         EventBuilderV10::new()
             .id("1")
             .source("/shop/checkout")
@@ -194,6 +194,7 @@ mod tests {
             .extension("amount", 1500i64)
             .build()
             .unwrap()
+            .into()
     }
 
     fn legacy(attrs: &[(&str, &str)]) -> Filter {

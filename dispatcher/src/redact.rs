@@ -2,7 +2,7 @@
 //! query (where credentials and tokens live), and an event's id rather than its payload unless
 //! an operator opts in (`HERALD_LOG_PAYLOADS=1`), then capped.
 
-use cloudevents::Event;
+use herald_channels::WireEvent;
 use std::fmt;
 use std::sync::OnceLock;
 use url::Url;
@@ -87,8 +87,8 @@ pub fn log_payloads() -> bool {
 }
 
 /// The event as JSON, cut at [`PAYLOAD_LOG_MAX`] bytes (on a character boundary).
-pub fn capped_json(event: &Event) -> String {
-    let json = serde_json::to_string(event).unwrap_or_else(|e| format!("<unserializable: {e}>"));
+pub fn capped_json(event: &WireEvent) -> String {
+    let json = herald_channels::event::json::to_string(event);
     if json.len() <= PAYLOAD_LOG_MAX {
         return json;
     }
@@ -152,7 +152,7 @@ mod tests {
             .data("text/plain", "é".repeat(10_000))
             .build()
             .unwrap();
-        let logged = capped_json(&event);
+        let logged = capped_json(&event.into());
         assert!(logged.len() < PAYLOAD_LOG_MAX + 40, "{}", logged.len());
         assert!(logged.ends_with("bytes in all)"));
     }

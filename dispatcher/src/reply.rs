@@ -1,14 +1,14 @@
 //! Reply events and the broker TTL that stops reply loops (Knative's `knativebrokerttl`).
 
 use crate::attributes::attribute;
-use cloudevents::Event;
+use herald_channels::WireEvent;
 
 pub const TTL_EXTENSION: &str = "knativebrokerttl";
 pub const DEFAULT_TTL: i64 = 255;
 
 /// Removes the TTL from an event about to be delivered (subscribers never see it) and returns
 /// it; a missing or unreadable TTL counts as the default.
-pub fn take_ttl(event: &mut Event) -> i64 {
+pub fn take_ttl(event: &mut WireEvent) -> i64 {
     let ttl = attribute(event, TTL_EXTENSION)
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(DEFAULT_TTL);
@@ -18,7 +18,7 @@ pub fn take_ttl(event: &mut Event) -> i64 {
 
 /// Stamps a reply with the TTL one hop lower than the event it answers, or returns `None`
 /// when the TTL is used up and the reply must not re-enter the broker.
-pub fn prepare_reply(mut reply: Event, incoming_ttl: i64) -> Option<Event> {
+pub fn prepare_reply(mut reply: WireEvent, incoming_ttl: i64) -> Option<WireEvent> {
     let ttl = incoming_ttl - 1;
     if ttl <= 0 {
         return None;
@@ -34,13 +34,14 @@ mod tests {
 
     #[test]
     fn ttl_is_stripped_decremented_and_exhausted() {
-        let mut e = EventBuilderV10::new()
+        let mut e: WireEvent = EventBuilderV10::new()
             .id("1")
             .source("/s")
             .ty("t")
             .extension(TTL_EXTENSION, 2i64)
             .build()
-            .unwrap();
+            .unwrap()
+            .into();
         assert_eq!(take_ttl(&mut e), 2);
         assert!(e.extension(TTL_EXTENSION).is_none());
         let reply = prepare_reply(e.clone(), 2).unwrap();

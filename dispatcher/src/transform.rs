@@ -4,7 +4,8 @@
 //! is applied, so a transform that was accepted only fails on events its functions reject.
 
 use bumpalo::Bump;
-use cloudevents::Event;
+use herald_channels::event::json;
+use herald_channels::WireEvent;
 use jsonata_rs::JsonAta;
 
 /// Longest an expression may run on one event, in milliseconds, and how deep it may recurse:
@@ -38,8 +39,8 @@ impl Transform {
         })
     }
 
-    pub fn apply(&self, event: &Event) -> Result<Event, TransformError> {
-        let id = cloudevents::AttributesReader::id(event).to_string();
+    pub fn apply(&self, event: &WireEvent) -> Result<WireEvent, TransformError> {
+        let id = cloudevents::AttributesReader::id(&**event).to_string();
         let input = input_json(event).to_string();
         // jsonata-rs allocates a parsed expression in an arena borrowed for its lifetime, so
         // it is parsed again per event (cheap next to an HTTP delivery).
@@ -53,26 +54,26 @@ impl Transform {
                 message: e.to_string(),
             })?;
         let output = result.serialize(false);
-        serde_json::from_str::<Event>(&output).map_err(|e| TransformError::NotAnEvent {
-            id,
-            message: format!("{e}: {output}"),
-        })
+        let mut out =
+            json::from_slice(output.as_bytes()).map_err(|e| TransformError::NotAnEvent {
+                id,
+                message: format!("{e}: {output}"),
+            })?;
+        out.set_trace(event.trace().clone());
+        Ok(out)
     }
 }
 
-/// The event as JSONata sees it: its JSON format, with JSON data (which channels hand over as
-/// bytes) as a JSON value under `data`, so `data.field` paths work whatever the event's mode.
-fn input_json(event: &Event) -> serde_json::Value {
-    use cloudevents::{AttributesReader, Data};
-    let mut value = serde_json::to_value(event).unwrap_or_default();
+/// The event as JSONata sees it: its JSON format, with JSON data (whichever mode it came in)
+/// as a JSON value under `data`, so `data.field` paths work whatever the event's mode.
+fn input_json(event: &WireEvent) -> serde_json::Value {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&json::to_vec(event)).unwrap_or_default();
     let json_data = event.datacontenttype().is_none_or(|ct| ct.contains("json"));
-    let bytes = match event.data() {
-        Some(Data::Binary(b)) => Some(b.as_slice()),
-        Some(Data::String(s)) => Some(s.as_bytes()),
-        _ => None,
-    };
-    if let (true, Some(bytes), serde_json::Value::Object(m)) = (json_data, bytes, &mut value) {
-        if let Ok(data) = serde_json::from_slice::<serde_json::Value>(bytes) {
+    if let (true, Some(body), serde_json::Value::Object(m)) =
+        (json_data, event.body().as_deref(), &mut value)
+    {
+        if let Ok(data) = serde_json::from_slice::<serde_json::Value>(body) {
             m.remove("data_base64");
             m.insert("data".into(), data);
         }
@@ -83,9 +84,9 @@ fn input_json(event: &Event) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
+    use cloudevents::{EventBuilder, EventBuilderV10};
 
-    fn order() -> Event {
+    fn order() -> WireEvent {
         EventBuilderV10::new()
             .id("o-1")
             .source("/shop")
@@ -96,6 +97,7 @@ mod tests {
             )
             .build()
             .unwrap()
+            .into()
     }
 
     /// Knative's documented shape: a new event built from the old one's attributes and data.
@@ -121,10 +123,7 @@ mod tests {
             out.extension("reason").map(|v| v.to_string()).as_deref(),
             Some("new")
         );
-        let data: serde_json::Value = match out.data() {
-            Some(cloudevents::Data::Json(v)) => v.clone(),
-            other => panic!("{other:?}"),
-        };
+        let data: serde_json::Value = serde_json::from_slice(&out.body().unwrap()).unwrap();
         assert_eq!(data, serde_json::json!({"total": 84, "count": 2}));
     }
 

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
-use herald_channels::binding;
+use herald_channels::{binding, WireEvent};
 
 /// A record's headers and value, whichever broker it came from.
 pub struct Record<'a> {
@@ -37,7 +37,7 @@ impl Record<'_> {
     }
 
     /// Decodes a NATS-binding record (the HTTP binding's header names).
-    pub fn to_event_ce_dash(&self) -> Result<Event, String> {
+    pub fn to_event_ce_dash(&self) -> Result<WireEvent, String> {
         let mut headers = http::HeaderMap::new();
         for (name, value) in &self.headers {
             let name = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())

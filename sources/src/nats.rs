@@ -53,7 +53,7 @@ impl Nats {
         subject: &str,
         payload: &[u8],
         id: String,
-    ) -> cloudevents::Event {
+    ) -> herald_channels::WireEvent {
         let pairs: Vec<(String, Vec<u8>)> = headers
             .map(|h| {
                 h.iter()
@@ -88,6 +88,7 @@ impl Nats {
             record.content_type(),
             (!payload.is_empty()).then_some(payload),
         )
+        .into()
     }
 }
 

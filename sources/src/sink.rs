@@ -3,7 +3,7 @@
 //! delivers Trigger and Subscription events, so a source retries and dead-letters exactly as
 //! a Trigger does.
 
-use cloudevents::{AttributesReader, Event};
+use herald_channels::WireEvent;
 use herald_core::{DeliverySpec, Kind, ResourceKey};
 use herald_dispatcher::route::{DeliveryFormat, ReplyTarget, Route, RouteId, TtlHandling};
 use herald_dispatcher::{DeliveryEngine, Disposition, RetryPolicy};
@@ -86,7 +86,8 @@ impl Sink {
 
     /// Sends `event` (with the `ceOverrides` extensions set), retrying per the DeliverySpec;
     /// `Ok` once it is delivered or dead-lettered.
-    pub async fn send(&self, mut event: Event) -> Result<Disposition, SinkError> {
+    pub async fn send(&self, event: impl Into<WireEvent>) -> Result<Disposition, SinkError> {
+        let mut event: WireEvent = event.into();
         for (name, value) in self.overrides.iter() {
             event.set_extension(name, value.clone());
         }
@@ -105,10 +106,11 @@ impl Sink {
     /// they read (Kafka, NATS), so their position only moves past accepted events.
     pub async fn send_until_accepted(
         &self,
-        event: Event,
+        event: impl Into<WireEvent>,
         pause: Duration,
         stop: &tokio_util::sync::CancellationToken,
     ) -> Option<Disposition> {
+        let event: WireEvent = event.into();
         loop {
             match self.send(event.clone()).await {
                 Ok(d) => return Some(d),

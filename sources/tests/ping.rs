@@ -49,7 +49,7 @@ async fn ticks_on_schedule_with_text_and_base64_payloads() {
     let b = run(bytes, &sink.url, env);
     clock.sleepers(2).await;
     clock.set(utc("2026-01-01T00:10:00Z"));
-    let mut got = vec![sink.next(WAIT).await, sink.next(WAIT).await];
+    let mut got = [sink.next(WAIT).await, sink.next(WAIT).await];
     got.sort_by_key(|r| r.header("ce-source").unwrap_or_default().to_string());
     let (bytes_ev, text_ev) = (&got[0], &got[1]);
     assert_eq!(text_ev.header("ce-type"), Some("dev.knative.sources.ping"));
@@ -57,7 +57,7 @@ async fn ticks_on_schedule_with_text_and_base64_payloads() {
         text_ev.header("ce-source"),
         Some("/apis/v1/namespaces/ns/pingsources/text")
     );
-    assert_eq!(time(&text_ev), utc("2026-01-01T00:10:00Z"));
+    assert_eq!(time(text_ev), utc("2026-01-01T00:10:00Z"));
     assert_eq!(text_ev.header("content-type"), Some("application/json"));
     assert_eq!(&text_ev.body[..], br#"{"message": "Hello world!"}"#);
     assert_eq!(&bytes_ev.body[..], &[0u8, 1, 2, 255]);

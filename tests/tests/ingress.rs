@@ -455,7 +455,7 @@ async fn requests_that_are_not_cloudevents_are_rejected_with_400() {
                    "datacontenttype":"application/octet-stream","data_base64":"!!not base64!!"})
             .to_string()
             .into_bytes(),
-            "decode error",
+            "data_base64 is not valid base64",
         ),
         ("batch, not JSON", BATCH, b"[{".to_vec(), "invalid batch"),
         (

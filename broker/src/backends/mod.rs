@@ -349,7 +349,7 @@ mod tests {
                 .ty("t")
                 .build()
                 .unwrap();
-            channel.publish(vec![event]).await.unwrap();
+            channel.publish(vec![event.into()]).await.unwrap();
             consume_one(&mut sub).await;
             opened.push((channel, sub));
         }

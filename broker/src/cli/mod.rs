@@ -38,6 +38,9 @@ enum Command {
     /// Run event sources (PingSource, GitHubSource, ...) on their own.
     #[command(subcommand)]
     Source(source::SourceCommand),
+    /// Print the CustomResourceDefinitions of every kind Herald serves, as YAML.
+    #[cfg(feature = "kubernetes")]
+    Crds,
 }
 
 impl Cli {
@@ -61,6 +64,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Display(a) => events::display(a).await,
         Command::Replay(a) => events::replay(a).await,
         Command::Source(c) => source::run(c).await,
+        #[cfg(feature = "kubernetes")]
+        Command::Crds => {
+            print!("{}", herald_crds::definitions_yaml());
+            Ok(())
+        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! Reading CloudEvents out of an ingress request (binary, structured and batch mode) and the
 //! checks that decide, before the 202, that every channel can carry an event and every
-//! delivery can send it.
+//! delivery can send it. Events are read as the wire carried them ([`WireEvent`]: attribute
+//! strings, data bytes and their form, the request's W3C trace context).
 
 use super::Rejection;
 use axum::http::{header, HeaderMap, StatusCode};
-use cloudevents::{AttributesReader, Event};
-use herald_channels::binding;
+use herald_channels::event::json;
+use herald_channels::{binding, TraceContext, WireEvent};
 use herald_core::is_valid_attribute_name;
 use herald_dispatcher::reply::TTL_EXTENSION;
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
@@ -33,9 +34,14 @@ pub fn parse_events(
     headers: &HeaderMap,
     body: bytes::Bytes,
     max_batch_events: usize,
-) -> Result<Vec<Event>, Rejection> {
+) -> Result<Vec<WireEvent>, Rejection> {
     if is_batch(headers) {
-        return parse_batch(&body, max_batch_events);
+        let mut events = parse_batch(&body, max_batch_events)?;
+        let trace = TraceContext::from_headers(headers);
+        for event in &mut events {
+            event.set_trace(trace.clone());
+        }
+        return Ok(events);
     }
     let structured = content_type(headers).starts_with("application/cloudevents+json");
     if !structured && !headers.contains_key("ce-specversion") {
@@ -44,12 +50,6 @@ pub fn parse_events(
              content type application/cloudevents+json"
                 .into(),
         ));
-    }
-    if structured {
-        // The SDK's JSON parser reports a bad time without naming the attribute.
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-            check_json_time(&v).map_err(|m| bad(format!("invalid CloudEvent: {m}")))?;
-        }
     }
     // Binary mode: ce- header values are percent-decoded (HTTP binding 3.1.3.2).
     binding::headers_to_event(headers, body.to_vec())
@@ -60,7 +60,7 @@ pub fn parse_events(
 /// A batch, read element by element: one event's JSON tree exists at a time (not one per
 /// event of the batch, which cost ~85 bytes of memory per byte of body), and a batch longer
 /// than the limit is refused as soon as the limit is passed.
-fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Event>, Rejection> {
+fn parse_batch(body: &[u8], max: usize) -> Result<Vec<WireEvent>, Rejection> {
     let too_long = Cell::new(false);
     let seed = BatchSeed {
         max,
@@ -89,31 +89,30 @@ struct BatchSeed<'a> {
 }
 
 impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
-    type Value = Vec<Event>;
+    type Value = Vec<WireEvent>;
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<Event>, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<WireEvent>, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
 impl<'de> Visitor<'de> for BatchSeed<'_> {
-    type Value = Vec<Event>;
+    type Value = Vec<WireEvent>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON array of CloudEvents")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Event>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<WireEvent>, A::Error> {
         let mut events = Vec::new();
-        while let Some(v) = seq.next_element::<serde_json::Value>()? {
+        // Each element as its JSON text, so its data is kept exactly as sent.
+        while let Some(raw) = seq.next_element::<&serde_json::value::RawValue>()? {
             let i = events.len();
             if i == self.max {
                 self.too_long.set(true);
                 return Err(A::Error::custom("too many events"));
             }
-            check_json_time(&v)
-                .map_err(|m| A::Error::custom(format!("invalid event {i} of the batch: {m}")))?;
-            let event = serde_json::from_value::<Event>(v)
+            let event = json::from_raw(raw)
                 .map_err(|e| A::Error::custom(format!("invalid event {i} of the batch: {e}")))?;
             events.push(event);
         }
@@ -121,22 +120,9 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
     }
 }
 
-/// A structured event's `time`, if present, must be an RFC 3339 timestamp.
-fn check_json_time(event: &serde_json::Value) -> Result<(), String> {
-    match event.get("time") {
-        None | Some(serde_json::Value::Null) => Ok(()),
-        Some(serde_json::Value::String(t)) if chrono::DateTime::parse_from_rfc3339(t).is_ok() => {
-            Ok(())
-        }
-        Some(other) => Err(format!(
-            "attribute time must be an RFC 3339 timestamp, got {other}"
-        )),
-    }
-}
-
 /// Checks the SDK leaves to us: non-empty required attributes, valid extension names, and
 /// nothing a channel or a delivery could not carry (see [`binding::check_carriable`]).
-pub fn validate(event: &Event) -> Result<(), String> {
+pub fn validate(event: &WireEvent) -> Result<(), String> {
     for (name, value) in [("id", event.id()), ("type", event.ty())] {
         if value.is_empty() {
             return Err(format!("attribute {name} must not be empty"));

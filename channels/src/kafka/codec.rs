@@ -1,28 +1,38 @@
-//! CloudEvents Kafka protocol binding, binary mode (the SDK's `rdkafka` binding): attributes
-//! and extensions travel as `ce_<name>` headers, the data content type as `content-type`,
-//! the data as the record value — so any CloudEvents-aware Kafka consumer (Knative's
-//! KafkaSource, kcat with headers) reads Herald's topics. The record key is the event's
-//! `partitionkey` extension (Knative's partitioning extension), so one key keeps one
-//! partition and therefore its order.
+//! CloudEvents Kafka protocol binding: attributes and extensions as `ce_<name>` headers
+//! (raw UTF-8: Kafka headers are length-prefixed bytes, nothing needs encoding), the data
+//! content type as `content-type`, the data as the record value, so any CloudEvents-aware
+//! Kafka consumer (Knative's KafkaSource, kcat with headers) reads Herald's topics. Like the
+//! NATS codec, an event goes binary when its data came as bytes and structured
+//! (`application/cloudevents+json`) when it came as a JSON member or has typed extensions,
+//! so it comes back exactly as accepted. W3C trace context travels as `traceparent` and
+//! `tracestate` headers. The record key is the event's `partitionkey` extension (Knative's
+//! partitioning extension), so one key keeps one partition and therefore its order.
 
-use cloudevents::binding::rdkafka::{record_to_event, FutureRecordExt, MessageRecord};
-use cloudevents::Event;
-use rdkafka::message::{Headers, Message};
+use crate::binding;
+use crate::event::{json, WireEvent};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 /// The extension whose value becomes the record key.
 pub const PARTITION_KEY: &str = "partitionkey";
 
+/// Header prefix of CloudEvents attributes in the Kafka binding.
+const KAFKA_PREFIX: &str = "ce_";
+
 /// An event ready to be produced: headers and value, and the key when the event has one.
 pub struct EncodedEvent {
-    pub record: MessageRecord,
+    headers: OwnedHeaders,
+    payload: Option<Vec<u8>>,
     pub key: Option<String>,
 }
 
 impl EncodedEvent {
     /// The record to produce; librdkafka copies it, so it may be dropped once enqueued.
     pub fn to_record<'a>(&'a self, topic: &'a str) -> FutureRecord<'a, str, Vec<u8>> {
-        let record = FutureRecord::to(topic).message_record(&self.record);
+        let mut record = FutureRecord::to(topic).headers(self.headers.clone());
+        if let Some(payload) = &self.payload {
+            record = record.payload(payload);
+        }
         match &self.key {
             Some(key) => record.key(key.as_str()),
             None => record,
@@ -30,40 +40,94 @@ impl EncodedEvent {
     }
 }
 
-pub fn encode(event: Event) -> Result<EncodedEvent, String> {
-    let key = event.extension(PARTITION_KEY).map(|v| v.to_string());
-    let record = MessageRecord::from_event(event).map_err(|e| e.to_string())?;
-    Ok(EncodedEvent { record, key })
+pub fn encode(event: &WireEvent) -> Result<EncodedEvent, String> {
+    let key = event.attribute(PARTITION_KEY).map(|v| v.into_owned());
+    let mut headers = OwnedHeaders::new();
+    for (name, value) in event.trace().headers() {
+        headers = headers.insert(Header {
+            key: name,
+            value: Some(value),
+        });
+    }
+    let payload = if event.binary_is_lossless() {
+        if let Some(ct) = event.content_type() {
+            headers = headers.insert(Header {
+                key: "content-type",
+                value: Some(ct),
+            });
+        }
+        for (name, value) in event.iter() {
+            if name == "datacontenttype" {
+                continue;
+            }
+            headers = headers.insert(Header {
+                key: &format!("{KAFKA_PREFIX}{name}"),
+                value: Some(value.as_ref()),
+            });
+        }
+        event.body().map(|b| b.into_owned())
+    } else {
+        headers = headers.insert(Header {
+            key: "content-type",
+            value: Some(binding::STRUCTURED_CONTENT_TYPE),
+        });
+        Some(json::to_vec(event))
+    };
+    Ok(EncodedEvent {
+        headers,
+        payload,
+        key,
+    })
 }
 
 /// Decodes a record in binary or structured mode. Records written by other tools may be
-/// anything, so what the SDK's decoder would panic on (a header without a value, a
-/// structured record without a value) is refused here first.
-pub fn decode(message: &impl Message) -> Result<Event, String> {
+/// anything, so anything malformed (a header without a value, a structured record without
+/// a value, a value that is not UTF-8) is an error, never a panic.
+pub fn decode(message: &impl Message) -> Result<WireEvent, String> {
     let Some(headers) = message.headers() else {
         return Err("no headers: not a CloudEvent in binary mode".into());
     };
-    let mut structured = false;
+    // The HTTP form of the same message: `ce-` headers with percent-encoded values, which the
+    // shared decoder validates and decodes back to exactly these strings.
+    let mut http_headers = http::HeaderMap::new();
     for header in headers.iter() {
         let Some(value) = header.value else {
             return Err(format!("header {:?} has no value", header.key));
         };
-        if header.key.eq_ignore_ascii_case("content-type")
-            && value.starts_with(b"application/cloudevents+json")
-        {
-            structured = true;
-        }
+        let text = std::str::from_utf8(value)
+            .map_err(|_| format!("header {:?} is not UTF-8", header.key))?;
+        let key = header.key.to_ascii_lowercase();
+        let (name, value) = match key.strip_prefix(KAFKA_PREFIX) {
+            Some(attr) => (
+                format!("{}{attr}", binding::HEADER_PREFIX),
+                binding::encode_header_value(text).into_owned(),
+            ),
+            None if matches!(key.as_str(), "content-type" | "traceparent" | "tracestate") => {
+                (key.clone(), text.to_string())
+            }
+            None => continue,
+        };
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("header {:?} is not a valid name", header.key))?;
+        let value = http::HeaderValue::from_str(&value)
+            .map_err(|_| format!("header {:?} has an invalid value", header.key))?;
+        http_headers.append(name, value);
     }
+    let structured = binding::is_structured(&http_headers);
     if structured && message.payload().is_none() {
         return Err("structured-mode record without a value".into());
     }
-    record_to_event(message).map_err(|e| e.to_string())
+    if !structured && !http_headers.contains_key("ce-specversion") {
+        return Err("no ce_specversion header: not a CloudEvent in binary mode".into());
+    }
+    let body = message.payload().map(<[u8]>::to_vec).unwrap_or_default();
+    binding::headers_to_event(&http_headers, body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
+    use cloudevents::{EventBuilder, EventBuilderV10};
     use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
 
     fn as_record(encoded: &EncodedEvent) -> OwnedMessage {
@@ -75,7 +139,7 @@ mod tests {
             Timestamp::NotAvailable,
             0,
             7,
-            record.headers,
+            record.headers.clone(),
         )
     }
 
@@ -89,10 +153,11 @@ mod tests {
             .time(chrono::Utc::now())
             .extension("region", "eu")
             .extension(PARTITION_KEY, "order-42")
-            .data("application/json", serde_json::json!({"a": 1}))
+            .data("application/json", br#"{"a": 1}"#.to_vec())
             .build()
             .unwrap();
-        let encoded = encode(event.clone()).unwrap();
+        let event = WireEvent::from(event);
+        let encoded = encode(&event).unwrap();
         assert_eq!(encoded.key.as_deref(), Some("order-42"));
         let record = as_record(&encoded);
         assert_eq!(record.key(), Some(&b"order-42"[..]));
@@ -117,7 +182,7 @@ mod tests {
             .extension("note", "héllo 😀\n\0")
             .build()
             .unwrap();
-        let back = decode(&as_record(&encode(event).unwrap())).unwrap();
+        let back = decode(&as_record(&encode(&event.into()).unwrap())).unwrap();
         assert_eq!(back.ty(), "t");
         assert_eq!(back.subject(), Some("x\r\nce_type: admin.command"));
         assert_eq!(

@@ -23,11 +23,11 @@ pub use crate::kafka_config::KafkaConfig;
 
 use crate::name::kafka_group;
 use crate::registry::{Backend, BackendHealth, BackendKind, ChannelOptions};
+use crate::WireEvent;
 use crate::{Channel, ChannelError, ChannelName, Position, Subscription};
 use async_trait::async_trait;
 use blocking::{blocking, bounded, OffRuntime};
 use circuit::Circuit;
-use cloudevents::Event;
 use offsets::GroupOffsets;
 use producer::{publish_error, ProducerSlot};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -385,10 +385,10 @@ impl Channel for KafkaChannel {
     /// refused at once (see [`circuit`]) until one gets through again. That includes the
     /// replies of callable subscribers: during an outage their delivery retries are spent
     /// at the pace of the backoff rather than one publish timeout each.
-    async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
+    async fn publish(&self, events: Vec<WireEvent>) -> Result<(), ChannelError> {
         let mut encoded = Vec::with_capacity(events.len());
         for event in events {
-            encoded.push(codec::encode(event).map_err(|e| {
+            encoded.push(codec::encode(&event).map_err(|e| {
                 ChannelError::backend(self.name.as_str(), format!("cannot encode event: {e}"))
             })?);
         }

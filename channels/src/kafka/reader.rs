@@ -10,9 +10,9 @@
 use super::acks::{Acks, DeliveryTag};
 use super::blocking::detached;
 use super::{codec, KafkaConfig};
+use crate::WireEvent;
 use crate::{Acknowledge, ChannelError, Delivery, Settlement, Subscription};
 use async_trait::async_trait;
-use cloudevents::Event;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -238,7 +238,7 @@ enum Woken {
 struct Record {
     partition: i32,
     offset: i64,
-    event: Result<Event, String>,
+    event: Result<WireEvent, String>,
 }
 
 impl KafkaReader {

@@ -8,6 +8,7 @@ mod codec;
 
 use crate::name::nats_durable;
 use crate::registry::{Backend, BackendHealth, BackendKind, ChannelOptions};
+use crate::WireEvent;
 use crate::{
     Acknowledge, Cause, Channel, ChannelError, ChannelName, Delivery, Position, Settlement,
     Subscription,
@@ -17,7 +18,6 @@ use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use async_trait::async_trait;
-use cloudevents::Event;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -266,7 +266,7 @@ impl Channel for NatsChannel {
         self.name.as_str()
     }
 
-    async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
+    async fn publish(&self, events: Vec<WireEvent>) -> Result<(), ChannelError> {
         // While disconnected the client would queue the publish and send it on reconnect: the
         // caller would get a 503 for an event that is stored later. Refuse at once instead.
         if self.client.connection_state() != async_nats::connection::State::Connected {

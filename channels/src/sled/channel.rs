@@ -8,9 +8,9 @@ use super::seek;
 use super::state::{check_name, ChannelShared};
 use super::store::MaintenanceSignal;
 use super::writer::{AppendRequest, WriterMessage};
+use crate::WireEvent;
 use crate::{Channel, ChannelError, Position, Subscription};
 use async_trait::async_trait;
-use cloudevents::Event;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::TrySendError;
@@ -45,7 +45,7 @@ impl SledChannel {
     }
 
     /// `publish`, returning the offsets the events were given.
-    pub async fn append(&self, events: Vec<Event>) -> Result<Range<u64>, ChannelError> {
+    pub async fn append(&self, events: Vec<WireEvent>) -> Result<Range<u64>, ChannelError> {
         let shared = &self.shared;
         if events.is_empty() {
             let head = shared.lock().head;
@@ -187,7 +187,7 @@ impl Channel for SledChannel {
         self.shared.name.as_str()
     }
 
-    async fn publish(&self, events: Vec<Event>) -> Result<(), ChannelError> {
+    async fn publish(&self, events: Vec<WireEvent>) -> Result<(), ChannelError> {
         self.append(events).await.map(|_| ())
     }
 

@@ -5,9 +5,9 @@
 
 use super::record;
 use super::state::ChannelShared;
+use crate::WireEvent;
 use crate::{Acknowledge, ChannelError, Delivery, Settlement, Subscription};
 use async_trait::async_trait;
-use cloudevents::Event;
 use std::sync::Arc;
 
 pub(crate) struct SledReader {
@@ -135,7 +135,7 @@ fn read_range(
     broker: &str,
     from: u64,
     to: u64,
-) -> Result<Vec<(u64, Option<Event>)>, ::sled::Error> {
+) -> Result<Vec<(u64, Option<WireEvent>)>, ::sled::Error> {
     let mut out = Vec::with_capacity((to - from) as usize);
     let mut expected = from;
     let missing = |offset: u64| {

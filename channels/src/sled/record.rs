@@ -1,10 +1,14 @@
 //! Byte layout of what the store writes: log keys and values, and the keys of the meta tree.
 //! See the parent module for the layout as a whole.
 
-use cloudevents::Event;
+use crate::event::{record, EventError};
+use crate::WireEvent;
 
-/// Version byte at the start of every log value, so the format can change later.
-const RECORD_VERSION: u8 = 1;
+/// Version byte at the start of every log value: 2 is [`crate::event::record`] (the event
+/// as the wire carried it); 1, the SDK's JSON format that lost time and data forms, is
+/// still read, so a store written before keeps its events.
+const RECORD_VERSION: u8 = 2;
+const LEGACY_SDK_JSON: u8 = 1;
 /// Version byte + append time in ms since the Unix epoch (u64 big-endian).
 pub(crate) const HEADER_LEN: usize = 9;
 /// A key in the meta tree naming the layout version of the whole store.
@@ -94,9 +98,9 @@ pub(crate) fn decode_base(bytes: &[u8]) -> Option<(u64, u64)> {
 }
 
 /// A log value with room for the header, which the writer fills in once it knows the time.
-pub(crate) fn encode_event(event: &Event) -> Result<Vec<u8>, serde_json::Error> {
+pub(crate) fn encode_event(event: &WireEvent) -> Result<Vec<u8>, EventError> {
     let mut out = vec![0; HEADER_LEN];
-    serde_json::to_writer(&mut out, event)?;
+    record::encode_into(event, &mut out)?;
     Ok(out)
 }
 
@@ -109,20 +113,23 @@ pub(crate) fn set_header(value: &mut [u8], append_ms: u64) {
 
 /// Append time of a log value, if it has a header this version understands.
 pub(crate) fn append_ms(value: &[u8]) -> Option<u64> {
-    if value.first() != Some(&RECORD_VERSION) {
+    if !matches!(value.first(), Some(&RECORD_VERSION | &LEGACY_SDK_JSON)) {
         return None;
     }
     decode_u64(value.get(1..)?)
 }
 
-pub(crate) fn decode_event(value: &[u8]) -> Result<Event, String> {
-    if value.first() != Some(&RECORD_VERSION) {
-        return Err(format!("unknown record version {:?}", value.first()));
-    }
+pub(crate) fn decode_event(value: &[u8]) -> Result<WireEvent, String> {
     let body = value
         .get(HEADER_LEN..)
         .ok_or("record shorter than its header")?;
-    serde_json::from_slice(body).map_err(|e| e.to_string())
+    match value.first() {
+        Some(&RECORD_VERSION) => record::decode(body).map_err(|e| e.to_string()),
+        Some(&LEGACY_SDK_JSON) => serde_json::from_slice::<cloudevents::Event>(body)
+            .map(WireEvent::from)
+            .map_err(|e| e.to_string()),
+        other => Err(format!("unknown record version {other:?}")),
+    }
 }
 
 /// Bytes a log entry accounts for: its value and its key.
@@ -163,17 +170,18 @@ mod tests {
     }
 
     use super::*;
-    use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
+    use cloudevents::{EventBuilder, EventBuilderV10};
 
     #[test]
     fn an_event_survives_encoding_with_its_append_time() {
-        let event = EventBuilderV10::new()
+        let event: WireEvent = EventBuilderV10::new()
             .id("e1")
             .source("/s")
             .ty("t")
             .data("application/json", serde_json::json!({"k": 1}))
             .build()
-            .unwrap();
+            .unwrap()
+            .into();
         let mut value = encode_event(&event).unwrap();
         set_header(&mut value, 1234);
         assert_eq!(append_ms(&value), Some(1234));
@@ -184,17 +192,30 @@ mod tests {
 
     #[test]
     fn control_characters_and_non_ascii_survive_the_record() {
-        let event = EventBuilderV10::new()
+        let event: WireEvent = EventBuilderV10::new()
             .id("e1")
             .source("/s")
             .ty("t")
             .subject("x\r\nce-type: admin.command")
             .extension("note", "héllo 😀\0\x7f")
             .build()
-            .unwrap();
+            .unwrap()
+            .into();
         let mut value = encode_event(&event).unwrap();
         set_header(&mut value, 1);
         assert_eq!(decode_event(&value).unwrap(), event);
+    }
+
+    #[test]
+    fn a_record_of_the_legacy_sdk_format_is_still_read() {
+        let mut value = vec![LEGACY_SDK_JSON, 0, 0, 0, 0, 0, 0, 0, 5];
+        value.extend_from_slice(
+            br#"{"specversion":"1.0","id":"old","source":"/s","type":"t","data":{"k":1}}"#,
+        );
+        assert_eq!(append_ms(&value), Some(5));
+        let back = decode_event(&value).unwrap();
+        assert_eq!(back.id(), "old");
+        assert_eq!(back.body().unwrap().as_ref(), br#"{"k":1}"#);
     }
 
     #[test]

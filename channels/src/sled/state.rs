@@ -5,8 +5,8 @@
 use super::record;
 use super::store::{Registry, StoreCore};
 use crate::ack_prefix::AckPrefix;
+use crate::WireEvent;
 use crate::{ChannelError, ChannelName};
-use cloudevents::Event;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -65,7 +65,7 @@ pub(crate) struct Cursor {
     /// Changes on seek, so deliveries and reads from before it are recognised as stale.
     pub(crate) epoch: u64,
     /// Events read from disk, starting at `next`, not yet handed out (None: unreadable).
-    pub(crate) buffer: VecDeque<(u64, Option<Event>)>,
+    pub(crate) buffer: VecDeque<(u64, Option<WireEvent>)>,
     /// Token of the reader currently filling `buffer`, so only one reads at a time.
     pub(crate) fetching: Option<u64>,
 }

@@ -3,12 +3,12 @@
 
 use super::*;
 use crate::{Channel, ChannelError, Delivery, Position, Subscription};
-use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
+use cloudevents::{EventBuilder, EventBuilderV10};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn event(id: &str) -> Event {
+fn event(id: &str) -> crate::WireEvent {
     EventBuilderV10::new()
         .id(id)
         .source("/test")
@@ -16,9 +16,10 @@ fn event(id: &str) -> Event {
         .data("application/json", serde_json::json!({ "id": id }))
         .build()
         .unwrap()
+        .into()
 }
 
-fn events(prefix: &str, n: usize) -> Vec<Event> {
+fn events(prefix: &str, n: usize) -> Vec<crate::WireEvent> {
     (0..n).map(|i| event(&format!("{prefix}{i}"))).collect()
 }
 

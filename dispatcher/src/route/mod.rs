@@ -120,7 +120,7 @@ impl Route {
         self.id.subscription_name()
     }
 
-    pub fn accepts(&self, event: &cloudevents::Event) -> bool {
+    pub fn accepts(&self, event: &herald_channels::WireEvent) -> bool {
         self.filter.as_ref().is_none_or(|f| f.matches(event))
     }
 }

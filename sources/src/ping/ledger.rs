@@ -20,12 +20,14 @@ pub const TICK_STREAM: &str = "HERALD_PING_TICKS";
 /// Longer than any skew between replicas' clocks: a duplicate is recognised within it.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
 
+// One per running PingSource, made once: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum TickLedger {
     /// Forgotten on restart.
     Memory(Mutex<Option<DateTime<Utc>>>),
     File(PathBuf),
     Nats {
-        stream: jetstream::stream::Stream,
+        stream: Box<jetstream::stream::Stream>,
         context: jetstream::Context,
         subject: String,
         id_prefix: String,
@@ -64,7 +66,7 @@ impl TickLedger {
             .await
             .map_err(|e| SourceError::Nats(format!("cannot open stream {TICK_STREAM}: {e}")))?;
         Ok(Self::Nats {
-            stream,
+            stream: Box::new(stream),
             context,
             subject: format!("herald.ping.ticks.{}.{}", key.namespace, key.name),
             id_prefix: format!("{}/{}", key.namespace, key.name),
