@@ -7,6 +7,8 @@ pub mod backends;
 pub mod cli;
 pub mod display;
 pub mod ingress;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 mod listener;
 pub mod plane;
 pub mod send;

@@ -53,6 +53,9 @@ pub struct ServeConfig {
     /// How old a PingSource tick missed while Herald was down may be and still be emitted
     /// once on start.
     pub ping_catch_up: Duration,
+    /// The base URL Brokers and Channels are addressed at (`status.address.url`); the
+    /// listener's own address when unset. On Kubernetes, the ingress Service's URL.
+    pub ingress_url: Option<Url>,
 }
 
 impl Default for ServeConfig {
@@ -78,6 +81,7 @@ impl Default for ServeConfig {
             resync_interval: Duration::from_secs(5),
             admin_token: None,
             ping_catch_up: Duration::from_secs(3600),
+            ingress_url: None,
         }
     }
 }
@@ -155,7 +159,9 @@ pub async fn start(
     };
     let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    let base = Url::parse(&format!("http://{addr}")).expect("socket address is a valid host");
+    let base = config.ingress_url.clone().unwrap_or_else(|| {
+        Url::parse(&format!("http://{addr}")).expect("socket address is a valid host")
+    });
     let plane = DataPlane::new(
         PlaneConfig {
             channels: config.channels.clone(),

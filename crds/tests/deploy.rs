@@ -117,5 +117,16 @@ fn next_to_knative_installs_no_crds() {
         return;
     };
     assert!(of_kind(&docs, "CustomResourceDefinition").is_empty());
-    assert_eq!(of_kind(&docs, "Deployment").len(), 2);
+    let deployments = of_kind(&docs, "Deployment");
+    assert_eq!(deployments.len(), 2);
+    for d in deployments {
+        let args = &d["spec"]["template"]["spec"]["containers"][0]["args"];
+        assert!(
+            args.as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "--with-knative"),
+            "{args}"
+        );
+    }
 }

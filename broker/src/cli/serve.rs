@@ -52,8 +52,34 @@ pub struct ServeArgs {
     /// emitted once on start.
     #[arg(long, default_value_t = 3600)]
     pub ping_catch_up: u64,
+    /// The base URL Brokers and Channels are addressed at (their `status.address.url`);
+    /// the listen address when unset.
+    #[arg(long, env = "HERALD_INGRESS_URL")]
+    pub ingress_url: Option<url::Url>,
+    #[cfg(feature = "kubernetes")]
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
     #[command(flatten)]
     pub channels: ChannelArgs,
+}
+
+#[cfg(feature = "kubernetes")]
+#[derive(Args)]
+#[command(next_help_heading = "Kubernetes")]
+pub struct KubernetesArgs {
+    /// Serve the Knative objects of a Kubernetes cluster (in-cluster config, or KUBECONFIG).
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// With --kubernetes: also run the leader-elected controller (status, finalizers).
+    #[arg(long, requires = "kubernetes")]
+    pub controller: bool,
+    /// With --kubernetes on a cluster running Knative Eventing: serve only Brokers of class
+    /// Herald and their Triggers, leaving Knative's other kinds to Knative.
+    #[arg(long, requires = "kubernetes")]
+    pub with_knative: bool,
+    /// Namespace of the controller's leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "herald")]
+    pub lease_namespace: String,
 }
 
 pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
@@ -80,6 +106,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         watch: if a.no_watch { None } else { a.config.clone() },
         admin_token: a.admin_token.filter(|t| !t.is_empty()),
         ping_catch_up: Duration::from_secs(a.ping_catch_up),
+        ingress_url: a.ingress_url,
         ..Default::default()
     };
     let server = serve::start(&resources, config).await?;
@@ -91,6 +118,12 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
             server.broker_url(&key.namespace, &key.name)
         );
     }
+    #[cfg(feature = "kubernetes")]
+    let kubernetes = if a.kubernetes.kubernetes {
+        Some(start_kubernetes(&a.kubernetes, &server).await?)
+    } else {
+        None
+    };
     let token = server.shutdown_token();
     tokio::spawn(async move {
         super::shutdown_signal().await;
@@ -102,5 +135,51 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         std::process::exit(130);
     });
     server.wait().await;
+    #[cfg(feature = "kubernetes")]
+    if let Some(k) = kubernetes {
+        let _ = k.await;
+    }
     Ok(())
+}
+
+#[cfg(feature = "kubernetes")]
+async fn start_kubernetes(
+    a: &KubernetesArgs,
+    server: &serve::RunningServer,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use crate::kubernetes::{run, KubernetesConfig};
+    use herald_core::Kind;
+    let client = herald_crds::kube::Client::try_default()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {e}"
+            )
+        })?;
+    let mut controller_config = herald_crds::controller::ControllerConfig {
+        lease_namespace: a.lease_namespace.clone(),
+        ..Default::default()
+    };
+    if a.with_knative {
+        controller_config.kinds = vec![Kind::Broker, Kind::Trigger];
+    }
+    let config = KubernetesConfig {
+        controller: a.controller,
+        controller_config,
+        resync: None,
+    };
+    eprintln!(
+        "herald serving Kubernetes objects{}",
+        if a.controller {
+            " (controller: leader-elected)"
+        } else {
+            ""
+        }
+    );
+    Ok(tokio::spawn(run(
+        client,
+        server.plane().clone(),
+        config,
+        server.shutdown_token(),
+    )))
 }

@@ -195,6 +195,28 @@ mod tests {
     }
 
     #[test]
+    fn batch_events_keep_their_data_text_time_and_the_request_trace() {
+        let body = br#"[{"specversion":"1.0","id":"1","source":"/s","type":"t","time":"2018-04-05T03:56:24Z","data":{"b": 1, "a": 123456789012345678901234567890}},{"specversion":"1.0","id":"2","source":"/s","type":"t","data_base64":"AAE="}]"#;
+        let mut h = batch_headers();
+        h.insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .unwrap(),
+        );
+        let events = parse_events(&h, bytes::Bytes::from_static(body), 10).unwrap();
+        assert_eq!(events[0].time(), Some("2018-04-05T03:56:24Z"));
+        assert_eq!(
+            events[0].body().unwrap().as_ref(),
+            br#"{"b": 1, "a": 123456789012345678901234567890}"#
+        );
+        assert_eq!(events[1].body().unwrap().as_ref(), &[0, 1]);
+        for e in &events {
+            assert!(e.trace().traceparent.is_some(), "{}", e.id());
+        }
+    }
+
+    #[test]
     fn binary_values_are_percent_decoded_and_ce_data_is_refused() {
         let mut h = HeaderMap::new();
         for (k, v) in [

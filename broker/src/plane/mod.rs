@@ -60,6 +60,8 @@ pub enum Owner {
     Files,
     /// The admin API (`herald apply`).
     Api,
+    /// The Kubernetes feed (`herald serve --kubernetes`).
+    Kubernetes,
     /// Created for a Sequence or Parallel, and removed with it.
     Flow(Kind, ResourceKey),
 }
@@ -321,6 +323,11 @@ impl DataPlane {
         self.channel_ingress.store(Arc::new(
             state.addressable(Kind::Channel, state.channels.keys()),
         ));
+    }
+
+    /// Every resource `owner` applied last.
+    pub async fn owned_by(&self, owner: &Owner) -> Vec<(Kind, ResourceKey)> {
+        self.state.lock().await.owned_by(owner)
     }
 
     pub async fn list(&self, kind: Kind, namespace: Option<&str>) -> Vec<ResourceView> {
