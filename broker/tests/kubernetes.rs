@@ -476,3 +476,52 @@ async fn a_standby_takes_over_when_the_leaders_lease_expires() {
     })
     .await;
 }
+
+/// `herald serve --kubernetes --controller` as a process, finding the API server through
+/// KUBECONFIG.
+#[tokio::test]
+async fn herald_serve_kubernetes_reads_kubeconfig_and_serves_brokers() {
+    let api = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+             current-context: fake\nusers:\n- name: fake\n  user: {{}}\n",
+            api.addr
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "serve",
+            "--kubernetes",
+            "--controller",
+            "--channel",
+            "memory",
+        ])
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--ingress-url={INGRESS}"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAMESPACE", "herald")
+        .spawn()
+        .unwrap();
+    Api::<Broker>::namespaced(api.client(), "default")
+        .create(&PostParams::default(), &broker("cli", "Herald"))
+        .await
+        .unwrap();
+    let b = ready_is(&api, BROKERS, "cli", "True").await;
+    assert_eq!(
+        b["status"]["address"]["url"],
+        format!("{INGRESS}/default/cli")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

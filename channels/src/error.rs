@@ -1,15 +1,13 @@
 //! What a channel operation can fail with, for the caller to act on: back off (`Full`), try
 //! again later (`Unavailable`), give up (`Backend`), or pick another position (`NotRetained`).
 //! The backend's own error stays attached as the [`std::error::Error::source`], typed
-//! ([`Cause`]), so callers and logs can tell a sled I/O error from a JetStream API error.
+//! ([`Cause`]), so callers and logs can tell a disk I/O error from a JetStream API error.
 
 use std::time::Duration;
 
 /// The backend's own error behind a [`ChannelError`].
 #[derive(Debug, thiserror::Error)]
 pub enum Cause {
-    #[error(transparent)]
-    Sled(#[from] ::sled::Error),
     #[error(transparent)]
     NatsConnect(#[from] async_nats::ConnectError),
     #[error(transparent)]

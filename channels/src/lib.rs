@@ -16,6 +16,7 @@ pub mod kafka_config;
 pub mod memory;
 pub mod name;
 pub mod nats;
+pub mod parking;
 pub mod registry;
 pub mod sled;
 
@@ -56,6 +57,7 @@ pub use kafka_config::KafkaConfig;
 pub use memory::{MemoryBackend, MemoryChannel, MemoryChannelConfig};
 pub use name::ChannelName;
 pub use nats::{NatsBackend, NatsChannel, NatsConfig, NatsStorage};
+pub use parking::{MemoryParkingLot, ParkedEvent, ParkedWhy, Parking, ParkingLot};
 pub use registry::{Backend, BackendHealth, BackendKind, BackendRegistry, ChannelOptions};
 
 /// An ordered log of events with independent, acknowledged subscriptions.
@@ -70,6 +72,12 @@ pub trait Channel: Send + Sync + 'static {
     /// Opens the named subscription, resuming from its committed position if it has one.
     /// Each subscription sees every event; deliveries within one are shared by its readers.
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError>;
+
+    /// The channel's own durable parking area for undeliverable events, if it has one (sled);
+    /// `None`: the data plane keeps them in a [`MemoryParkingLot`] (lost on restart).
+    fn parking(&self) -> Option<Arc<dyn ParkingLot>> {
+        None
+    }
 
     /// Moves a subscription back (or forward) so its readers resume at `position`; the
     /// events from there on are delivered to this subscription only, again. Returns the

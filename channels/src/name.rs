@@ -1,12 +1,14 @@
 //! How a channel's name (a Broker key, `namespace/name`) and a subscription's name become the
 //! names each backend stores them under: a NATS stream, subject and durable consumer, a Kafka
-//! topic and consumer group, a sled tree. One place, so the backends cannot drift apart and a
+//! topic and consumer group, the durable log's directory. One place, so the backends cannot drift apart and a
 //! name never changes on upgrade (stored data is found by it).
 
 use std::fmt;
 
 /// Kafka rejects topic and group names longer than this.
 const MAX_KAFKA_NAME_LEN: usize = 249;
+/// Longest directory name the durable log uses for a channel.
+const MAX_DIR_NAME_LEN: usize = 200;
 
 /// A channel's name as Herald knows it: a Broker's `namespace/name` (or any non-empty text
 /// for channels opened directly).
@@ -38,9 +40,24 @@ impl ChannelName {
         fit(format!("{}.{}", kafka_token(prefix), kafka_token(&self.0)))
     }
 
-    /// The sled tree holding the log: `log\0<name>`.
-    pub fn sled_log_tree(&self) -> Vec<u8> {
-        [b"log\0", self.0.as_bytes()].concat()
+    /// The directory of the durable log: the name with every byte outside `[A-Za-z0-9_-]`
+    /// written `%XX` (so `/` and `.` cannot escape the store), shortened with a hash past
+    /// 200 bytes (file systems allow 255).
+    pub fn log_dir_name(&self) -> String {
+        let mut out = String::with_capacity(self.0.len());
+        for b in self.0.bytes() {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        if out.len() <= MAX_DIR_NAME_LEN {
+            return out;
+        }
+        let hash = format!("{:016x}", fnv1a(self.0.as_bytes()));
+        // ASCII after escaping, so any byte index is a char boundary.
+        format!("{}~{hash}", &out[..MAX_DIR_NAME_LEN - hash.len() - 1])
     }
 }
 
@@ -175,10 +192,12 @@ mod tests {
     }
 
     #[test]
-    fn the_sled_tree_is_prefixed() {
-        assert_eq!(
-            ChannelName::from("ns/b").sled_log_tree(),
-            b"log\0ns/b".to_vec()
-        );
+    fn log_directories_cannot_escape_and_stay_distinct() {
+        assert_eq!(ChannelName::from("ns/b-1").log_dir_name(), "ns%2Fb-1");
+        assert_eq!(ChannelName::from("..").log_dir_name(), "%2E%2E");
+        let a = ChannelName::new(format!("ns/{}", "a".repeat(300))).log_dir_name();
+        let b = ChannelName::new(format!("ns/{}b", "a".repeat(300))).log_dir_name();
+        assert_eq!(a.len(), MAX_DIR_NAME_LEN);
+        assert_ne!(a, b);
     }
 }

@@ -41,12 +41,19 @@ impl BackendKind {
 impl FromStr for BackendKind {
     type Err = String;
 
+    /// `durable` is another name for `sled`, the durable log's historical name.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "durable" {
+            return Ok(BackendKind::Sled);
+        }
         Self::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown channel backend {s:?} (expected memory, sled, nats or kafka)")
+                format!(
+                    "unknown channel backend {s:?} (expected memory, sled (or durable), nats or \
+                     kafka)"
+                )
             })
     }
 }
@@ -240,6 +247,7 @@ mod tests {
             assert_eq!(kind.to_string().parse::<BackendKind>().unwrap(), kind);
         }
         assert_eq!("kafka".parse::<BackendKind>().unwrap(), BackendKind::Kafka);
+        assert_eq!("durable".parse::<BackendKind>().unwrap(), BackendKind::Sled);
         let e = "kafkaa".parse::<BackendKind>().unwrap_err();
         assert!(e.contains("kafkaa") && e.contains("kafka)"), "{e}");
     }

@@ -8,8 +8,11 @@
 //! under the spec they started with, and the subscription keeps its position.
 
 use crate::engine::DeliveryEngine;
+use crate::engine::Disposition;
 use crate::route::{DeliveryOrder, Route};
-use herald_channels::{Acknowledge, Channel, ChannelError, Delivery, Settlement, Subscription};
+use herald_channels::{
+    Acknowledge, Channel, ChannelError, Delivery, Parking, ParkingLot, Settlement, Subscription,
+};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +28,8 @@ pub struct RouteConsumer {
     pub engine: DeliveryEngine,
     /// Deliveries of this route in flight at once.
     pub max_in_flight: usize,
+    /// Where events that cannot be delivered nor dead-lettered are kept (the channel's).
+    pub parking: Arc<dyn ParkingLot>,
 }
 
 /// When a consumer ends.
@@ -98,8 +103,9 @@ impl RouteConsumer {
                 }
                 None => {
                     let (engine, abort) = (self.engine.clone(), abort.clone());
+                    let parking = self.parking.clone();
                     tasks.spawn(async move {
-                        handle(&route, &engine, delivery, &abort).await;
+                        handle(&route, &engine, parking.as_ref(), delivery, &abort).await;
                         drop(permit);
                     });
                 }
@@ -140,9 +146,10 @@ impl RouteConsumer {
             .map(|_| {
                 let (tx, mut rx) = mpsc::channel::<LaneItem>(self.max_in_flight.max(1));
                 let (engine, abort) = (self.engine.clone(), abort.clone());
+                let parking = self.parking.clone();
                 tasks.spawn(async move {
                     while let Some((route, delivery, permit)) = rx.recv().await {
-                        handle(&route, &engine, delivery, &abort).await;
+                        handle(&route, &engine, parking.as_ref(), delivery, &abort).await;
                         drop(permit);
                     }
                 });
@@ -168,9 +175,11 @@ const RELEASE_GRACE: Duration = Duration::from_secs(2);
 
 /// Delivers one event (with retries, dead-lettering, replies) and settles it; abandoned
 /// (`abort`) it is released, so the backend hands it out again (NATS: at once, elsewhere).
+/// An undeliverable event is parked first and acknowledged only once it is.
 async fn handle(
     route: &Route,
     engine: &DeliveryEngine,
+    parking: &dyn ParkingLot,
     delivery: Delivery,
     abort: &CancellationToken,
 ) {
@@ -181,8 +190,26 @@ async fn handle(
         let (event, acknowledge) = delivery.into_parts();
         let how = tokio::select! {
             disposition = engine.dispatch(route, event) => {
-                tracing::debug!(?disposition, "handled");
-                disposition.settlement()
+                tracing::debug!(disposition = disposition.name(), "handled");
+                match disposition {
+                    Disposition::Delivered => Settlement::Delivered,
+                    Disposition::DeadLettered(copy) => {
+                        if let Some(copy) = copy {
+                            // A copy: the event itself reached the sink, so a failure here
+                            // loses nothing and does not hold the event back.
+                            park(route, parking, *copy).await;
+                        }
+                        Settlement::DeadLettered
+                    }
+                    Disposition::Undeliverable(parked) => {
+                        if park(route, parking, *parked).await {
+                            Settlement::DeadLettered
+                        } else {
+                            // Not kept anywhere yet: the channel hands it out again.
+                            Settlement::Released
+                        }
+                    }
+                }
             }
             _ = abort.cancelled() => Settlement::Released,
         };
@@ -190,6 +217,21 @@ async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// Parks `parking` for the route; whether it is kept.
+async fn park(route: &Route, lot: &dyn ParkingLot, parking: Parking) -> bool {
+    let why = parking.why;
+    match lot.park(&route.subscription(), parking).await {
+        Ok(id) => {
+            tracing::warn!(route = %route.id, parked = id, %why, durable = lot.durable(), "event parked: `herald dlq list` shows it, `herald dlq redrive` re-sends it");
+            true
+        }
+        Err(e) => {
+            tracing::error!(route = %route.id, %why, error = %e, "cannot park the event");
+            false
+        }
+    }
 }
 
 async fn settle(acknowledge: Box<dyn Acknowledge>, how: Settlement, route: &Route) {

@@ -5,10 +5,10 @@
 use crate::dead_letter::dead_letter_event;
 use crate::delivery::{send, Failure, Outcome};
 use crate::redact::{self, Redacted};
-use crate::reply::{prepare_reply, take_ttl};
+use crate::reply::{prepare_reply, take_ttl, TTL_EXTENSION};
 use crate::retry::RetryPolicy;
 use crate::route::{DeliveryFormat, ReplyTarget, Route, TtlHandling};
-use herald_channels::{Channel, Settlement, WireEvent};
+use herald_channels::{Channel, ParkedWhy, Parking, WireEvent};
 use std::time::Duration;
 use url::Url;
 
@@ -30,21 +30,23 @@ impl Default for EngineConfig {
 }
 
 /// How the handling of one event ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Disposition {
     Delivered,
-    DeadLettered,
-    /// Every attempt and the dead-letter sink (if any) failed; the event was logged in full.
-    Undeliverable,
+    /// It reached the dead-letter sink; with the route's `keep_dead_letters`, a copy to park.
+    DeadLettered(Option<Box<Parking>>),
+    /// Every attempt and the dead-letter sink (if any) failed: the event and why, for the
+    /// consumer to park (see [`herald_channels::parking`]).
+    Undeliverable(Box<Parking>),
 }
 
 impl Disposition {
-    /// What the channel is told.
-    pub fn settlement(self) -> Settlement {
+    /// `Delivered`, `DeadLettered` or `Undeliverable`, for logs and answers.
+    pub fn name(&self) -> &'static str {
         match self {
-            Self::Delivered => Settlement::Delivered,
-            Self::DeadLettered => Settlement::DeadLettered,
-            Self::Undeliverable => Settlement::Dropped,
+            Self::Delivered => "Delivered",
+            Self::DeadLettered(_) => "DeadLettered",
+            Self::Undeliverable(_) => "Undeliverable",
         }
     }
 }
@@ -82,12 +84,15 @@ impl DeliveryEngine {
     }
 
     /// Delivers `event` for `route`, handing any reply to the route's reply target. Returns
-    /// only when the event is delivered, dead-lettered or logged as undeliverable, so the
-    /// caller may settle it.
+    /// only when the event is delivered, dead-lettered or found undeliverable (then with the
+    /// event as it arrived, to park), so the caller may settle it.
     pub async fn dispatch(&self, route: &Route, mut event: WireEvent) -> Disposition {
-        let ttl = match route.ttl {
-            TtlHandling::Broker => Some(take_ttl(&mut event)),
-            TtlHandling::PassThrough => None,
+        let (ttl, had_ttl) = match route.ttl {
+            TtlHandling::Broker => {
+                let had = event.extension(TTL_EXTENSION).is_some();
+                (Some(take_ttl(&mut event)), had)
+            }
+            TtlHandling::PassThrough => (None, false),
         };
         let reply = ReplyTo {
             target: &route.reply,
@@ -110,16 +115,33 @@ impl DeliveryEngine {
             route = %route.id, event.id = event.id(), status = ?failure.status,
             reason = %failure.reason, "delivery failed after all attempts"
         );
+        // What is parked is the event as it arrived, TTL included, so a redrive is the same
+        // delivery again.
+        let parked = |mut event: WireEvent, why: ParkedWhy, failure: &Failure| {
+            if let (Some(ttl), true) = (ttl, had_ttl) {
+                event.set_extension(TTL_EXTENSION, ttl);
+            }
+            Box::new(Parking {
+                why,
+                reason: failure.reason.clone(),
+                status: failure.status,
+                event,
+            })
+        };
         let Some(dls) = &route.dead_letter_sink else {
             log_undeliverable(route, &event, &failure, "no deadLetterSink is configured");
-            return Disposition::Undeliverable;
+            return Disposition::Undeliverable(parked(event, ParkedWhy::Undeliverable, &failure));
         };
         let dead = dead_letter_event(&event, &route.subscriber, &failure);
         match self
             .with_retries(&route.policy, route.format, dls, &dead, None)
             .await
         {
-            Ok(()) => Disposition::DeadLettered,
+            Ok(()) => Disposition::DeadLettered(
+                route
+                    .keep_dead_letters
+                    .then(|| parked(event, ParkedWhy::DeadLettered, &failure)),
+            ),
             Err(dls_failure) => {
                 let why = format!(
                     "the deadLetterSink {} failed too: {}",
@@ -127,7 +149,11 @@ impl DeliveryEngine {
                     dls_failure.reason
                 );
                 log_undeliverable(route, &event, &failure, &why);
-                Disposition::Undeliverable
+                let failure = Failure {
+                    reason: format!("{}; {why}", failure.reason),
+                    ..failure
+                };
+                Disposition::Undeliverable(parked(event, ParkedWhy::Undeliverable, &failure))
             }
         }
     }
@@ -218,9 +244,9 @@ async fn publish_reply(reply: WireEvent, channel: &dyn Channel) -> Result<(), Fa
     })
 }
 
-/// The last resort: the event is logged for an operator — its id and attributes by default,
-/// the whole event (capped) only with `HERALD_LOG_PAYLOADS=1`, since payloads may hold
-/// personal data and can be megabytes.
+/// Logged for an operator before it is parked — its id and attributes by default, the whole
+/// event (capped) only with `HERALD_LOG_PAYLOADS=1`, since payloads may hold personal data
+/// and can be megabytes.
 fn log_undeliverable(route: &Route, event: &WireEvent, failure: &Failure, why: &str) {
     if redact::log_payloads() {
         tracing::error!(

@@ -54,6 +54,9 @@ impl Sink {
             order: Default::default(),
             format: delivery.format.unwrap_or(DeliveryFormat::Binary),
             ttl: TtlHandling::PassThrough,
+            // Sources have no Trigger's parking area; an undeliverable event is the
+            // source's to handle (GitHub gets 502, Kafka/NATS retry it).
+            keep_dead_letters: false,
         };
         Self {
             engine,
@@ -93,7 +96,7 @@ impl Sink {
         }
         let id = event.id().to_string();
         match self.engine.dispatch(&self.route, event).await {
-            Disposition::Undeliverable => Err(SinkError {
+            Disposition::Undeliverable(_) => Err(SinkError {
                 id,
                 sink: herald_dispatcher::redact::without_credentials(self.url()),
             }),

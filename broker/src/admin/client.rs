@@ -1,7 +1,7 @@
-//! The CLI's client of the admin API (`herald apply|get|delete|replay`).
+//! The CLI's client of the admin API (`herald apply|get|delete|replay|dlq`).
 
 use super::resources::APPLIED_HEADER;
-use super::{ReplayRequest, ReplayResponse, REPLAY_PATH};
+use super::{ReplayRequest, ReplayResponse, DLQ_PATH, REPLAY_PATH};
 use herald_core::{Kind, Resource, ResourceKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +158,61 @@ impl AdminClient {
         let url = self.object(kind, key);
         self.send(&url, self.http.delete(&url)).await?;
         Ok(())
+    }
+
+    /// The parked events of a Broker's Triggers (or of one): `[{trigger, broker, durable,
+    /// items}]`.
+    pub async fn dlq_list(
+        &self,
+        broker: &ResourceKey,
+        trigger: Option<&str>,
+    ) -> Result<Vec<serde_json::Value>, ClientError> {
+        let mut url = format!(
+            "{}{DLQ_PATH}/{}/{}",
+            self.base, broker.namespace, broker.name
+        );
+        if let Some(t) = trigger {
+            url.push_str(&format!("?trigger={t}"));
+        }
+        let response = self.send(&url, self.http.get(&url)).await?;
+        match Self::json(&url, response).await? {
+            serde_json::Value::Array(lists) => Ok(lists),
+            other => Err(ClientError::Unexpected {
+                url,
+                detail: format!("expected a list, got {other}"),
+            }),
+        }
+    }
+
+    fn dlq_entry(&self, broker: &ResourceKey, trigger: &str, id: u64) -> String {
+        format!(
+            "{}{DLQ_PATH}/{}/{}/{trigger}/{id}",
+            self.base, broker.namespace, broker.name
+        )
+    }
+
+    /// One parked event, whole.
+    pub async fn dlq_show(
+        &self,
+        broker: &ResourceKey,
+        trigger: &str,
+        id: u64,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = self.dlq_entry(broker, trigger, id);
+        let response = self.send(&url, self.http.get(&url)).await?;
+        Self::json(&url, response).await
+    }
+
+    /// Redrives one parked event: `{trigger, id, disposition}`.
+    pub async fn dlq_redrive(
+        &self,
+        broker: &ResourceKey,
+        trigger: &str,
+        id: u64,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = format!("{}/redrive", self.dlq_entry(broker, trigger, id));
+        let response = self.send(&url, self.http.post(&url)).await?;
+        Self::json(&url, response).await
     }
 
     pub async fn replay(&self, request: &ReplayRequest) -> Result<ReplayResponse, ClientError> {

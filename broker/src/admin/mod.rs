@@ -1,12 +1,15 @@
 //! The admin API of a running Herald, shaped like the Kubernetes API so kubectl's habits
 //! carry over: resources under `/apis/{group}/{version}/...` (GET list and get, PUT apply,
-//! DELETE), `/readyz`, and `POST /admin/v1/replay`. [`client`] is the CLI's side of it.
+//! DELETE), `/readyz`, `POST /admin/v1/replay` and the dead-letter lists under
+//! `/admin/v1/dlq` ([`dlq`]). [`client`] is the CLI's side of it.
 
 mod bearer;
 pub mod client;
+mod dlq;
 mod replay;
 mod resources;
 
+pub use dlq::DLQ_PATH;
 pub use replay::{parse_key, parse_position, ReplayRequest, ReplayResponse, REPLAY_PATH};
 
 use crate::plane::DataPlane;
@@ -21,6 +24,7 @@ use std::sync::Arc;
 pub fn router(plane: Arc<DataPlane>, token: Option<String>) -> Router {
     let mut protected = Router::new()
         .route(REPLAY_PATH, post(replay::replay))
+        .merge(dlq::router())
         .merge(resources::router());
     if let Some(token) = token {
         let token = Arc::new(token);

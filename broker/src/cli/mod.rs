@@ -1,6 +1,7 @@
 //! The `herald` command line: one module per group of commands; `main` only parses and
 //! calls [`run`].
 
+mod dlq;
 mod events;
 mod resources;
 mod serve;
@@ -38,6 +39,10 @@ enum Command {
     /// Run event sources (PingSource, GitHubSource, ...) on their own.
     #[command(subcommand)]
     Source(source::SourceCommand),
+    /// List, show and redrive the events parked for Triggers (undeliverable, or copies of
+    /// dead-lettered ones).
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Print the CustomResourceDefinitions of every kind Herald serves, as YAML.
     #[cfg(feature = "kubernetes")]
     Crds,
@@ -48,7 +53,7 @@ impl Cli {
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
             // Their own output is the point; Herald's info logs would drown it.
-            Command::Apply(_) | Command::Get(_) | Command::Delete(_) => "warn",
+            Command::Apply(_) | Command::Get(_) | Command::Delete(_) | Command::Dlq(_) => "warn",
             _ => "info",
         }
     }
@@ -64,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Display(a) => events::display(a).await,
         Command::Replay(a) => events::replay(a).await,
         Command::Source(c) => source::run(c).await,
+        Command::Dlq(c) => dlq::run(c).await,
         #[cfg(feature = "kubernetes")]
         Command::Crds => {
             print!("{}", herald_crds::definitions_yaml());

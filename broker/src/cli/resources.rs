@@ -249,8 +249,19 @@ fn table(kind: Kind, items: &[serde_json::Value], namespaces: bool) -> String {
         row.push(s(&ready["reason"]));
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+    render_table(&rows)
+}
+
+/// Rows as kubectl prints them: columns padded to their widest cell, three spaces apart.
+pub(super) fn render_table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     rows.iter()
         .map(|r| {

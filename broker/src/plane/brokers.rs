@@ -4,7 +4,7 @@
 
 use super::{DataPlane, LogId, State};
 use crate::backends::{BackendKind, LogOwner};
-use herald_channels::Channel;
+use herald_channels::{Channel, MemoryParkingLot, ParkingLot};
 use herald_core::status::Addressable;
 use herald_core::{Check, Kind, ResourceKey};
 use std::sync::Arc;
@@ -13,6 +13,9 @@ use std::sync::Arc;
 pub(super) struct LogEntry {
     pub channel: Arc<dyn Channel>,
     pub kind: BackendKind,
+    /// Where its routes park what they cannot deliver: the channel's own durable area, or
+    /// one in memory for a channel without (lost on restart).
+    pub parking: Arc<dyn ParkingLot>,
 }
 
 /// Knative's Broker conditions that Herald reports (Ready is their conjunction).
@@ -37,7 +40,17 @@ impl State {
             (None, Ok(_)) => match self.backends.open_for(owner).await {
                 Ok((kind, channel)) => {
                     tracing::info!(kind = %id.0, key = %id.1, channel = %kind, "channel ready");
-                    self.logs.insert(id, LogEntry { channel, kind });
+                    let parking = channel
+                        .parking()
+                        .unwrap_or_else(|| Arc::new(MemoryParkingLot::default()));
+                    self.logs.insert(
+                        id,
+                        LogEntry {
+                            channel,
+                            kind,
+                            parking,
+                        },
+                    );
                     Check::Ok
                 }
                 Err(e) => {

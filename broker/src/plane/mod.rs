@@ -21,6 +21,7 @@
 mod brokers;
 mod channels;
 mod flows;
+mod parked;
 mod routes;
 mod sources;
 mod status;
@@ -29,6 +30,7 @@ mod transforms;
 mod triggers;
 mod view;
 
+pub use parked::{ParkedError, ParkedList, Redriven};
 pub use status::{Health, NotReady};
 pub use transforms::{CompiledTransform, Transforms};
 pub use view::ResourceView;

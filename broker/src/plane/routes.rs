@@ -111,7 +111,11 @@ impl DataPlane {
             let moved = old.log != log;
             old.retire(&mut state.retiring, moved);
         }
-        let Some(channel) = state.log(log.0, &log.1) else {
+        let Some((channel, parking)) = state
+            .logs
+            .get(&log)
+            .map(|l| (l.channel.clone(), l.parking.clone()))
+        else {
             return Check::failed(
                 "ChannelNotReady",
                 format!("{} {} has no channel", log.0, log.1),
@@ -125,6 +129,7 @@ impl DataPlane {
             channel: channel.clone(),
             engine: self.engine.clone(),
             max_in_flight: self.config.max_in_flight,
+            parking,
         };
         let opened = match consumer.subscribe().await {
             Ok(s) => s,

@@ -1,15 +1,17 @@
 //! `SledChannel`: one broker's durable log as a [`Channel`]. Publishing hands the events to the
-//! writer thread and waits for durability; everything else is in-memory bookkeeping plus sled
-//! reads and meta writes off the runtime.
+//! writer thread and waits for durability; everything else is in-memory bookkeeping plus log
+//! reads and metadata writes off the runtime.
 
+use super::codec;
+use super::parking::SledParkingLot;
 use super::reader::SledReader;
-use super::record;
 use super::seek;
+use super::segment;
 use super::state::{check_name, ChannelShared};
 use super::store::MaintenanceSignal;
 use super::writer::{AppendRequest, WriterMessage};
 use crate::WireEvent;
-use crate::{Channel, ChannelError, Position, Subscription};
+use crate::{Channel, ChannelError, ParkingLot, Position, Subscription};
 use async_trait::async_trait;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -19,6 +21,7 @@ use tokio::sync::oneshot;
 
 pub struct SledChannel {
     shared: Arc<ChannelShared>,
+    parking: Arc<SledParkingLot>,
 }
 
 /// A broker's log at one moment, for tests and metrics.
@@ -36,8 +39,11 @@ pub struct SledChannelStats {
 }
 
 impl SledChannel {
-    pub(crate) fn new(shared: Arc<ChannelShared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(shared: Arc<ChannelShared>, parking: SledParkingLot) -> Self {
+        Self {
+            shared,
+            parking: Arc::new(parking),
+        }
     }
 
     pub(crate) fn shared(&self) -> &Arc<ChannelShared> {
@@ -59,11 +65,11 @@ impl SledChannel {
         }
         let values = events
             .iter()
-            .map(record::encode_event)
+            .map(codec::encode_event)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| shared.backend("cannot encode an event").caused_by(e))?;
         let count = values.len() as u64;
-        let bytes: u64 = values.iter().map(|v| record::entry_bytes(v.len())).sum();
+        let bytes: u64 = values.iter().map(|v| segment::entry_bytes(v.len())).sum();
         let config = &shared.core.config;
         {
             let mut state = shared.lock();
@@ -191,6 +197,11 @@ impl Channel for SledChannel {
         self.append(events).await.map(|_| ())
     }
 
+    /// Durable: parked events are flushed to the store before their delivery is acked.
+    fn parking(&self) -> Option<Arc<dyn ParkingLot>> {
+        Some(self.parking.clone())
+    }
+
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError> {
         check_name(self.shared.name.as_str(), "subscription", subscription)?;
         let created = {
@@ -240,7 +251,18 @@ impl Channel for SledChannel {
                 self.shared
                     .unavailable("cannot delete the log")
                     .caused_by(e)
-            })
+            })?;
+        // Its parked events go with it.
+        let dir = super::parking::lot_dir(&self.shared.core.dir, &self.shared.name);
+        match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Ok(Err(e)) => Err(self
+                .shared
+                .unavailable("cannot delete the parking area")
+                .caused_by(e)),
+            Err(e) => Err(self.shared.backend("task failed").caused_by(e)),
+        }
     }
 
     /// Ends this broker's subscriptions at once (unacknowledged events are redelivered after a

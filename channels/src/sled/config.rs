@@ -1,4 +1,4 @@
-//! Configuration of the sled store: when a publish counts as durable, how long consumed events
+//! Configuration of the durable store: when a publish counts as durable, how long consumed events
 //! are kept for replay, and the limits that turn overload into `Full` instead of unbounded growth.
 
 use std::time::Duration;
@@ -7,16 +7,17 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(try_from = "SyncText")]
 pub enum SyncPolicy {
-    /// A writer thread gathers every publish waiting at that moment, appends them in one batch
-    /// per broker and answers them all after one `flush` (fsync): durable on return, and many
-    /// concurrent publishers share one flush.
+    /// A writer thread gathers every publish waiting at that moment, appends them with one
+    /// write per broker and answers them all after one `fdatasync`: durable on return, and
+    /// many concurrent publishers share one sync.
     #[default]
     Group,
-    /// One flush per publish request: durable on return, at the cost of one fsync per request.
+    /// One fdatasync per publish request: durable on return, at the cost of one sync per
+    /// request.
     PerEvent,
-    /// No flush on publish; sled flushes on its own every `Duration`. A crash (power loss or
-    /// kill) loses at most the events accepted in that last window, so publishers may have
-    /// acknowledged events that are gone after a restart.
+    /// No sync on publish; the writer syncs every `Duration`. A power loss loses at most the
+    /// events accepted in that last window (a killed process loses none: the kernel holds
+    /// what was written), so publishers may have acknowledged events that are gone after it.
     Interval(Duration),
 }
 
@@ -42,19 +43,24 @@ pub struct SledConfig {
     /// it `publish` answers `Full`.
     pub max_lag_events: u64,
     /// Most bytes a broker's log may hold (consumed events kept for replay count, and are
-    /// removed first when this is reached); past it `publish` answers `Full`.
+    /// removed first when this is reached); past it `publish` answers `Full`. Counted per
+    /// record; the files can take up to one segment more.
     pub max_log_bytes: u64,
     /// Retry-After suggested to publishers on `Full` and `Unavailable`.
     #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub retry_after: Duration,
-    /// Size of sled's page cache, in bytes.
+    /// Unused since the log replaced sled (whose page cache it sized); accepted so existing
+    /// configuration files still load.
     pub cache_capacity_bytes: u64,
+    /// A segment file past this size is sealed and a new one started; retention drops whole
+    /// segments, so disk use runs up to one segment above what is retained.
+    pub segment_bytes: u64,
     /// Events a subscription reads from disk at a time (and so holds in memory at most).
     pub read_chunk: usize,
     /// Publish requests that may wait for the writer thread; past it `publish` answers `Full`.
     pub writer_queue: usize,
     /// How often acknowledged positions are written to disk. A crash redelivers at most what
-    /// was acknowledged in this window (and until sled's next flush).
+    /// was acknowledged in this window.
     #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub commit_interval: Duration,
     /// How often consumed events are checked against the retention rules and removed.
@@ -71,6 +77,7 @@ impl Default for SledConfig {
             max_log_bytes: 1 << 30,
             retry_after: Duration::from_secs(1),
             cache_capacity_bytes: 64 << 20,
+            segment_bytes: 16 << 20,
             read_chunk: 256,
             writer_queue: 4096,
             commit_interval: Duration::from_millis(100),

@@ -3,7 +3,7 @@
 //! by one reader at a time off the runtime; acknowledgements only touch memory and are written
 //! to disk in batches by the store's maintenance thread.
 
-use super::record;
+use super::codec;
 use super::state::ChannelShared;
 use crate::WireEvent;
 use crate::{Acknowledge, ChannelError, Delivery, Settlement, Subscription};
@@ -90,9 +90,8 @@ impl SledReader {
             subscription: &self.subscription,
             token,
         };
-        let log = self.shared.log.clone();
-        let name = self.shared.name.to_string();
-        let read = tokio::task::spawn_blocking(move || read_range(&log, &name, from, to))
+        let shared = self.shared.clone();
+        let read = tokio::task::spawn_blocking(move || read_range(&shared, from, to))
             .await
             .map_err(|e| self.shared.backend("read task failed").caused_by(e))?
             .map_err(|e| self.shared.unavailable("read failed").caused_by(e))?;
@@ -128,44 +127,31 @@ impl Drop for FetchGuard<'_> {
     }
 }
 
-/// Reads `from..to` from the log. Blocking. Entries that are missing or cannot be decoded
-/// come back as `None` and are logged.
+/// Reads `from..to` from the log and decodes it. Blocking. Entries that are missing or
+/// cannot be decoded come back as `None` and are logged.
 fn read_range(
-    log: &::sled::Tree,
-    broker: &str,
+    shared: &ChannelShared,
     from: u64,
     to: u64,
-) -> Result<Vec<(u64, Option<WireEvent>)>, ::sled::Error> {
-    let mut out = Vec::with_capacity((to - from) as usize);
-    let mut expected = from;
-    let missing = |offset: u64| {
-        tracing::error!(broker, offset, "event missing from the log, skipping it");
-        (offset, None)
-    };
-    for item in log.range(record::offset_key(from)..record::offset_key(to)) {
-        let (key, value) = item?;
-        let Some(offset) = record::decode_u64(&key) else {
-            continue;
+) -> std::io::Result<Vec<(u64, Option<WireEvent>)>> {
+    let broker = shared.name.as_str();
+    shared.log.read(from, to, |offset, payload| {
+        let Some(payload) = payload else {
+            tracing::error!(
+                broker,
+                offset,
+                "event missing from the log or damaged, skipping it"
+            );
+            return (offset, None);
         };
-        while expected < offset {
-            out.push(missing(expected));
-            expected += 1;
-        }
-        let event = match record::decode_event(&value) {
-            Ok(event) => Some(event),
+        match codec::decode_event(payload) {
+            Ok(event) => (offset, Some(event)),
             Err(e) => {
                 tracing::error!(broker, offset, error = %e, "unreadable event, skipping it");
-                None
+                (offset, None)
             }
-        };
-        out.push((offset, event));
-        expected = offset + 1;
-    }
-    while expected < to {
-        out.push(missing(expected));
-        expected += 1;
-    }
-    Ok(out)
+        }
+    })
 }
 
 #[async_trait]

@@ -1,6 +1,5 @@
 //! Seeking one subscription to an offset or an append time (what `herald replay` uses).
 
-use super::record;
 use super::state::ChannelShared;
 use crate::{ChannelError, Position};
 
@@ -62,12 +61,12 @@ fn first_at_or_after(
     let (mut lo, mut hi) = (base, head);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let value = shared
+        // A missing entry was just removed by retention, so it is older than anything retained.
+        let ms = shared
             .log
-            .get(record::offset_key(mid))
-            .map_err(|e| shared.unavailable("cannot read the log").caused_by(e))?;
-        // A missing entry was just compacted away, so it is older than anything retained.
-        let ms = value.as_deref().and_then(record::append_ms).unwrap_or(0);
+            .append_ms(mid)
+            .map_err(|e| shared.unavailable("cannot read the log").caused_by(e))?
+            .unwrap_or(0);
         if ms < t_ms {
             lo = mid + 1;
         } else {
@@ -78,14 +77,12 @@ fn first_at_or_after(
 }
 
 fn not_retained(shared: &ChannelShared, position: &Position, base: u64, head: u64) -> ChannelError {
-    let oldest = match shared.log.get(record::offset_key(base)) {
-        Ok(Some(value)) if base < head => match record::append_ms(&value) {
-            Some(ms) => format!(
-                "the oldest retained event is offset {base}, appended at {}",
-                record::ms_to_rfc3339(ms)
-            ),
-            None => format!("the oldest retained event is offset {base}"),
-        },
+    let oldest = match shared.log.append_ms(base) {
+        Ok(Some(ms)) if base < head => format!(
+            "the oldest retained event is offset {base}, appended at {}",
+            super::ms_to_rfc3339(ms)
+        ),
+        Ok(_) if base < head => format!("the oldest retained event is offset {base}"),
         _ => format!("no event is retained; the next one will be offset {base}"),
     };
     ChannelError::NotRetained {

@@ -1,8 +1,9 @@
 //! One broker's in-memory view of its log: offsets, byte accounting and the cursors of its
-//! subscriptions, loaded from disk on open and kept in step with it by the writer, the readers,
-//! acknowledgements and compaction.
+//! subscriptions, loaded from disk on open (segments and metadata snapshot) and kept in step
+//! with it by the writer, the readers, acknowledgements and retention.
 
-use super::record;
+use super::log::Log;
+use super::meta;
 use super::store::{Registry, StoreCore};
 use crate::ack_prefix::AckPrefix;
 use crate::WireEvent;
@@ -16,7 +17,7 @@ pub(crate) struct ChannelShared {
     pub(crate) name: ChannelName,
     /// This broker's retention: the store's default unless the broker sets its own.
     pub(crate) retention: super::Retention,
-    pub(crate) log: ::sled::Tree,
+    pub(crate) log: Log,
     pub(crate) core: Arc<StoreCore>,
     state: Mutex<ChannelState>,
     /// Woken when events become durable, on seek, on close and when a read chunk arrives.
@@ -48,6 +49,14 @@ pub(crate) struct ChannelState {
     pub(crate) deleted: bool,
     /// Source of epochs and fetch tokens, unique within this channel.
     next_id: u64,
+    /// Where subscriptions the metadata does not name start (see `meta::Snapshot`).
+    pub(crate) unknown_start: Option<u64>,
+    /// Base and removal time in the last snapshot written.
+    persisted_base: (u64, u64),
+    /// Something the cursors do not show changed (a subscription removed, metadata lost).
+    meta_dirty: bool,
+    /// The last snapshot was synced.
+    meta_durable: bool,
 }
 
 pub(crate) struct Cursor {
@@ -56,7 +65,7 @@ pub(crate) struct Cursor {
     /// What is settled: everything below its committed offset, and the offsets settled out
     /// of order above it (persisted too).
     pub(crate) acks: AckPrefix,
-    /// What the meta tree holds for this subscription, if anything yet.
+    /// What the metadata snapshot holds for this subscription, if anything yet.
     pub(crate) persisted: Option<u64>,
     /// Bumped whenever `acks` changes; `acked_persisted` is the generation on disk. Acks
     /// above a gap are persisted too, so a crash redelivers only what is truly unacknowledged.
@@ -148,107 +157,93 @@ impl ChannelState {
     pub(crate) fn add_cursor(&mut self, subscription: &str) {
         if !self.cursors.contains_key(subscription) {
             let epoch = self.next_id();
-            // A new subscription starts at the head, like a Trigger created after events flowed.
-            let cursor = Cursor::at(self.head, epoch, None);
+            // A new subscription starts at the head, like a Trigger created after events
+            // flowed, unless metadata was lost and it may be an old one.
+            let start = self
+                .unknown_start
+                .map_or(self.head, |u| u.clamp(self.base, self.head));
+            let cursor = Cursor::at(start, epoch, None);
             self.cursors.insert(subscription.to_string(), cursor);
         }
     }
 }
 
 impl ChannelShared {
-    /// Loads a broker's log and subscriptions from disk. Blocking.
+    /// Loads a broker's log and subscriptions from disk, cutting a torn tail. Blocking.
     pub(crate) fn open(
         core: Arc<StoreCore>,
         channel: &ChannelName,
         retention: super::Retention,
         registry: &Registry,
-    ) -> Result<Self, ::sled::Error> {
+    ) -> std::io::Result<Self> {
         let name = channel.as_str();
-        let log = core.db.open_tree(channel.sled_log_tree())?;
-        let (stored_base, last_removed_ms) = match core.meta.get(record::base_key(name))? {
-            Some(v) => record::decode_base(&v).unwrap_or((0, 0)),
-            None => (0, 0),
+        let dir = core.channels_dir.join(channel.log_dir_name());
+        std::fs::create_dir_all(&dir)?;
+        let (snapshot, lost) = match meta::load(&dir) {
+            meta::Loaded::Found(s) if s.name == name => (s, None),
+            meta::Loaded::Found(s) => (
+                meta::Snapshot::default(),
+                Some(format!("it names channel {:?}", s.name)),
+            ),
+            meta::Loaded::Missing => (meta::Snapshot::default(), None),
+            meta::Loaded::Damaged(why) => (meta::Snapshot::default(), Some(why)),
         };
-        // A crash between recording a new base and removing the events below it leaves them.
-        if let Some((first, _)) = log.first()? {
-            if record::decode_u64(&first).is_some_and(|f| f < stored_base) {
-                let mut batch = ::sled::Batch::default();
-                for item in log.range(..record::offset_key(stored_base)) {
-                    batch.remove(item?.0);
-                }
-                log.apply_batch(batch)?;
+        let (log, recovered) = Log::open(&dir, core.config.segment_bytes, snapshot.base)?;
+        let base = snapshot.base.max(recovered.first);
+        let head = snapshot.base.max(recovered.end);
+        // Metadata lost while events are on disk: nobody knows which subscriptions still owe
+        // them, so every subscription not named starts at the oldest, not at the head.
+        let lost = lost.or_else(|| {
+            (snapshot.subscriptions.is_empty() && snapshot.name.is_empty() && base < head)
+                .then(|| "it is missing while the log holds events".to_string())
+        });
+        let unknown_start = match &lost {
+            Some(why) => {
+                tracing::error!(broker = name, dir = %dir.display(), reason = %why, base, head,
+                    "the channel's metadata is lost: subscriptions start again at the oldest \
+                     retained event (redelivering what they had acknowledged)");
+                Some(base)
             }
-        }
-        let (mut head, mut last_append_ms) = (stored_base, last_removed_ms);
-        if let Some((key, value)) = log.last()? {
-            if let Some(last) = record::decode_u64(&key) {
-                head = head.max(last + 1);
-            }
-            last_append_ms = last_append_ms.max(record::append_ms(&value).unwrap_or(0));
-        }
-        let mut retained_bytes = 0;
-        for item in log.iter() {
-            retained_bytes += record::entry_bytes(item?.1.len());
+            None => snapshot.unknown_start,
+        };
+        if recovered.truncated > 0 {
+            tracing::warn!(
+                broker = name,
+                bytes = recovered.truncated,
+                head,
+                "recovered the log after a crash"
+            );
         }
         let mut state = ChannelState {
-            base: stored_base,
+            base,
             head,
-            last_removed_ms,
-            last_append_ms,
-            retained_bytes,
+            last_removed_ms: snapshot.last_removed_ms,
+            last_append_ms: snapshot.last_removed_ms.max(recovered.last_ms.unwrap_or(0)),
+            retained_bytes: log.bytes_between(base, head),
             pending_events: 0,
             pending_bytes: 0,
             cursors: HashMap::new(),
             closed: false,
             deleted: false,
             next_id: 0,
+            unknown_start,
+            persisted_base: (snapshot.base, snapshot.last_removed_ms),
+            meta_dirty: lost.is_some(),
+            meta_durable: true,
         };
-        let prefix = record::committed_prefix(name);
-        for item in core.meta.scan_prefix(&prefix) {
-            let (key, value) = item?;
-            let (Some(sub), Some(committed)) = (
-                key.get(prefix.len()..)
-                    .and_then(|s| std::str::from_utf8(s).ok()),
-                record::decode_u64(&value),
-            ) else {
-                tracing::warn!(
-                    broker = name,
-                    ?key,
-                    "skipping an unreadable committed offset"
-                );
-                continue;
-            };
+        for sub in snapshot.subscriptions {
             let epoch = state.next_id();
             // Clamped: offsets below the base were acknowledged; above the head were never
-            // durable (only possible after a crash under SyncPolicy::Interval).
-            let at = committed.clamp(stored_base, head);
-            state
-                .cursors
-                .insert(sub.to_string(), Cursor::at(at, epoch, Some(committed)));
-        }
-        let prefix = record::acked_prefix(name);
-        for item in core.meta.scan_prefix(&prefix) {
-            let (key, value) = item?;
-            let sub = key
-                .get(prefix.len()..)
-                .and_then(|s| std::str::from_utf8(s).ok());
-            let (Some(cursor), Some(ranges)) = (
-                sub.and_then(|s| state.cursors.get_mut(s)),
-                record::decode_ranges(&value),
-            ) else {
-                tracing::warn!(broker = name, ?key, "skipping unreadable acknowledgements");
-                continue;
-            };
+            // durable (only possible after a power loss under SyncPolicy::Interval).
+            let at = sub.committed.clamp(base, head);
+            let mut cursor = Cursor::at(at, epoch, Some(sub.committed));
             // Only what is still above the committed offset and inside the log matters.
-            let committed = cursor.committed();
-            for range in ranges {
-                for offset in
-                    (range.start.max(committed)..range.end.min(head)).filter(|o| *o > committed)
-                {
+            for range in sub.acked {
+                for offset in range.start.max(at + 1)..range.end.min(head) {
                     cursor.acks.settle(offset);
                 }
             }
-            cursor.acked_persisted = cursor.acked_generation;
+            state.cursors.insert(sub.name, cursor);
         }
         Ok(Self {
             name: channel.clone(),
@@ -268,80 +263,75 @@ impl ChannelShared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes the committed offsets that changed since the last call, and flushes if asked.
-    /// Blocking.
-    pub(crate) fn persist(&self, flush: bool) -> Result<(), ::sled::Error> {
+    /// Writes the metadata snapshot if anything changed since the last one; with `flush`,
+    /// durably (synced) even if nothing changed since a snapshot that was not. Blocking.
+    pub(crate) fn persist(&self, flush: bool) -> std::io::Result<()> {
         let _serial = self.persist_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let dirty: Vec<(String, u64, Vec<u8>, u64)> = {
+        let (snapshot, generations) = {
             let state = self.lock();
             if state.deleted {
                 return Ok(());
             }
-            state
+            let dirty = state.meta_dirty
+                || state.persisted_base != (state.base, state.last_removed_ms)
+                || state.cursors.values().any(|c| {
+                    c.persisted != Some(c.committed()) || c.acked_persisted != c.acked_generation
+                });
+            if !dirty && (!flush || state.meta_durable) {
+                return Ok(());
+            }
+            let mut generations = Vec::with_capacity(state.cursors.len());
+            let subscriptions = state
                 .cursors
                 .iter()
-                .filter(|(_, c)| {
-                    c.persisted != Some(c.committed()) || c.acked_persisted != c.acked_generation
+                .map(|(name, c)| {
+                    generations.push((name.clone(), c.committed(), c.acked_generation));
+                    meta::SubscriptionState {
+                        name: name.clone(),
+                        committed: c.committed(),
+                        acked: meta::ranges(&c.acks.settled_above()),
+                    }
                 })
-                .map(|(s, c)| {
-                    (
-                        s.clone(),
-                        c.committed(),
-                        record::encode_ranges(&c.acks.settled_above()),
-                        c.acked_generation,
-                    )
-                })
-                .collect()
+                .collect();
+            let snapshot = meta::Snapshot {
+                name: self.name.to_string(),
+                base: state.base,
+                last_removed_ms: state.last_removed_ms,
+                unknown_start: state.unknown_start,
+                subscriptions,
+            };
+            (snapshot, generations)
         };
-        if !dirty.is_empty() {
-            let mut batch = ::sled::Batch::default();
-            for (sub, committed, acked, _) in &dirty {
-                batch.insert(
-                    record::committed_key(self.name.as_str(), sub),
-                    &record::offset_key(*committed),
-                );
-                let key = record::acked_key(self.name.as_str(), sub);
-                if acked.is_empty() {
-                    batch.remove(key);
-                } else {
-                    batch.insert(key, acked.as_slice());
-                }
-            }
-            self.core.meta.apply_batch(batch)?;
-            let mut state = self.lock();
-            for (sub, committed, _, generation) in dirty {
-                if let Some(c) = state.cursors.get_mut(&sub) {
-                    c.persisted = Some(committed);
-                    c.acked_persisted = generation;
-                }
+        meta::store(self.log.dir(), &snapshot, flush)?;
+        let mut state = self.lock();
+        for (sub, committed, generation) in generations {
+            if let Some(c) = state.cursors.get_mut(&sub) {
+                c.persisted = Some(committed);
+                c.acked_persisted = generation;
             }
         }
-        if flush {
-            self.core.db.flush()?;
-        }
+        state.persisted_base = (snapshot.base, snapshot.last_removed_ms);
+        state.meta_dirty = false;
+        state.meta_durable = flush;
         Ok(())
     }
 
     /// Forgets a subscription, on disk too. Blocking.
-    pub(crate) fn remove_cursor(&self, subscription: &str) -> Result<bool, ::sled::Error> {
-        let _serial = self.persist_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let known = self.lock().cursors.remove(subscription).is_some();
-        let stored = self
-            .core
-            .meta
-            .remove(record::committed_key(self.name.as_str(), subscription))?
-            .is_some();
-        self.core
-            .meta
-            .remove(record::acked_key(self.name.as_str(), subscription))?;
-        self.core.db.flush()?;
+    pub(crate) fn remove_cursor(&self, subscription: &str) -> std::io::Result<bool> {
+        let known = {
+            let mut state = self.lock();
+            let known = state.cursors.remove(subscription).is_some();
+            state.meta_dirty |= known;
+            known
+        };
         self.changed.notify_waiters();
-        Ok(known || stored)
+        self.persist(true)?;
+        Ok(known)
     }
 
     /// Removes the whole log and every subscription's state from the store, and leaves the
     /// store's open channels (a later open starts an empty log). Blocking.
-    pub(crate) fn delete(&self) -> Result<(), ::sled::Error> {
+    pub(crate) fn delete(&self) -> std::io::Result<()> {
         {
             let mut state = self.lock();
             state.closed = true;
@@ -355,26 +345,15 @@ impl ChannelShared {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(self.name.as_str());
         }
-        // After the flag, under the lock: no persist writes this channel's keys again.
-        let _serial = self.persist_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // After the flag, under the locks (in the order retention takes them): no persist
+        // writes this channel's metadata again, no retention pass touches its files.
         let _compaction = self
             .core
             .compaction
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let mut batch = ::sled::Batch::default();
-        let name = self.name.as_str();
-        for prefix in [record::committed_prefix(name), record::acked_prefix(name)] {
-            for item in self.core.meta.scan_prefix(&prefix) {
-                batch.remove(item?.0);
-            }
-        }
-        batch.remove(record::base_key(name));
-        self.core.meta.apply_batch(batch)?;
-        self.log.clear()?;
-        self.core.db.drop_tree(self.name.sled_log_tree())?;
-        self.core.db.flush()?;
-        Ok(())
+        let _serial = self.persist_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.log.delete(&self.core.trash_path())
     }
 
     /// Gives back a reservation made by `publish` that the writer did not (or will not) use.
@@ -393,7 +372,8 @@ impl ChannelShared {
     }
 }
 
-/// Subscription names end up in meta keys after a NUL separator, so they may not hold one.
+/// Names of channels and subscriptions may not be empty or hold NUL (kept from the earlier
+/// layout, where they were key parts; NUL is no name anybody means).
 pub(crate) fn check_name(channel: &str, what: &str, name: &str) -> Result<(), ChannelError> {
     if name.is_empty() || name.contains('\0') {
         return Err(ChannelError::backend(

@@ -1,16 +1,16 @@
-//! The store: one sled database for every broker, the writer thread that appends to it, and
-//! the maintenance thread that persists acknowledged positions and enforces retention.
+//! The store: one directory holding every broker's log, the writer thread that appends to
+//! them, and the maintenance thread that persists acknowledged positions and enforces
+//! retention.
 
 use super::channel::SledChannel;
 use super::compaction;
-use super::record;
 use super::state::{check_name, ChannelShared};
 use super::writer::{self, WriterCounters, WriterMessage};
-use super::{Retention, SledConfig, SyncPolicy};
+use super::{Retention, SledConfig};
 use crate::{ChannelError, ChannelName};
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,9 +18,12 @@ use std::time::Instant;
 
 /// What every channel of the store shares.
 pub(crate) struct StoreCore {
-    pub(crate) db: ::sled::Db,
-    /// Committed offsets and log bases of every broker.
-    pub(crate) meta: ::sled::Tree,
+    /// The store's directory.
+    pub(crate) dir: PathBuf,
+    /// `<dir>/channels`: one directory per broker (see `ChannelName::log_dir_name`).
+    pub(crate) channels_dir: PathBuf,
+    /// Names deleted logs are moved to before removal.
+    trash_serial: AtomicU64,
     pub(crate) config: SledConfig,
     pub(crate) writer: SyncSender<WriterMessage>,
     pub(crate) maintenance: SyncSender<MaintenanceSignal>,
@@ -30,6 +33,20 @@ pub(crate) struct StoreCore {
     /// Serialises compaction passes (the maintenance thread and `compact`), so base records
     /// are written in order.
     pub(crate) compaction: Mutex<()>,
+}
+
+/// The store's layout version, in `<dir>/FORMAT`.
+const FORMAT: &str = "herald-log 1\n";
+/// Prefix of a deleted log's directory while it is being removed.
+const TRASH_PREFIX: &str = ".deleted-";
+
+impl StoreCore {
+    /// A fresh name in the channels directory for a log being deleted.
+    pub(crate) fn trash_path(&self) -> PathBuf {
+        let n = self.trash_serial.fetch_add(1, Ordering::Relaxed);
+        self.channels_dir
+            .join(format!("{TRASH_PREFIX}{}-{n}", super::now_ms()))
+    }
 }
 
 pub(crate) enum MaintenanceSignal {
@@ -61,63 +78,34 @@ pub struct SledStats {
     pub published_events: u64,
     /// Groups of requests the writer handled together.
     pub write_groups: u64,
-    /// Flushes (fsyncs) the writer issued for publishes.
+    /// fdatasyncs the writer issued for publishes (one per broker per group).
     pub publish_flushes: u64,
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `path`. Blocking: sled recovers its log here, so call it
-    /// before serving or inside `spawn_blocking`.
+    /// Opens (or creates) the store in `path`. Blocking (each broker's log is recovered when
+    /// first opened, see [`SledStore::channel`]), so call it before serving or inside
+    /// `spawn_blocking`.
     pub fn open(path: &Path, config: SledConfig) -> Result<SledStore, ChannelError> {
-        let label = format!("sled store {}", path.display());
-        let unavailable = |e: ::sled::Error| {
-            ChannelError::unavailable(label.clone(), "cannot open", config.retry_after).caused_by(e)
-        };
-        let flush_every_ms = match config.sync {
-            // Under Interval, sled's own periodic flush is the durability window.
-            SyncPolicy::Interval(every) => Some((every.as_millis() as u64).max(1)),
-            SyncPolicy::Group | SyncPolicy::PerEvent => Some(500),
-        };
-        let db = ::sled::Config::new()
-            .path(path)
-            .cache_capacity(config.cache_capacity_bytes)
-            .flush_every_ms(flush_every_ms)
-            .open()
-            .map_err(unavailable)?;
-        let meta = db.open_tree(b"meta").map_err(unavailable)?;
-        match meta.get(record::FORMAT_KEY).map_err(unavailable)? {
-            None => {
-                meta.insert(
-                    record::FORMAT_KEY,
-                    &record::offset_key(record::FORMAT_VERSION),
-                )
-                .map_err(unavailable)?;
-            }
-            Some(v) if record::decode_u64(&v) == Some(record::FORMAT_VERSION) => {}
-            Some(v) => {
-                return Err(ChannelError::backend(
-                    label,
-                    format!("unknown on-disk format {:?}", record::decode_u64(&v)),
-                ))
-            }
-        }
-
+        let label = format!("durable store {}", path.display());
+        let channels_dir = prepare(path, &label, config.retry_after)?;
         let (writer_tx, writer_rx) = mpsc::sync_channel(config.writer_queue.max(1));
         let (maintenance_tx, maintenance_rx) = mpsc::sync_channel(1);
         let counters = Arc::new(WriterCounters::default());
         let writer = {
-            let (db, sync, counters) = (db.clone(), config.sync, counters.clone());
+            let (sync, counters) = (config.sync, counters.clone());
             std::thread::Builder::new()
-                .name("herald-sled-writer".into())
-                .spawn(move || writer::run(db, sync, counters, writer_rx))
+                .name("herald-log-writer".into())
+                .spawn(move || writer::run(sync, counters, writer_rx))
                 .map_err(|e| {
                     ChannelError::backend(label.clone(), "cannot start the writer thread")
                         .caused_by(e)
                 })?
         };
         let core = Arc::new(StoreCore {
-            db,
-            meta,
+            dir: path.to_path_buf(),
+            channels_dir,
+            trash_serial: AtomicU64::new(0),
             config,
             writer: writer_tx,
             maintenance: maintenance_tx,
@@ -129,7 +117,7 @@ impl SledStore {
         let maintenance = {
             let (core, channels) = (core.clone(), channels.clone());
             std::thread::Builder::new()
-                .name("herald-sled-maintenance".into())
+                .name("herald-log-maintenance".into())
                 .spawn(move || maintain(&core, &channels, maintenance_rx))
         };
         let maintenance = match maintenance {
@@ -188,7 +176,16 @@ impl SledStore {
                     )
                     .caused_by(e)
                 })?;
-        let channel = Arc::new(SledChannel::new(Arc::new(shared)));
+        let parking =
+            super::parking::SledParkingLot::open(&self.core.dir, &channel_name).map_err(|e| {
+                ChannelError::unavailable(
+                    name,
+                    "cannot open the parking area",
+                    self.core.config.retry_after,
+                )
+                .caused_by(e)
+            })?;
+        let channel = Arc::new(SledChannel::new(Arc::new(shared), parking));
         channels.insert(name.to_string(), channel.clone());
         Ok(channel)
     }
@@ -208,9 +205,9 @@ impl SledStore {
         }
     }
 
-    /// Bytes sled uses on disk. Blocking (reads file metadata).
+    /// Bytes the store's files take. Blocking (reads file metadata).
     pub fn size_on_disk(&self) -> Result<u64, ChannelError> {
-        self.core.db.size_on_disk().map_err(|e| self.sled_error(e))
+        dir_size(&self.core.dir).map_err(|e| self.io_error(e))
     }
 
     /// Runs one compaction pass now, instead of waiting for the next interval.
@@ -220,9 +217,9 @@ impl SledStore {
         tokio::task::spawn_blocking(move || compaction::compact_all(&core, &channels))
             .await
             .map_err(|e| {
-                ChannelError::backend("sled store", "compaction task failed").caused_by(e)
+                ChannelError::backend("durable store", "compaction task failed").caused_by(e)
             })?
-            .map_err(|e| self.sled_error(e))
+            .map_err(|e| self.io_error(e))
     }
 
     /// Shuts the store down: every channel stops handing out events, queued publishes are
@@ -240,7 +237,7 @@ impl SledStore {
         if let Err(e) =
             tokio::task::spawn_blocking(move || shutdown(&core, &channels, threads)).await
         {
-            tracing::error!(error = %e, "sled store shutdown task failed");
+            tracing::error!(error = %e, "durable store shutdown task failed");
         }
     }
 
@@ -248,9 +245,18 @@ impl SledStore {
         ChannelError::unavailable(name, "the store is closed", self.core.config.retry_after)
     }
 
-    fn sled_error(&self, e: ::sled::Error) -> ChannelError {
-        ChannelError::unavailable("sled store", "sled failed", self.core.config.retry_after)
-            .caused_by(e)
+    fn io_error(&self, e: std::io::Error) -> ChannelError {
+        let detail = if super::log::is_disk_full(&e) {
+            "the disk is full"
+        } else {
+            "I/O failed"
+        };
+        ChannelError::unavailable(
+            format!("durable store {}", self.core.dir.display()),
+            detail,
+            self.core.config.retry_after,
+        )
+        .caused_by(e)
     }
 }
 
@@ -286,16 +292,84 @@ fn shutdown(core: &StoreCore, channels: &Registry, threads: Threads) {
     // The writer answers everything already queued before it stops.
     let _ = core.writer.send(WriterMessage::Stop);
     if threads.writer.join().is_err() {
-        tracing::error!("sled writer thread panicked");
+        tracing::error!("durable log writer thread panicked");
     }
-    // The maintenance thread persists committed offsets one last time as it stops.
+    // The maintenance thread persists committed offsets one last time (synced) as it stops.
     let _ = core.maintenance.send(MaintenanceSignal::Stop);
     if threads.maintenance.join().is_err() {
-        tracing::error!("sled maintenance thread panicked");
+        tracing::error!("durable log maintenance thread panicked");
     }
-    if let Err(e) = core.db.flush() {
-        tracing::error!(error = %e, "final flush of the sled store failed");
+}
+
+/// Creates the store's directory (or checks the one there) and returns its channels
+/// directory, with leftovers of deletes interrupted by a crash removed.
+fn prepare(
+    path: &Path,
+    label: &str,
+    retry_after: std::time::Duration,
+) -> Result<PathBuf, ChannelError> {
+    let unavailable = |what: &str, e: std::io::Error| {
+        ChannelError::unavailable(label, what.to_string(), retry_after).caused_by(e)
+    };
+    std::fs::create_dir_all(path).map_err(|e| unavailable("cannot create the directory", e))?;
+    // sled's own files: the store before this log. Its events cannot be read any more, and
+    // silently starting empty beside them would lose them.
+    if path.join("conf").is_file() && path.join("db").is_file() {
+        return Err(ChannelError::backend(
+            label,
+            "holds a sled store from an earlier Herald (files conf and db); this version keeps \
+             its own segment log and cannot read it: drain it with the earlier version, or move \
+             it aside to start empty",
+        ));
     }
+    let format = path.join("FORMAT");
+    match std::fs::read_to_string(&format) {
+        Ok(text) if text == FORMAT => {}
+        Ok(text) if text.starts_with("herald-log ") => {
+            return Err(ChannelError::backend(
+                label,
+                format!(
+                    "unknown on-disk format {:?} (this version writes {FORMAT:?})",
+                    text.trim()
+                ),
+            ))
+        }
+        Ok(_) | Err(_) => {
+            // Missing (a new store) or unreadable: the layout is this one either way.
+            std::fs::write(&format, FORMAT).map_err(|e| unavailable("cannot write FORMAT", e))?;
+        }
+    }
+    let channels = path.join("channels");
+    std::fs::create_dir_all(&channels)
+        .map_err(|e| unavailable("cannot create the directory", e))?;
+    let entries =
+        std::fs::read_dir(&channels).map_err(|e| unavailable("cannot list the directory", e))?;
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(TRASH_PREFIX)
+        {
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a deleted log");
+            }
+        }
+    }
+    Ok(channels)
+}
+
+fn dir_size(dir: &Path) -> std::io::Result<u64> {
+    let mut size = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        size += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(size)
 }
 
 /// The maintenance thread: persists committed offsets every `commit_interval` and compacts

@@ -1,4 +1,4 @@
-//! Tests of the sled backend within one process: delivery and acks, group commit, limits,
+//! Tests of the durable backend within one process: delivery and acks, group commit, limits,
 //! retention and seeking. Restart and crash tests live in `channels/tests/sled.rs`.
 
 use super::*;
@@ -413,7 +413,7 @@ async fn a_broker_can_keep_events_longer_than_the_store_default() {
 #[tokio::test]
 async fn max_bytes_keeps_the_newest_consumed_events() {
     let dir = tempfile::tempdir().unwrap();
-    let one = super::record::entry_bytes(super::record::encode_event(&event("e0")).unwrap().len());
+    let one = super::segment::entry_bytes(super::codec::encode_event(&event("e0")).unwrap().len());
     let config = SledConfig {
         retention: Retention {
             max_age: None,

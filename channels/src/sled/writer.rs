@@ -1,16 +1,18 @@
 //! The writer thread: the only place offsets are assigned and events appended. It drains the
-//! publish requests waiting at that moment, writes them as one batch per broker, makes them
-//! durable per the sync policy with one flush, and only then answers the publishers and wakes
-//! the readers, so no reader ever sees an event that could still be lost.
+//! publish requests waiting at that moment (a group), writes each broker's share with one
+//! write to its active segment, makes it durable per the sync policy with one `fdatasync`, and
+//! only then answers the publishers and wakes the readers, so no reader ever sees an event
+//! that could still be lost.
 
-use super::record;
+use super::log::AppendError;
 use super::state::ChannelShared;
 use super::SyncPolicy;
 use crate::ChannelError;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 pub(crate) enum WriterMessage {
@@ -22,7 +24,7 @@ pub(crate) enum WriterMessage {
 /// One `publish` call: all of its events land together or not at all.
 pub(crate) struct AppendRequest {
     pub(crate) channel: Arc<ChannelShared>,
-    /// Encoded values with room for the header.
+    /// Record payloads (see `codec`).
     pub(crate) values: Vec<Vec<u8>>,
     /// Number of events (kept apart from `values`, which the writer moves into its batch).
     pub(crate) count: u64,
@@ -38,21 +40,26 @@ pub(crate) struct WriterCounters {
     pub(crate) flushes: AtomicU64,
 }
 
-pub(crate) fn run(
-    db: ::sled::Db,
-    sync: SyncPolicy,
-    counters: Arc<WriterCounters>,
-    queue: Receiver<WriterMessage>,
-) {
+pub(crate) fn run(sync: SyncPolicy, counters: Arc<WriterCounters>, queue: Receiver<WriterMessage>) {
+    // Under a sync interval: brokers written since their last fdatasync, and when that was.
+    let mut unsynced: Vec<Arc<ChannelShared>> = Vec::new();
+    let mut last_sync = Instant::now();
     loop {
         let mut group = Vec::new();
         let mut stopping = false;
-        match queue.recv() {
+        let first = match sync {
+            SyncPolicy::Interval(every) if !unsynced.is_empty() => {
+                queue.recv_timeout(every.saturating_sub(last_sync.elapsed()))
+            }
+            _ => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match first {
             Ok(WriterMessage::Append(request)) => group.push(request),
-            Ok(WriterMessage::Stop) | Err(_) => stopping = true,
+            Ok(WriterMessage::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
+            Err(RecvTimeoutError::Timeout) => {}
         }
-        // PerEvent flushes each request on its own; the others share one flush per group.
-        while (group.is_empty() || sync != SyncPolicy::PerEvent) && !stopping {
+        // PerEvent syncs each request on its own; the others share one sync per group.
+        while !group.is_empty() && sync != SyncPolicy::PerEvent && !stopping {
             match queue.try_recv() {
                 Ok(WriterMessage::Append(request)) => group.push(request),
                 Ok(WriterMessage::Stop) => stopping = true,
@@ -68,7 +75,21 @@ pub(crate) fn run(
             }
         }
         if !group.is_empty() {
-            commit(&db, sync, &counters, group);
+            for channel in commit(sync, &counters, group) {
+                if !unsynced.iter().any(|c| Arc::ptr_eq(c, &channel)) {
+                    unsynced.push(channel);
+                }
+            }
+        }
+        if let SyncPolicy::Interval(every) = sync {
+            if stopping || last_sync.elapsed() >= every {
+                for channel in unsynced.drain(..) {
+                    if let Err(e) = channel.log.sync() {
+                        tracing::warn!(broker = %channel.name, error = %e, "periodic fdatasync failed");
+                    }
+                }
+                last_sync = Instant::now();
+            }
         }
         if stopping {
             return;
@@ -86,7 +107,12 @@ struct BrokerBatch {
     append_ms: u64,
 }
 
-fn commit(db: &::sled::Db, sync: SyncPolicy, counters: &WriterCounters, group: Vec<AppendRequest>) {
+/// Writes one group; returns the brokers written (for a sync interval to sync later).
+fn commit(
+    sync: SyncPolicy,
+    counters: &WriterCounters,
+    group: Vec<AppendRequest>,
+) -> Vec<Arc<ChannelShared>> {
     counters.groups.fetch_add(1, Ordering::Relaxed);
     let mut brokers: Vec<BrokerBatch> = Vec::new();
     for request in group {
@@ -106,33 +132,18 @@ fn commit(db: &::sled::Db, sync: SyncPolicy, counters: &WriterCounters, group: V
             }),
         }
     }
-
+    let durable = !matches!(sync, SyncPolicy::Interval(_));
     let mut written = Vec::new();
     for mut broker in brokers {
-        match append(&mut broker) {
+        if durable {
+            counters.flushes.fetch_add(1, Ordering::Relaxed);
+        }
+        match append(&mut broker, durable) {
             Ok(()) => written.push(broker),
             Err(e) => fail(broker, &e),
         }
     }
-    if written.is_empty() {
-        return;
-    }
-    if !matches!(sync, SyncPolicy::Interval(_)) {
-        counters.flushes.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = db.flush() {
-            for broker in written {
-                // Not durable, so not published: take the entries back out (best effort), so
-                // the offsets are reused instead of surfacing events publishers saw fail.
-                let mut undo = ::sled::Batch::default();
-                for offset in broker.start..broker.end {
-                    undo.remove(&record::offset_key(offset));
-                }
-                let _ = broker.channel.log.apply_batch(undo);
-                fail(broker, &e);
-            }
-            return;
-        }
-    }
+    let mut channels = Vec::with_capacity(written.len());
     for broker in written {
         let n = broker.end - broker.start;
         counters.events.fetch_add(n, Ordering::Relaxed);
@@ -152,41 +163,51 @@ fn commit(db: &::sled::Db, sync: SyncPolicy, counters: &WriterCounters, group: V
             let _ = request.reply.send(Ok(next..end));
             next = end;
         }
+        channels.push(broker.channel);
     }
+    channels
 }
 
-/// Assigns offsets to one broker's requests and writes them in one atomic sled batch.
-fn append(broker: &mut BrokerBatch) -> Result<(), ::sled::Error> {
+/// Assigns offsets to one broker's requests and appends them with one write (and, if
+/// `durable`, one fdatasync).
+fn append(broker: &mut BrokerBatch, durable: bool) -> Result<(), AppendError> {
     let (head, last_ms) = {
         let state = broker.channel.lock();
         (state.head, state.last_append_ms)
     };
     // Monotonic append times per broker, so seeking by time can bisect the log.
-    let append_ms = record::now_ms().max(last_ms);
-    let mut batch = ::sled::Batch::default();
-    let mut offset = head;
-    let mut bytes = 0;
+    let append_ms = super::now_ms().max(last_ms);
+    let mut values = Vec::new();
     for request in &mut broker.requests {
-        for mut value in std::mem::take(&mut request.values) {
-            record::set_header(&mut value, append_ms);
-            bytes += record::entry_bytes(value.len());
-            batch.insert(&record::offset_key(offset), value);
-            offset += 1;
-        }
+        values.append(&mut request.values);
     }
+    let bytes = broker
+        .channel
+        .log
+        .append(head, append_ms, &values, durable)?;
     broker.start = head;
-    broker.end = offset;
+    broker.end = head + values.len() as u64;
     broker.bytes = bytes;
     broker.append_ms = append_ms;
-    broker.channel.log.apply_batch(batch)
+    Ok(())
 }
 
-fn fail(broker: BrokerBatch, error: &::sled::Error) {
+fn fail(broker: BrokerBatch, error: &AppendError) {
+    let detail = if error.is_disk_full() {
+        "the disk is full; events are accepted again as soon as space is freed"
+    } else {
+        "write failed"
+    };
+    tracing::warn!(broker = %broker.channel.name, error = %error, "{detail}");
     for request in broker.requests {
         broker.channel.release(request.count, request.bytes);
-        let _ = request.reply.send(Err(broker
-            .channel
-            .unavailable("write failed")
-            .caused_by(error.clone())));
+        let message = match error {
+            AppendError::Deleted => broker.channel.backend("the channel was deleted"),
+            AppendError::Io { what, path, source } => broker
+                .channel
+                .unavailable(format!("{detail} ({what} {path})"))
+                .caused_by(std::io::Error::new(source.kind(), source.to_string())),
+        };
+        let _ = request.reply.send(Err(message));
     }
 }

@@ -15,7 +15,10 @@ use std::sync::Arc;
 use url::Url;
 
 pub use subscription::{subscription_route, SubscriptionRouteError};
-pub use trigger::{check_trigger, trigger_route, RouteError, DELIVERY_ORDER_ANNOTATION};
+pub use trigger::{
+    check_trigger, trigger_route, RouteError, DEAD_LETTER_COPIES_ANNOTATION,
+    DELIVERY_ORDER_ANNOTATION,
+};
 
 /// Who a route belongs to: the resource kind and its key, e.g. `Trigger default/orders`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,6 +116,9 @@ pub struct Route {
     pub order: DeliveryOrder,
     pub format: DeliveryFormat,
     pub ttl: TtlHandling,
+    /// Park a copy of every event that reached the dead-letter sink too, for inspection
+    /// and redrive (annotation `herald.dev/dead-letter-copies: "true"`).
+    pub keep_dead_letters: bool,
 }
 
 impl Route {

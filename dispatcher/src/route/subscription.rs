@@ -84,5 +84,6 @@ pub fn subscription_route(
         order: DeliveryOrder::Unordered,
         format: delivery.format.unwrap_or(DeliveryFormat::Binary),
         ttl: TtlHandling::PassThrough,
+        keep_dead_letters: false,
     })
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 /// Trigger annotation choosing the delivery order, spelled as Knative's Kafka broker does.
 pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
+/// Trigger annotation: `"true"` parks a copy of each dead-lettered event as well.
+pub const DEAD_LETTER_COPIES_ANNOTATION: &str = "herald.dev/dead-letter-copies";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -28,6 +30,8 @@ pub enum RouteError {
     },
     #[error("Trigger {trigger}: annotation {DELIVERY_ORDER_ANNOTATION}: expected ordered or unordered, got {value:?}")]
     DeliveryOrder { trigger: ResourceKey, value: String },
+    #[error("Trigger {trigger}: annotation {DEAD_LETTER_COPIES_ANNOTATION}: expected \"true\" or \"false\", got {value:?}")]
+    DeadLetterCopies { trigger: ResourceKey, value: String },
     #[error("Trigger {trigger}: {field}.deadLetterSink: {source}")]
     DeadLetterSink {
         trigger: ResourceKey,
@@ -41,7 +45,10 @@ impl RouteError {
     /// A problem in the Trigger itself (refused on apply), as opposed to something it
     /// points at that may appear later (not ready until then).
     pub fn is_invalid(&self) -> bool {
-        matches!(self, Self::Filter { .. } | Self::DeliveryOrder { .. })
+        matches!(
+            self,
+            Self::Filter { .. } | Self::DeliveryOrder { .. } | Self::DeadLetterCopies { .. }
+        )
     }
 
     /// The field in error, for apply answers and status.
@@ -49,7 +56,7 @@ impl RouteError {
         match self {
             Self::Filter { .. } => "spec.filters",
             Self::Subscriber { .. } => "spec.subscriber",
-            Self::DeliveryOrder { .. } => "metadata.annotations",
+            Self::DeliveryOrder { .. } | Self::DeadLetterCopies { .. } => "metadata.annotations",
             Self::DeadLetterSink { .. } => "spec.delivery.deadLetterSink",
         }
     }
@@ -77,7 +84,25 @@ pub fn check_trigger(trigger: &Trigger) -> Result<(Filter, DeliveryOrder), Route
             })
         }
     };
+    dead_letter_copies(trigger)?;
     Ok((filter, order))
+}
+
+/// Whether the Trigger asks for copies of dead-lettered events.
+fn dead_letter_copies(trigger: &Trigger) -> Result<bool, RouteError> {
+    match trigger
+        .metadata
+        .annotations
+        .get(DEAD_LETTER_COPIES_ANNOTATION)
+        .map(String::as_str)
+    {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(RouteError::DeadLetterCopies {
+            trigger: trigger.key(),
+            value: other.to_string(),
+        }),
+    }
 }
 
 /// Resolves `trigger` against its `broker`, replying into `reply` (the Broker's channel).
@@ -124,5 +149,6 @@ pub fn trigger_route(
         order,
         format: delivery.format.unwrap_or(DeliveryFormat::Binary),
         ttl: TtlHandling::Broker,
+        keep_dead_letters: dead_letter_copies(trigger)?,
     })
 }
