@@ -14,7 +14,8 @@
 //! (tests/cli.rs runs the quickstart script), `herald replay --from <offset>` and
 //! `--from <RFC 3339>` (tests/durability.rs), `herald apply -f FILE_OR_DIR` and
 //! `herald get triggers [NAME] [-o yaml|json] [-A]` (tests/admin_cli.rs), `herald dlq list|show|
-//! redrive --broker B --trigger T [ID...]` (tests/dlq.rs). `herald-bench` is
+//! redrive --broker B --trigger T [ID...]` (tests/dlq.rs),
+//! `herald-conformance --broker URL --adapter herald` (tests/conformance.rs). `herald-bench` is
 //! a benchmark, not run by the tests.
 
 mod replicas;
