@@ -1,9 +1,11 @@
 # Shared set-up of the example scripts, sourced from the repository root: parses --check,
-# picks the port (HERALD_PORT, default 8080), builds Herald unless HERALD_BIN names one, and
+# picks the ports (HERALD_PORT, default 8080, for ingress; HERALD_ADMIN_PORT, default 8081, for
+# the admin API), builds Herald unless HERALD_BIN names one, and
 # makes a log directory that is removed, with every process started into `pids`, on exit.
 check=false
 [ "${1:-}" = "--check" ] && check=true
 port="${HERALD_PORT:-8080}"
+admin_port="${HERALD_ADMIN_PORT:-8081}"
 
 if [ -z "${HERALD_BIN:-}" ]; then
   bash scripts/build-deps.sh

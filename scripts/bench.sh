@@ -317,7 +317,7 @@ herald_case() {
   herald_config "$dir/config" "$nonmatching"
   port="$(free_port)"
   RUST_LOG=warn "$herald" serve --config "$dir/config" --listen "127.0.0.1:$port" \
-    --channel "$channel" --data-dir "$dir/data" "$@" >"$dir/herald.log" 2>&1 &
+    --admin-addr 127.0.0.1:0 --channel "$channel" --data-dir "$dir/data" "$@" >"$dir/herald.log" 2>&1 &
   pid=$!
   pids+=("$pid")
   wait_port "$port" "$pid" herald "$dir/herald.log" 60

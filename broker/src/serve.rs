@@ -1,6 +1,8 @@
-//! `herald serve` as a library: binds the listener, starts the [`DataPlane`], applies the
+//! `herald serve` as a library: binds the listeners, starts the [`DataPlane`], applies the
 //! initial resources (and, with a watched config path, every later change to it), serves
-//! ingress and the admin API, and shuts down gracefully (stop accepting, drain, then stop).
+//! ingress on one listener and the admin API on another (loopback by default: whoever reaches
+//! ingress must not be able to replay or reconfigure), and shuts down gracefully (stop
+//! accepting, drain, then stop).
 
 use crate::admin;
 use crate::backends::BackendsConfig;
@@ -22,7 +24,11 @@ use url::Url;
 
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
+    /// Where ingress (Brokers, Channels, EventTransforms, `/healthz`) listens.
     pub listen: SocketAddr,
+    /// Where the admin API (`/apis/...`, `/admin/...`, `/readyz`) listens, on a listener of its
+    /// own; `None` serves no admin API. `herald serve` defaults to `127.0.0.1:8081`.
+    pub admin_listen: Option<SocketAddr>,
     pub max_body_bytes: usize,
     /// Events per batch request (longer batches get 413).
     pub max_batch_events: usize,
@@ -62,6 +68,8 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            // A library user opts in (tests run many servers at once; a fixed port would clash).
+            admin_listen: None,
             max_body_bytes: 4 * 1024 * 1024,
             max_batch_events: 1_000,
             connections: ConnectionLimits::default(),
@@ -109,7 +117,10 @@ pub enum ServeError {
 
 /// A running Herald: ingress, admin API and data plane.
 pub struct RunningServer {
+    /// The ingress address.
     pub addr: SocketAddr,
+    /// The admin API's address, when it is served.
+    pub admin_addr: Option<SocketAddr>,
     /// Resources that are not ready after the initial apply (unknown Broker, unresolvable
     /// subscriber), each with where it came from and why.
     pub warnings: Vec<String>,
@@ -119,9 +130,15 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Base URL of the ingress (and admin API), e.g. `http://127.0.0.1:8080`.
+    /// Base URL of the ingress, e.g. `http://127.0.0.1:8080`.
     pub fn url(&self) -> Url {
         Url::parse(&format!("http://{}", self.addr)).expect("socket address is a valid host")
+    }
+
+    /// Base URL of the admin API, e.g. `http://127.0.0.1:8081`, when it is served.
+    pub fn admin_url(&self) -> Option<Url> {
+        self.admin_addr
+            .map(|a| Url::parse(&format!("http://{a}")).expect("socket address is a valid host"))
     }
 
     pub fn broker_url(&self, namespace: &str, name: &str) -> Url {
@@ -153,12 +170,12 @@ pub async fn start(
     resources: &ResourceSet,
     config: ServeConfig,
 ) -> Result<RunningServer, ServeError> {
-    let bind_err = |source| ServeError::Bind {
-        addr: config.listen,
-        source,
+    let (listener, addr) = bind(config.listen).await?;
+    let admin_listener = match config.admin_listen {
+        Some(at) => Some(bind(at).await?),
+        None => None,
     };
-    let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
-    let addr = listener.local_addr().map_err(bind_err)?;
+    let admin_addr = admin_listener.as_ref().map(|(_, a)| *a);
     let base = config.ingress_url.clone().unwrap_or_else(|| {
         Url::parse(&format!("http://{addr}")).expect("socket address is a valid host")
     });
@@ -214,11 +231,13 @@ pub async fn start(
         max_batch_events: config.max_batch_events,
         body_timeout: config.body_timeout,
     })
-    .merge(admin::router(plane.clone(), config.admin_token.clone()))
     .merge(crate::transform_endpoint::router(plane.transforms()))
     .merge(herald_sources::github::router(plane.webhooks()))
-    // Every route (admin too): a body that stops arriving ends the request.
+    .merge(admin::probes(plane.clone()))
+    // A body that stops arriving ends the request.
     .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
+    let admin_app = admin::router(plane.clone(), config.admin_token.clone())
+        .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
     let stop = shutdown.clone();
     let serving = plane.clone();
     let drain_timeout = config.drain_timeout;
@@ -228,12 +247,32 @@ pub async fn start(
         // listener stops accepting and lets requests already inside finish publishing until
         // it, then the plane drains accepted events with what is left.
         let deadline = Arc::new(std::sync::OnceLock::new());
-        let at_stop = deadline.clone();
-        let grace = move || {
-            let d = *at_stop.get_or_init(|| tokio::time::Instant::now() + drain_timeout);
-            d.saturating_duration_since(tokio::time::Instant::now())
+        let grace = |at_stop: Arc<std::sync::OnceLock<tokio::time::Instant>>| {
+            move || {
+                let d = *at_stop.get_or_init(|| tokio::time::Instant::now() + drain_timeout);
+                d.saturating_duration_since(tokio::time::Instant::now())
+            }
         };
-        listener::serve(listener, app, limits, stop, grace).await;
+        let ingress = listener::serve(
+            listener,
+            app,
+            limits.clone(),
+            stop.clone(),
+            grace(deadline.clone()),
+        );
+        let admin = async {
+            if let Some((admin_listener, _)) = admin_listener {
+                listener::serve(
+                    admin_listener,
+                    admin_app,
+                    limits,
+                    stop,
+                    grace(deadline.clone()),
+                )
+                .await;
+            }
+        };
+        tokio::join!(ingress, admin);
         if let Some(w) = watcher {
             w.stop().await;
         }
@@ -247,14 +286,22 @@ pub async fn start(
         serving.shutdown_within(left).await;
         tracing::info!("stopped");
     });
-    tracing::info!(%addr, brokers = resources.brokers.len(), triggers = resources.triggers.len(), "herald serving");
+    tracing::info!(%addr, admin = ?admin_addr, brokers = resources.brokers.len(), triggers = resources.triggers.len(), "herald serving");
     Ok(RunningServer {
         addr,
+        admin_addr,
         warnings,
         plane,
         shutdown,
         task,
     })
+}
+
+async fn bind(at: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let bind_err = |source| ServeError::Bind { addr: at, source };
+    let listener = TcpListener::bind(at).await.map_err(bind_err)?;
+    let addr = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, addr))
 }
 
 /// `file (document n): Trigger ns/name is not ready: reason: message`, per resource.

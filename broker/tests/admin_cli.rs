@@ -35,7 +35,7 @@ impl Server {
         std::fs::create_dir_all(&config).unwrap();
         std::fs::create_dir_all(&files).unwrap();
         let herald = Replica::serve("herald", &config, &work.path().join("data"), &[]).await;
-        let admin = Admin::new(&herald.base);
+        let admin = Admin::new(&herald.admin);
         Server {
             herald,
             admin,
@@ -54,7 +54,7 @@ impl Server {
     /// `herald args... --server BASE`.
     async fn cli(&self, args: &[&str]) -> CliRun {
         let mut all = args.to_vec();
-        all.extend(["--server", &self.herald.base]);
+        all.extend(["--server", &self.herald.admin]);
         herald(&all).await
     }
 
@@ -212,7 +212,7 @@ fn apply_get_delete_round_trip() {
         assert_eq!(rows[1].last().map(String::as_str), Some("True"), "{run}");
         let run = herald_with_env(
             &["get", "brokers", "-n", "cli"],
-            &[("HERALD_SERVER", server.herald.base.as_str())],
+            &[("HERALD_SERVER", server.herald.admin.as_str())],
         )
         .await
         .ok();
@@ -499,7 +499,7 @@ fn an_invalid_config_file_change_is_refused_whole() {
             &[],
         )
         .await;
-        let admin = Admin::new(&herald.base);
+        let admin = Admin::new(&herald.admin);
         let before = admin.wait_ready("triggers", "cfg", "t1", WAIT).await;
         let url = herald.broker_url.clone();
         delivers_only(&sink, &url, ("cfg-a-0", "a"), ("cfg-b-0", "b")).await;
@@ -793,7 +793,7 @@ fn a_trigger_from_a_file_follows_its_broker_from_either_feed() {
             &trigger_yaml("mix", "t", "b", &sink.url, &[("type", EVENT_TYPE)]),
         );
         let mut herald = Replica::serve("herald", &config, &work.path().join("data"), &[]).await;
-        let admin = Admin::new(&herald.base);
+        let admin = Admin::new(&herald.admin);
         let not_ready = |o: Option<&Value>| {
             o.is_some_and(|o| condition_state(o, "BrokerReady").1 == "BrokerDoesNotExist")
         };

@@ -30,6 +30,8 @@ fn serve_send_and_display_as_separate_processes() {
         dir.path().to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
         // The sled store goes to the test's own directory, never into the source tree.
         "--data-dir",
         dir.path().join("data").to_str().unwrap(),
@@ -88,6 +90,8 @@ fn send_reports_a_rejection_and_fails() {
         dir.path().to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
         // The sled store goes to the test's own directory, never into the source tree.
         "--data-dir",
         dir.path().join("data").to_str().unwrap(),
@@ -122,6 +126,8 @@ fn serve_refuses_an_invalid_configuration_naming_the_field() {
             file.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
             "--data-dir",
             dir.path().join("data").to_str().unwrap(),
         ])
@@ -147,11 +153,17 @@ fn run_example_check(script: &str) -> String {
         .local_addr()
         .unwrap()
         .port();
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let out = Command::new("bash")
         .arg(root.join(script))
         .arg("--check")
         .env("HERALD_BIN", HERALD)
         .env("HERALD_PORT", port.to_string())
+        .env("HERALD_ADMIN_PORT", admin_port.to_string())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -224,9 +236,11 @@ fn serve_reads_the_example_channels_config_and_flags_override_it() {
         dir.path().join("data").to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
     ]);
-    let base = url_in(&serve.wait_line("herald serving on"));
-    let (status, body) = http_get(&base, "/readyz");
+    let admin = url_in(&serve.wait_line("herald admin API on"));
+    let (status, body) = http_get(&admin, "/readyz");
     assert_eq!(status, 200, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["backends"][0]["kind"], "memory", "{health}");
@@ -278,10 +292,12 @@ fn an_admin_token_guards_the_admin_api_but_not_the_probes() {
         "memory",
         "--listen",
         "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
         "--admin-token",
         "s3cret",
     ]);
-    let base = url_in(&serve.wait_line("herald serving on"));
+    let base = url_in(&serve.wait_line("herald admin API on"));
     assert_eq!(http_get(&base, "/readyz").0, 200);
     assert_eq!(
         http_get(&base, "/apis/eventing.knative.dev/v1/brokers").0,

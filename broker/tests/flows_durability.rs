@@ -41,6 +41,8 @@ const MESSAGING_API: &str = "/apis/messaging.knative.dev/v1";
 struct Herald {
     proc: Option<Proc>,
     addr: String,
+    /// The admin API's address (fixed too, so it is the same after each restart).
+    admin_addr: String,
     config: PathBuf,
     data: PathBuf,
     starts: usize,
@@ -53,6 +55,7 @@ impl Herald {
         let mut herald = Herald {
             proc: None,
             addr: format!("127.0.0.1:{}", free_port()),
+            admin_addr: format!("127.0.0.1:{}", free_port()),
             config: config.to_path_buf(),
             data: data.to_path_buf(),
             starts: 0,
@@ -69,6 +72,10 @@ impl Herald {
         format!("http://{}", self.addr)
     }
 
+    fn admin(&self) -> String {
+        format!("http://{}", self.admin_addr)
+    }
+
     async fn spawn(&mut self) {
         assert!(self.proc.is_none(), "herald is already running");
         self.starts += 1;
@@ -78,6 +85,8 @@ impl Herald {
             self.config.to_str().unwrap(),
             "--listen",
             &self.addr,
+            "--admin-addr",
+            &self.admin_addr,
             "--data-dir",
             self.data.to_str().unwrap(),
         ];
@@ -136,7 +145,7 @@ impl Herald {
     // --- the admin API of the flows and messaging groups
 
     fn object_url(&self, api: &str, plural: &str, name: &str) -> String {
-        format!("{}{api}/namespaces/{NS}/{plural}/{name}", self.base())
+        format!("{}{api}/namespaces/{NS}/{plural}/{name}", self.admin())
     }
 
     /// The object with its status; None on 404.
@@ -156,7 +165,7 @@ impl Herald {
     }
 
     async fn list_names(&self, api: &str, plural: &str) -> Vec<String> {
-        let url = format!("{}{api}/namespaces/{NS}/{plural}", self.base());
+        let url = format!("{}{api}/namespaces/{NS}/{plural}", self.admin());
         let r = self.http.get(&url).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "GET {url}");
         let body: Value = r.json().await.unwrap();

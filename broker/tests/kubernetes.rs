@@ -508,6 +508,8 @@ async fn herald_serve_kubernetes_reads_kubeconfig_and_serves_brokers() {
             "memory",
         ])
         .arg(format!("--listen=127.0.0.1:{port}"))
+        // Its own free port: the default 127.0.0.1:8081 would clash with parallel tests.
+        .arg("--admin-addr=127.0.0.1:0")
         .arg(format!("--ingress-url={INGRESS}"))
         .env("KUBECONFIG", &kubeconfig)
         .env("POD_NAMESPACE", "herald")

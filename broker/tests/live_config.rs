@@ -300,7 +300,7 @@ async fn live_changes_lose_nothing(test: &str, channel: Channel, work: &Path, ar
         channel.name(),
         herald.proc.log_tail()
     );
-    let admin = Admin::new(&herald.base);
+    let admin = Admin::new(&herald.admin);
     let t1_obj = admin.wait_ready("triggers", &ns, "t1", WAIT).await;
     let t1_generation = generation(&t1_obj);
     let logs = |h: &Replica| format!("herald log:\n{}", h.proc.log_tail());

@@ -156,7 +156,7 @@ fn readme_serve_on_kafka() {
             "the Broker is not on Kafka:\n{}",
             herald.proc.log_tail()
         );
-        Admin::new(&herald.base)
+        Admin::new(&herald.admin)
             .wait_ready("triggers", &ns, "orders", WAIT)
             .await;
         send_order(&herald.broker_url, "kafka-order", 2, "eu").await;
@@ -278,7 +278,7 @@ fn readme_delete_trigger_by_its_singular_kind() {
             "-f",
             files.to_str().unwrap(),
             "--server",
-            &server.base,
+            &server.admin,
         ])
         .await
         .ok();
@@ -289,7 +289,7 @@ fn readme_delete_trigger_by_its_singular_kind() {
             "-n",
             &ns,
             "--server",
-            &server.base,
+            &server.admin,
         ])
         .await
         .ok();
@@ -298,7 +298,7 @@ fn readme_delete_trigger_by_its_singular_kind() {
             "trigger.eventing.knative.dev/orders deleted",
             "{run}"
         );
-        assert!(Admin::new(&server.base)
+        assert!(Admin::new(&server.admin)
             .get("triggers", &ns, "orders")
             .await
             .is_none());

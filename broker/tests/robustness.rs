@@ -43,7 +43,8 @@ impl Served {
         std::fs::write(&config, yaml).unwrap();
         let mut command = Command::new(HERALD);
         command
-            .args(["serve", "--no-watch", "--listen", "127.0.0.1:0", "--config"])
+            .args(["serve", "--no-watch", "--listen", "127.0.0.1:0"])
+            .args(["--admin-addr", "127.0.0.1:0", "--config"])
             .arg(&config)
             .arg("--data-dir")
             .arg(dir.path().join("data"))

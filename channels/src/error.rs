@@ -1,5 +1,6 @@
 //! What a channel operation can fail with, for the caller to act on: back off (`Full`), try
-//! again later (`Unavailable`), give up (`Backend`), or pick another position (`NotRetained`).
+//! again later (`Unavailable`), give up (`Backend`), or pick another position (`NotRetained`,
+//! `PastHead`).
 //! The backend's own error stays attached as the [`std::error::Error::source`], typed
 //! ([`Cause`]), so callers and logs can tell a disk I/O error from a JetStream API error.
 
@@ -71,6 +72,14 @@ pub enum ChannelError {
         position: String,
         detail: String,
     },
+    /// The requested replay position lies beyond the newest event: seeking there would skip
+    /// events not yet written (and those not yet delivered), so it is refused.
+    #[error("channel {channel} cannot replay from {position}: it is past the head of the log ({detail})")]
+    PastHead {
+        channel: String,
+        position: String,
+        detail: String,
+    },
 }
 
 /// The cause is part of the message too: ingress answers and logs show `to_string()` only.
@@ -129,7 +138,7 @@ impl ChannelError {
             ChannelError::Full { source, .. }
             | ChannelError::Unavailable { source, .. }
             | ChannelError::Backend { source, .. } => *source = Some(Box::new(cause.into())),
-            ChannelError::NotRetained { .. } => {}
+            ChannelError::NotRetained { .. } | ChannelError::PastHead { .. } => {}
         }
         self
     }
@@ -149,7 +158,7 @@ impl ChannelError {
             ChannelError::Full { source, .. }
             | ChannelError::Unavailable { source, .. }
             | ChannelError::Backend { source, .. } => source.as_deref(),
-            ChannelError::NotRetained { .. } => None,
+            ChannelError::NotRetained { .. } | ChannelError::PastHead { .. } => None,
         }
     }
 }

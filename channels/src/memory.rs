@@ -278,6 +278,13 @@ impl Channel for MemoryChannel {
             let (base, head) = (log.base, log.head());
             let offset = match &position {
                 Position::Offset(o) if *o >= base && *o <= head => *o,
+                Position::Offset(o) if *o > head => {
+                    return Err(ChannelError::PastHead {
+                        channel: self.name.to_string(),
+                        position: position.to_string(),
+                        detail: format!("the next event will be offset {head}"),
+                    })
+                }
                 _ => {
                     return Err(ChannelError::NotRetained {
                         channel: self.name.to_string(),

@@ -13,7 +13,8 @@ source examples/setup.sh "$@"
 "$HERALD_BIN" display --port 9012 > "$logs/responses.log" 2>&1 & pids+=($!)
 "$HERALD_BIN" display --port 9013 > "$logs/errors.log" 2>&1 & pids+=($!)
 # The Channels are in memory (their template is InMemoryChannel): nothing is written to disk.
-"$HERALD_BIN" serve --config examples/faas --listen "127.0.0.1:$port" --data-dir "$logs/data" \
+"$HERALD_BIN" serve --config examples/faas --listen "127.0.0.1:$port" --admin-addr "127.0.0.1:$admin_port" \
+  --data-dir "$logs/data" \
   2> "$logs/herald.log" & pids+=($!)
 if ! $check; then
   tail -n +1 -F "$logs/responses.log" 2>/dev/null | sed -u 's/^/[responses display] /' &

@@ -12,7 +12,8 @@ source examples/setup.sh "$@"
 # Events are kept in ./herald-data (the embedded sled store); --check keeps it temporary.
 data_dir="herald-data"
 $check && data_dir="$logs/data"
-"$HERALD_BIN" serve --config examples/quickstart --listen "127.0.0.1:$port" --data-dir "$data_dir" \
+"$HERALD_BIN" serve --config examples/quickstart --listen "127.0.0.1:$port" --admin-addr "127.0.0.1:$admin_port" \
+  --data-dir "$data_dir" \
   2> "$logs/herald.log" & pids+=($!)
 if ! $check; then
   # Show each subscriber's output as it arrives, labelled.

@@ -39,6 +39,14 @@ pub fn router(plane: Arc<DataPlane>, token: Option<String>) -> Router {
         .with_state(plane)
 }
 
+/// `/readyz` alone, for the ingress listener: Kubernetes probes reach the pod's address, not
+/// the admin API's loopback one.
+pub fn probes(plane: Arc<DataPlane>) -> Router {
+    Router::new()
+        .route("/readyz", get(readyz))
+        .with_state(plane)
+}
+
 /// 200 while every backend in use is reachable, else 503; the body names the backends and
 /// every resource that is not ready, with why.
 async fn readyz(State(plane): State<Arc<DataPlane>>) -> impl IntoResponse {

@@ -1,5 +1,6 @@
 //! `POST /admin/v1/replay` re-delivers retained events to one Trigger (and only that
-//! Trigger), like EventBridge's archive replay. `herald replay` is its client.
+//! Trigger), like EventBridge's archive replay. `herald replay` is its client. A position past
+//! the head (a later offset, a future time) is refused with 400: it would skip events.
 
 use crate::plane::DataPlane;
 use axum::extract::State;
@@ -54,6 +55,21 @@ pub(super) async fn replay(
     let broker = parse_key(&request.broker, DEFAULT_NAMESPACE);
     let trigger = parse_key(&request.trigger, &broker.namespace);
     let position = parse_position(&request.from).map_err(|m| (StatusCode::BAD_REQUEST, m))?;
+    // No channel holds an event appended after now: seeking there would skip the backlog and
+    // whatever arrives until then.
+    if let Position::Time(t) = &position {
+        let now = chrono::Utc::now();
+        if *t > now {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "cannot replay from {}: it is past the head of the log (now is {})",
+                    t.to_rfc3339(),
+                    now.to_rfc3339()
+                ),
+            ));
+        }
+    }
     let Some(handle) = plane.trigger(&trigger).await else {
         return Err((
             StatusCode::NOT_FOUND,
@@ -78,6 +94,7 @@ pub(super) async fn replay(
             }))
         }
         Err(e @ ChannelError::NotRetained { .. }) => Err((StatusCode::CONFLICT, e.to_string())),
+        Err(e @ ChannelError::PastHead { .. }) => Err((StatusCode::BAD_REQUEST, e.to_string())),
         Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
 }

@@ -56,8 +56,8 @@ pub struct DisplayArgs {
 
 #[derive(Args)]
 pub struct ReplayArgs {
-    /// The running Herald's ingress URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    /// The running Herald's admin API URL (`herald serve --admin-addr`).
+    #[arg(long, env = "HERALD_SERVER", default_value = "http://127.0.0.1:8081")]
     pub server: String,
     /// The admin token, when the server was started with one.
     #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ServerArgs {
-    /// The running Herald's admin URL.
-    #[arg(long, env = "HERALD_SERVER", default_value = "http://127.0.0.1:8080")]
+    /// The running Herald's admin API URL (`herald serve --admin-addr`).
+    #[arg(long, env = "HERALD_SERVER", default_value = "http://127.0.0.1:8081")]
     pub server: String,
     /// The admin token, when the server was started with one.
     #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]

@@ -1,5 +1,5 @@
-//! `herald serve`: runs ingress, admin API and data plane for the resources in --config,
-//! applying every later change to it.
+//! `herald serve`: runs ingress, admin API (on its own address) and data plane for the
+//! resources in --config, applying every later change to it.
 
 use crate::backends::flags::ChannelArgs;
 use crate::serve;
@@ -17,9 +17,13 @@ pub struct ServeArgs {
     /// Read --config once at start and ignore later changes to it.
     #[arg(long)]
     pub no_watch: bool,
-    /// Address the ingress and admin API listen on.
+    /// Address ingress listens on (Brokers, Channels, `/healthz`).
     #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address the admin API listens on (`/apis/...`, `/admin/...`, `/readyz`), a listener of
+    /// its own; keep it on loopback, or set --admin-token, when ingress is exposed.
+    #[arg(long, env = "HERALD_ADMIN_ADDR", default_value = "127.0.0.1:8081")]
+    pub admin_addr: SocketAddr,
     /// Largest accepted request body, in bytes (larger ones get 413).
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -92,6 +96,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     };
     let config = serve::ServeConfig {
         listen: a.listen,
+        admin_listen: Some(a.admin_addr),
         max_body_bytes: a.max_body_bytes,
         max_batch_events: a.max_batch_events,
         body_timeout: Duration::from_secs(a.body_timeout),
@@ -110,7 +115,10 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let server = serve::start(&resources, config).await?;
-    eprintln!("herald serving on {} (ingress and admin API)", server.url());
+    eprintln!("herald serving on {} (ingress)", server.url());
+    if let Some(admin) = server.admin_url() {
+        eprintln!("herald admin API on {admin}");
+    }
     for b in &resources.brokers {
         let key = b.resource.key();
         eprintln!(

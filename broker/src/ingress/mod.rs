@@ -173,9 +173,9 @@ fn channel_rejection(e: ChannelError) -> Rejection {
         ChannelError::Unavailable { retry_after, .. } => {
             (StatusCode::SERVICE_UNAVAILABLE, Some(*retry_after))
         }
-        ChannelError::Backend { .. } | ChannelError::NotRetained { .. } => {
-            (StatusCode::INTERNAL_SERVER_ERROR, None)
-        }
+        ChannelError::Backend { .. }
+        | ChannelError::NotRetained { .. }
+        | ChannelError::PastHead { .. } => (StatusCode::INTERNAL_SERVER_ERROR, None),
     };
     tracing::warn!(error = %e, %status, "event not accepted");
     Rejection {

@@ -172,11 +172,13 @@ impl Drop for Proc {
     }
 }
 
-/// A `herald serve` replica and its ingress URLs.
+/// A `herald serve` replica, its ingress URLs and its admin API's.
 pub struct Replica {
     pub proc: Proc,
-    /// e.g. http://127.0.0.1:PORT
+    /// The ingress, e.g. http://127.0.0.1:PORT
     pub base: String,
+    /// The admin API (a listener of its own), e.g. http://127.0.0.1:PORT
+    pub admin: String,
     /// e.g. http://127.0.0.1:PORT/ns/broker
     pub broker_url: String,
 }
@@ -203,9 +205,11 @@ impl Replica {
             .strip_suffix(&path)
             .unwrap_or_else(|| panic!("unexpected broker URL {broker_url}"))
             .to_string();
+        let admin = admin_url(&mut proc).await;
         Replica {
             proc,
             base,
+            admin,
             broker_url,
         }
     }
@@ -222,9 +226,11 @@ impl Replica {
             .unwrap()
             .trim_end_matches('/')
             .to_string();
+        let admin = admin_url(&mut proc).await;
         Replica {
             proc,
             base,
+            admin,
             broker_url: String::new(),
         }
     }
@@ -235,12 +241,26 @@ impl Replica {
     }
 }
 
+/// The admin API's base URL, from the line `herald serve` prints.
+pub async fn admin_url(proc: &mut Proc) -> String {
+    let line = proc.wait_line("herald admin API on http://").await;
+    let start = line.find("http://").expect("the line has a URL");
+    line[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string()
+}
+
 fn serve_args<'a>(config: &'a Path, data_dir: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
     let mut all = vec![
         "serve",
         "--config",
         config.to_str().unwrap(),
         "--listen",
+        "127.0.0.1:0",
+        "--admin-addr",
         "127.0.0.1:0",
         "--data-dir",
         data_dir.to_str().unwrap(),

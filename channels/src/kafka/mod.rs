@@ -473,8 +473,15 @@ impl Channel for KafkaChannel {
         };
         let targets = match resolve.await {
             Ok(Ok(targets)) => targets,
-            Ok(Err(detail)) => {
+            Ok(Err(seek::Unseekable::NotRetained(detail))) => {
                 return Err(ChannelError::NotRetained {
+                    channel: self.name.to_string(),
+                    position: position.to_string(),
+                    detail,
+                })
+            }
+            Ok(Err(seek::Unseekable::PastHead(detail))) => {
+                return Err(ChannelError::PastHead {
                     channel: self.name.to_string(),
                     position: position.to_string(),
                     detail,

@@ -27,13 +27,21 @@ pub(crate) struct SeekTarget {
     pub high: i64,
 }
 
+/// Why a position cannot be sought to, in words for the operator.
+#[derive(Debug)]
+pub(crate) enum Unseekable {
+    NotRetained(String),
+    /// Beyond the end of every partition.
+    PastHead(String),
+}
+
 /// The offset of `position` in every partition. The outer error is Kafka's; the inner one
-/// says why the position is not retained.
+/// says why the position cannot be sought to.
 pub(crate) fn resolve(
     offsets: &GroupOffsets,
     position: &Position,
     open_reader: impl FnOnce() -> Result<GroupOffsets, KafkaError>,
-) -> Result<Result<Vec<SeekTarget>, String>, KafkaError> {
+) -> Result<Result<Vec<SeekTarget>, Unseekable>, KafkaError> {
     let partitions = offsets.partitions()?;
     let mut bounds = Vec::with_capacity(partitions.len());
     for partition in &partitions {
@@ -43,11 +51,17 @@ pub(crate) fn resolve(
     match position {
         Position::Offset(o) => {
             let wanted = i64::try_from(*o).unwrap_or(i64::MAX);
+            let head = bounds.iter().map(|(_, (_, high))| *high).max().unwrap_or(0);
+            if wanted > head {
+                return Ok(Err(Unseekable::PastHead(format!(
+                    "the highest partition end is offset {head}"
+                ))));
+            }
             for (partition, (low, high)) in bounds {
                 if wanted < low {
-                    return Ok(Err(format!(
+                    return Ok(Err(Unseekable::NotRetained(format!(
                         "partition {partition} holds offsets {low}..{high}"
-                    )));
+                    ))));
                 }
                 targets.push(SeekTarget {
                     partition,
@@ -71,9 +85,9 @@ pub(crate) fn resolve(
                     };
                 }
                 if low > 0 && offset == low && low < high {
-                    return Ok(Err(format!(
+                    return Ok(Err(Unseekable::NotRetained(format!(
                         "partition {partition} no longer holds records before offset {low}, which may be after {t}"
-                    )));
+                    ))));
                 }
                 targets.push(SeekTarget {
                     partition,

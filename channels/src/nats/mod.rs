@@ -353,6 +353,17 @@ impl Channel for NatsChannel {
             .state
             .clone();
         let policy = match &position {
+            // A consumer started past the last sequence would skip the events published next.
+            Position::Offset(o) if *o > state.last_sequence + 1 => {
+                return Err(ChannelError::PastHead {
+                    channel: self.name.to_string(),
+                    position: position.to_string(),
+                    detail: format!(
+                        "the next event will be sequence {}",
+                        state.last_sequence + 1
+                    ),
+                })
+            }
             Position::Offset(o) if *o >= state.first_sequence.max(1) => {
                 consumer::DeliverPolicy::ByStartSequence { start_sequence: *o }
             }

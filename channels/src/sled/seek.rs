@@ -18,6 +18,13 @@ pub(crate) fn seek(
     };
     let target = match position {
         Position::Offset(o) if *o >= base && *o <= head => *o,
+        Position::Offset(o) if *o > head => {
+            return Err(ChannelError::PastHead {
+                channel: shared.name.to_string(),
+                position: position.to_string(),
+                detail: format!("the next event will be offset {head}"),
+            })
+        }
         Position::Offset(_) => return Err(not_retained(shared, position, base, head)),
         Position::Time(t) => {
             let t_ms = u64::try_from(t.timestamp_millis()).unwrap_or(0);
