@@ -56,6 +56,9 @@ pub struct ServeConfig {
     /// When set, the admin API (`/apis/...`, `/admin/...`) requires
     /// `Authorization: Bearer <token>`; `/readyz` and `/healthz` stay open for probes.
     pub admin_token: Option<String>,
+    /// How old a PingSource tick missed while Herald was down may be and still be emitted
+    /// once on start.
+    pub ping_catch_up: Duration,
     /// The base URL Brokers and Channels are addressed at (`status.address.url`); the
     /// listener's own address when unset. On Kubernetes, the ingress Service's URL.
     pub ingress_url: Option<Url>,
@@ -85,6 +88,7 @@ impl Default for ServeConfig {
             watch_debounce: Duration::from_millis(200),
             resync_interval: Duration::from_secs(5),
             admin_token: None,
+            ping_catch_up: Duration::from_secs(3600),
             ingress_url: None,
         }
     }
@@ -182,6 +186,7 @@ pub async fn start(
             default_delivery: config.default_delivery.clone(),
             max_in_flight: config.max_in_flight,
             drain_timeout: config.drain_timeout,
+            ping_catch_up: config.ping_catch_up,
         },
         base,
     )?;
@@ -227,6 +232,7 @@ pub async fn start(
         body_timeout: config.body_timeout,
     })
     .merge(crate::transform_endpoint::router(plane.transforms()))
+    .merge(herald_sources::github::router(plane.webhooks()))
     .merge(admin::probes(plane.clone()))
     // A body that stops arriving ends the request.
     .layer(RequestBodyTimeoutLayer::new(config.body_timeout));

@@ -8,6 +8,7 @@ pub mod resolve;
 pub mod resources;
 #[cfg(feature = "schema")]
 pub mod schema;
+pub mod sources;
 pub mod status;
 
 pub use duration::IsoDuration;
@@ -15,4 +16,5 @@ pub use loader::{load_path, load_resource, load_str, LoadError, Loaded, Origin, 
 pub use messaging::*;
 pub use resolve::{ResolveError, Resolver};
 pub use resources::*;
+pub use sources::*;
 pub use status::{Check, Condition, ConditionStatus, Status};

@@ -3,6 +3,7 @@
 
 use crate::messaging::{Channel, ChannelFlavor, EventTransform, Parallel, Sequence, Subscription};
 use crate::resources::{Broker, FieldError, Resource, ResourceKey, Trigger};
+use crate::sources::{ContainerSource, GitHubSource, KafkaSource, NatsSource, PingSource};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
@@ -44,6 +45,8 @@ pub struct ResourceSet {
     pub triggers: Vec<Loaded<Trigger>>,
     /// Channels, Subscriptions, Sequences and Parallels.
     pub messaging: Vec<Loaded<Resource>>,
+    /// PingSources, GitHubSources, KafkaSources, ContainerSources and NatsSources.
+    pub sources: Vec<Loaded<Resource>>,
     pub deferred: Vec<Deferred>,
 }
 
@@ -69,7 +72,8 @@ impl ResourceSet {
             .messaging
             .iter()
             .map(|m| (m.resource.clone(), &m.origin));
-        brokers.chain(triggers).chain(messaging)
+        let sources = self.sources.iter().map(|m| (m.resource.clone(), &m.origin));
+        brokers.chain(triggers).chain(messaging).chain(sources)
     }
 }
 
@@ -92,9 +96,7 @@ pub fn load_resource(label: &str, text: &str) -> Result<Resource, LoadError> {
             "{} {} ({}) is recognised but not served by this version of Herald",
             d.kind, d.name, d.api_version
         ))),
-        (n, _) => Err(one(format!(
-            "expected exactly one Broker or Trigger, got {n}"
-        ))),
+        (n, _) => Err(one(format!("expected exactly one resource, got {n}"))),
     }
 }
 
@@ -144,11 +146,7 @@ impl fmt::Display for LoadError {
 }
 
 const KNOWN_NOT_SERVED: &[(&str, &str)] = &[
-    ("sources.knative.dev", "PingSource"),
-    ("sources.knative.dev", "KafkaSource"),
-    ("sources.knative.dev", "GitHubSource"),
     ("sources.knative.dev", "ApiServerSource"),
-    ("sources.knative.dev", "ContainerSource"),
     ("sources.knative.dev", "SinkBinding"),
     ("eventing.knative.dev", "EventType"),
     ("", "ConfigMap"),
@@ -356,6 +354,31 @@ impl Builder {
                     self.add_messaging(Resource::EventTransform(r), origin, &label);
                 }
             }
+            ("sources.knative.dev/v1", "PingSource") => {
+                if let Some(r) = self.typed::<PingSource>(&origin, &label, value) {
+                    self.add_source(Resource::PingSource(r), origin, &label);
+                }
+            }
+            ("sources.knative.dev/v1alpha1", "GitHubSource") => {
+                if let Some(r) = self.typed::<GitHubSource>(&origin, &label, value) {
+                    self.add_source(Resource::GitHubSource(r), origin, &label);
+                }
+            }
+            ("sources.knative.dev/v1beta1", "KafkaSource") => {
+                if let Some(r) = self.typed::<KafkaSource>(&origin, &label, value) {
+                    self.add_source(Resource::KafkaSource(r), origin, &label);
+                }
+            }
+            ("sources.knative.dev/v1", "ContainerSource") => {
+                if let Some(r) = self.typed::<ContainerSource>(&origin, &label, value) {
+                    self.add_source(Resource::ContainerSource(r), origin, &label);
+                }
+            }
+            ("sources.herald.dev/v1alpha1", "NatsSource") => {
+                if let Some(r) = self.typed::<NatsSource>(&origin, &label, value) {
+                    self.add_source(Resource::NatsSource(r), origin, &label);
+                }
+            }
             _ if KNOWN_NOT_SERVED
                 .iter()
                 .any(|(g, k)| *g == group && *k == kind) =>
@@ -382,6 +405,15 @@ impl Builder {
             && self.unique(resource.kind().name(), resource.key(), &origin, label)
         {
             self.set.messaging.push(Loaded { resource, origin });
+        }
+    }
+
+    fn add_source(&mut self, resource: Resource, origin: Origin, label: &str) {
+        let errors = resource.validate();
+        if self.report(&origin, label, errors)
+            && self.unique(resource.kind().name(), resource.key(), &origin, label)
+        {
+            self.set.sources.push(Loaded { resource, origin });
         }
     }
 
@@ -600,7 +632,11 @@ spec:
             big.resource.spec.subscriber.uri.as_deref(),
             Some("/inspect")
         );
-        let kinds: Vec<_> = set.deferred.iter().map(|d| d.kind.as_str()).collect();
+        let kinds: Vec<_> = set
+            .sources
+            .iter()
+            .map(|s| s.resource.kind().name())
+            .collect();
         for k in ["PingSource", "KafkaSource", "GitHubSource"] {
             assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
         }

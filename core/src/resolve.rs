@@ -61,8 +61,18 @@ impl Resolver {
                 url.set_path(&format!("/transforms/{}/{}", key.namespace, key.name));
                 Some(url)
             }
+            // A GitHubSource is addressed by GitHub, not by a sink: see `webhook_url`.
             Kind::Trigger | Kind::Subscription => None,
+            k if k.is_source() => None,
+            _ => None,
         }
+    }
+
+    /// Where a GitHubSource receives webhooks: `{base}/sources/github/{namespace}/{name}`.
+    pub fn webhook_url(&self, key: &ResourceKey) -> Url {
+        let mut url = self.ingress_base.clone();
+        url.set_path(&format!("/sources/github/{}/{}", key.namespace, key.name));
+        url
     }
 
     /// The kind and key a destination's `ref` points at, when it is one Herald serves.

@@ -4,6 +4,7 @@
 
 use crate::duration::IsoDuration;
 use crate::messaging::{Channel, EventTransform, Parallel, Sequence, Subscription};
+use crate::sources::{ContainerSource, GitHubSource, KafkaSource, NatsSource, PingSource};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,6 +50,11 @@ pub enum Resource {
     Sequence(Sequence),
     Parallel(Parallel),
     EventTransform(EventTransform),
+    PingSource(PingSource),
+    GitHubSource(GitHubSource),
+    KafkaSource(KafkaSource),
+    ContainerSource(ContainerSource),
+    NatsSource(NatsSource),
 }
 
 /// The kinds [`Resource`] holds, with the names a user types for them.
@@ -61,10 +67,15 @@ pub enum Kind {
     Sequence,
     Parallel,
     EventTransform,
+    PingSource,
+    GitHubSource,
+    KafkaSource,
+    ContainerSource,
+    NatsSource,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Broker,
         Kind::Trigger,
         Kind::Channel,
@@ -72,7 +83,25 @@ impl Kind {
         Kind::Sequence,
         Kind::Parallel,
         Kind::EventTransform,
+        Kind::PingSource,
+        Kind::GitHubSource,
+        Kind::KafkaSource,
+        Kind::ContainerSource,
+        Kind::NatsSource,
     ];
+
+    /// The source kinds (each runs as a [`crate::sources`] source).
+    pub const SOURCES: [Kind; 5] = [
+        Kind::PingSource,
+        Kind::GitHubSource,
+        Kind::KafkaSource,
+        Kind::ContainerSource,
+        Kind::NatsSource,
+    ];
+
+    pub fn is_source(self) -> bool {
+        Self::SOURCES.contains(&self)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -83,6 +112,11 @@ impl Kind {
             Kind::Sequence => "Sequence",
             Kind::Parallel => "Parallel",
             Kind::EventTransform => "EventTransform",
+            Kind::PingSource => "PingSource",
+            Kind::GitHubSource => "GitHubSource",
+            Kind::KafkaSource => "KafkaSource",
+            Kind::ContainerSource => "ContainerSource",
+            Kind::NatsSource => "NatsSource",
         }
     }
 
@@ -96,6 +130,11 @@ impl Kind {
             Kind::Sequence => "sequences",
             Kind::Parallel => "parallels",
             Kind::EventTransform => "eventtransforms",
+            Kind::PingSource => "pingsources",
+            Kind::GitHubSource => "githubsources",
+            Kind::KafkaSource => "kafkasources",
+            Kind::ContainerSource => "containersources",
+            Kind::NatsSource => "natssources",
         }
     }
 
@@ -105,6 +144,11 @@ impl Kind {
             Kind::Channel | Kind::Subscription => crate::messaging::MESSAGING_API_VERSION,
             Kind::Sequence | Kind::Parallel => crate::messaging::FLOWS_API_VERSION,
             Kind::EventTransform => crate::messaging::TRANSFORM_API_VERSION,
+            Kind::PingSource => crate::sources::PING_API_VERSION,
+            Kind::GitHubSource => crate::sources::GITHUB_API_VERSION,
+            Kind::KafkaSource => crate::sources::KAFKA_API_VERSION,
+            Kind::ContainerSource => crate::sources::CONTAINER_API_VERSION,
+            Kind::NatsSource => crate::sources::NATS_API_VERSION,
         }
     }
 
@@ -166,6 +210,11 @@ macro_rules! each_resource {
             Resource::Sequence($r) => $body,
             Resource::Parallel($r) => $body,
             Resource::EventTransform($r) => $body,
+            Resource::PingSource($r) => $body,
+            Resource::GitHubSource($r) => $body,
+            Resource::KafkaSource($r) => $body,
+            Resource::ContainerSource($r) => $body,
+            Resource::NatsSource($r) => $body,
         }
     };
 }
@@ -180,6 +229,11 @@ impl Resource {
             Resource::Sequence(_) => Kind::Sequence,
             Resource::Parallel(_) => Kind::Parallel,
             Resource::EventTransform(_) => Kind::EventTransform,
+            Resource::PingSource(_) => Kind::PingSource,
+            Resource::GitHubSource(_) => Kind::GitHubSource,
+            Resource::KafkaSource(_) => Kind::KafkaSource,
+            Resource::ContainerSource(_) => Kind::ContainerSource,
+            Resource::NatsSource(_) => Kind::NatsSource,
         }
     }
 
@@ -469,7 +523,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),

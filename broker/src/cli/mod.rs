@@ -5,6 +5,7 @@ mod dlq;
 mod events;
 mod resources;
 mod serve;
+mod source;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,9 @@ enum Command {
     Display(events::DisplayArgs),
     /// Re-deliver retained events to one Trigger of a running Herald.
     Replay(events::ReplayArgs),
+    /// Run event sources (PingSource, GitHubSource, ...) on their own.
+    #[command(subcommand)]
+    Source(source::SourceCommand),
     /// List, show and redrive the events parked for Triggers (undeliverable, or copies of
     /// dead-lettered ones).
     #[command(subcommand)]
@@ -64,6 +68,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(a) => events::send(a).await,
         Command::Display(a) => events::display(a).await,
         Command::Replay(a) => events::replay(a).await,
+        Command::Source(c) => source::run(c).await,
         Command::Dlq(c) => dlq::run(c).await,
         #[cfg(feature = "kubernetes")]
         Command::Crds => {

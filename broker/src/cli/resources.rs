@@ -205,6 +205,8 @@ fn table(kind: Kind, items: &[serde_json::Value], namespaces: bool) -> String {
         }
         Kind::Trigger => header.extend(["BROKER", "SUBSCRIBER_URI"]),
         Kind::Subscription => header.extend(["CHANNEL", "SUBSCRIBER_URI", "REPLY_URI"]),
+        // kn source list: the sink.
+        _ => header.push("SINK"),
     }
     header.extend(["AGE", "READY", "REASON"]);
     let mut rows = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
@@ -240,6 +242,7 @@ fn table(kind: Kind, items: &[serde_json::Value], namespaces: bool) -> String {
                 row.push(broker);
                 row.push(s(&item["status"]["subscriberUri"]));
             }
+            _ => row.push(s(&item["status"]["sinkUri"])),
         }
         row.push(age(item["metadata"]["creationTimestamp"].as_str()));
         row.push(s(&ready["status"]));

@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// `/healthz` stay open. Prefer the environment variable to keep it out of `ps`.
     #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Seconds a PingSource tick missed while Herald was down may be old and still be
+    /// emitted once on start.
+    #[arg(long, default_value_t = 3600)]
+    pub ping_catch_up: u64,
     /// The base URL Brokers and Channels are addressed at (their `status.address.url`);
     /// the listen address when unset.
     #[arg(long, env = "HERALD_INGRESS_URL")]
@@ -106,6 +110,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs(a.drain_timeout),
         watch: if a.no_watch { None } else { a.config.clone() },
         admin_token: a.admin_token.filter(|t| !t.is_empty()),
+        ping_catch_up: Duration::from_secs(a.ping_catch_up),
         ingress_url: a.ingress_url,
         ..Default::default()
     };

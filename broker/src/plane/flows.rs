@@ -194,6 +194,7 @@ impl State {
             || any(&self.sequences)
             || any(&self.parallels)
             || any(&self.transforms)
+            || self.sources.values().any(any)
     }
 
     /// A flow's status from its parts: Ready when every Channel and Subscription it owns is.

@@ -23,6 +23,7 @@ mod channels;
 mod flows;
 mod parked;
 mod routes;
+mod sources;
 mod status;
 mod subscriptions;
 mod transforms;
@@ -77,6 +78,9 @@ pub struct PlaneConfig {
     pub max_in_flight: usize,
     /// How long shutdown waits for accepted events to drain before abandoning them.
     pub drain_timeout: Duration,
+    /// How old a PingSource tick missed while Herald was down may be and still be emitted
+    /// on start.
+    pub ping_catch_up: Duration,
 }
 
 /// What an apply did, kubectl's words.
@@ -147,6 +151,10 @@ struct State {
     sequences: BTreeMap<ResourceKey, Entry<Sequence>>,
     parallels: BTreeMap<ResourceKey, Entry<Parallel>>,
     transforms: BTreeMap<ResourceKey, Entry<EventTransform>>,
+    /// PingSources, GitHubSources, ... by kind.
+    sources: BTreeMap<Kind, BTreeMap<ResourceKey, Entry<Resource>>>,
+    /// The task of each source that runs.
+    source_runs: BTreeMap<(Kind, ResourceKey), sources::RunningSource>,
     /// The consumer of each Trigger and Subscription that is running.
     consumers: BTreeMap<RouteId, Running>,
     /// Open backend channels; a deleted Broker's (or Channel's) stays while routes read it.
@@ -164,6 +172,7 @@ pub struct DataPlane {
     resolver: Resolver,
     engine: DeliveryEngine,
     config: PlaneConfig,
+    source_env: Arc<herald_sources::SourceEnv>,
 }
 
 impl DataPlane {
@@ -180,6 +189,8 @@ impl DataPlane {
                 sequences: BTreeMap::new(),
                 parallels: BTreeMap::new(),
                 transforms: BTreeMap::new(),
+                sources: BTreeMap::new(),
+                source_runs: BTreeMap::new(),
                 consumers: BTreeMap::new(),
                 logs: BTreeMap::new(),
                 retiring: JoinSet::new(),
@@ -190,6 +201,7 @@ impl DataPlane {
             transform_map: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             resolver: Resolver::new(ingress_base),
             engine,
+            source_env: Arc::new(source_env(&config)),
             config,
         }))
     }
@@ -202,6 +214,11 @@ impl DataPlane {
     /// The EventTransforms served at `/transforms/{ns}/{name}`, updated on every apply.
     pub fn transforms(&self) -> Transforms {
         self.transform_map.clone()
+    }
+
+    /// The GitHubSources receiving webhooks (`/sources/github/{ns}/{name}`).
+    pub fn webhooks(&self) -> herald_sources::Webhooks {
+        self.source_env.webhooks.clone()
     }
 
     /// The Channels ingress accepts for (`/channels/{ns}/{name}`), updated on every apply.
@@ -301,6 +318,7 @@ impl DataPlane {
         self.release_logs(state).await;
         self.flow_status(state);
         self.reconcile_transforms(state);
+        self.reconcile_sources(state).await;
         self.ingress.store(Arc::new(
             state.addressable(Kind::Broker, state.brokers.keys()),
         ));
@@ -354,6 +372,12 @@ impl DataPlane {
             c.channel.close().await;
         }
         let mut consumers = std::mem::take(&mut state.retiring);
+        for (_, r) in std::mem::take(&mut state.source_runs) {
+            r.stop.cancel();
+            consumers.spawn(async move {
+                let _ = r.task.await;
+            });
+        }
         let mut controls = Vec::new();
         for (_, r) in std::mem::take(&mut state.consumers) {
             controls.push(r.control.clone());
@@ -387,6 +411,21 @@ pub enum PlaneError {
     Backend(#[from] BackendError),
 }
 
+/// What sources get from this server: its NATS (shared tick ledger when NATS is the default
+/// backend), a state directory beside sled's when sled is, and the catch-up window.
+fn source_env(config: &PlaneConfig) -> herald_sources::SourceEnv {
+    use herald_channels::BackendKind;
+    let channels = &config.channels;
+    herald_sources::SourceEnv {
+        nats_url: Some(channels.nats.url.clone()),
+        shared_ticks: channels.default == BackendKind::Nats,
+        state_dir: (channels.default == BackendKind::Sled)
+            .then(|| channels.sled.data_dir.join("sources")),
+        ping_catch_up: config.ping_catch_up,
+        ..Default::default()
+    }
+}
+
 /// Refuses what can never run, before anything changes.
 fn validate(resource: &Resource) -> Result<(), ApplyError> {
     let (kind, key) = (resource.kind(), resource.key());
@@ -405,6 +444,12 @@ fn validate(resource: &Resource) -> Result<(), ApplyError> {
             return transforms::compile(t)
                 .map(|_| ())
                 .map_err(|(field, e)| ApplyError::invalid(kind, key, field, e))
+        }
+        r if kind.is_source() => {
+            return match herald_sources::build(r) {
+                Some(Err(e)) => Err(ApplyError::invalid(kind, key, e.field, e.message)),
+                _ => Ok(()),
+            }
         }
         _ => return Ok(()),
     };
@@ -445,6 +490,13 @@ impl State {
                 owner,
                 Resource::EventTransform,
             ),
+            source => upsert(
+                self.sources.entry(source.kind()).or_default(),
+                key,
+                source,
+                owner,
+                std::convert::identity,
+            ),
         }
     }
 
@@ -467,6 +519,12 @@ impl State {
             .chain(of(Kind::Sequence, &self.sequences, owner))
             .chain(of(Kind::Parallel, &self.parallels, owner))
             .chain(of(Kind::EventTransform, &self.transforms, owner))
+            .chain(
+                self.sources
+                    .iter()
+                    .flat_map(|(kind, m)| of(*kind, m, owner))
+                    .collect::<Vec<_>>(),
+            )
             .collect()
     }
 
@@ -482,6 +540,14 @@ impl State {
             Kind::Sequence => self.sequences.remove(key).is_some(),
             Kind::Parallel => self.parallels.remove(key).is_some(),
             Kind::EventTransform => self.transforms.remove(key).is_some(),
+            source => {
+                if let Some(r) = self.source_runs.remove(&(source, key.clone())) {
+                    r.retire(&mut self.retiring);
+                }
+                self.sources
+                    .get_mut(&source)
+                    .is_some_and(|m| m.remove(key).is_some())
+            }
         };
         let route = RouteId {
             kind: kind.name(),

@@ -63,6 +63,10 @@ impl State {
             Kind::EventTransform => self.transforms.contains_key(key),
             Kind::Trigger => self.triggers.contains_key(key),
             Kind::Subscription => self.subscriptions.contains_key(key),
+            source => self
+                .sources
+                .get(&source)
+                .is_some_and(|m| m.contains_key(key)),
         }
     }
 

@@ -51,6 +51,22 @@ impl State {
             Kind::Sequence => all(kind, &self.sequences, Resource::Sequence),
             Kind::Parallel => all(kind, &self.parallels, Resource::Parallel),
             Kind::EventTransform => all(kind, &self.transforms, Resource::EventTransform),
+            source => self
+                .sources
+                .get(&source)
+                .map(|m| {
+                    m.values()
+                        .map(|e| {
+                            let mut v = view(kind, e, std::convert::identity);
+                            let status = self.live_source_status(kind, e);
+                            v.ready = status.is_ready();
+                            v.object["status"] =
+                                serde_json::to_value(&status).expect("status serializes");
+                            v
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }

@@ -1,0 +1,130 @@
+//! Where a source's events go: its resolved `sink`, under its DeliverySpec (retries, backoff,
+//! dead-letter sink). Sending is the dispatcher's [`DeliveryEngine`], the same code that
+//! delivers Trigger and Subscription events, so a source retries and dead-letters exactly as
+//! a Trigger does.
+
+use herald_channels::WireEvent;
+use herald_core::{DeliverySpec, Kind, ResourceKey};
+use herald_dispatcher::route::{DeliveryFormat, ReplyTarget, Route, RouteId, TtlHandling};
+use herald_dispatcher::{DeliveryEngine, Disposition, RetryPolicy};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+/// Every attempt failed and there was no dead-letter sink, or it failed too.
+#[derive(Debug, thiserror::Error)]
+#[error("event {id} could not be delivered to {sink} nor dead-lettered")]
+pub struct SinkError {
+    pub id: String,
+    pub sink: String,
+}
+
+#[derive(Clone)]
+pub struct Sink {
+    engine: DeliveryEngine,
+    route: Arc<Route>,
+    overrides: Arc<BTreeMap<String, String>>,
+}
+
+impl Sink {
+    /// The sink of source `kind key` at `url`, with `delivery` (dead-letter sink resolved to
+    /// `dead_letter_sink`) and the source's `ceOverrides` extensions.
+    pub fn new(
+        engine: DeliveryEngine,
+        kind: Kind,
+        key: ResourceKey,
+        url: Url,
+        delivery: &DeliverySpec,
+        dead_letter_sink: Option<Url>,
+        overrides: BTreeMap<String, String>,
+    ) -> Self {
+        let default_timeout = engine.config().default_timeout;
+        let route = Route {
+            id: RouteId {
+                kind: kind.name(),
+                key,
+            },
+            filter: None,
+            subscriber: url,
+            // A sink's answer is not an event to route: sources have no reply.
+            reply: ReplyTarget::Discard,
+            dead_letter_sink,
+            policy: RetryPolicy::from_spec(delivery, default_timeout),
+            order: Default::default(),
+            format: delivery.format.unwrap_or(DeliveryFormat::Binary),
+            ttl: TtlHandling::PassThrough,
+            // Sources have no Trigger's parking area; an undeliverable event is the
+            // source's to handle (GitHub gets 502, Kafka/NATS retry it).
+            keep_dead_letters: false,
+        };
+        Self {
+            engine,
+            route: Arc::new(route),
+            overrides: Arc::new(overrides),
+        }
+    }
+
+    /// A sink at `url` with no retries and no overrides (tests, tools).
+    pub fn to_url(engine: DeliveryEngine, kind: Kind, key: ResourceKey, url: Url) -> Self {
+        Self::new(
+            engine,
+            kind,
+            key,
+            url,
+            &DeliverySpec::default(),
+            None,
+            BTreeMap::new(),
+        )
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.route.subscriber
+    }
+
+    /// The per-attempt timeout and retries, for sources that pace themselves by them.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.route.policy
+    }
+
+    /// Sends `event` (with the `ceOverrides` extensions set), retrying per the DeliverySpec;
+    /// `Ok` once it is delivered or dead-lettered.
+    pub async fn send(&self, event: impl Into<WireEvent>) -> Result<Disposition, SinkError> {
+        let mut event: WireEvent = event.into();
+        for (name, value) in self.overrides.iter() {
+            event.set_extension(name, value.clone());
+        }
+        let id = event.id().to_string();
+        match self.engine.dispatch(&self.route, event).await {
+            Disposition::Undeliverable(_) => Err(SinkError {
+                id,
+                sink: herald_dispatcher::redact::without_credentials(self.url()),
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// Like [`send`](Self::send), but an undeliverable event is tried again (after `pause`)
+    /// until it is accepted or `stop` is cancelled: for sources that must not lose a record
+    /// they read (Kafka, NATS), so their position only moves past accepted events.
+    pub async fn send_until_accepted(
+        &self,
+        event: impl Into<WireEvent>,
+        pause: Duration,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Option<Disposition> {
+        let event: WireEvent = event.into();
+        loop {
+            match self.send(event.clone()).await {
+                Ok(d) => return Some(d),
+                Err(e) => {
+                    tracing::warn!(error = %e, ?pause, "sink refused the event; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = stop.cancelled() => return None,
+                    }
+                }
+            }
+        }
+    }
+}
