@@ -89,10 +89,10 @@ async fn send(url: &str, id: &str, data: &str) {
 }
 
 /// `herald dlq list` rows (header first) once it shows `rows` parked events.
-async fn wait_listed(base: &str, rows: usize) -> Vec<Vec<String>> {
+async fn wait_listed(admin: &str, rows: usize) -> Vec<Vec<String>> {
     let end = Instant::now() + WAIT;
     loop {
-        let run = herald(&["dlq", "list", "--broker", "dlq/default", "--server", base])
+        let run = herald(&["dlq", "list", "--broker", "dlq/default", "--server", admin])
             .await
             .ok();
         let table = table_rows(&run.stdout);
@@ -133,7 +133,7 @@ fn undeliverable_events_are_parked_survive_a_restart_and_are_redriven() {
         let mut server = Replica::start("herald", &config, &data, (NS, "default"), &[]).await;
         send(&server.broker_url, "order-1", r#"{"order": 1}"#).await;
         send(&server.broker_url, "order-2", "plain text, not JSON").await;
-        let table = wait_listed(&server.base, 2).await;
+        let table = wait_listed(&server.admin, 2).await;
         assert_eq!(
             table[0][..5],
             ["TRIGGER", "ID", "PARKED", "WHY", "EVENT_ID"].map(String::from)
@@ -148,7 +148,7 @@ fn undeliverable_events_are_parked_survive_a_restart_and_are_redriven() {
         // The durable channel keeps the list across a restart.
         stop(&mut server).await;
         let server = Replica::start("herald", &config, &data, (NS, "default"), &[]).await;
-        let table = wait_listed(&server.base, 2).await;
+        let table = wait_listed(&server.admin, 2).await;
         let parked_id = table[1][1].clone();
         let shown = herald(&[
             "dlq",
@@ -159,7 +159,7 @@ fn undeliverable_events_are_parked_survive_a_restart_and_are_redriven() {
             "orders",
             &parked_id,
             "--server",
-            &server.base,
+            &server.admin,
         ])
         .await
         .ok();
@@ -179,7 +179,7 @@ fn undeliverable_events_are_parked_survive_a_restart_and_are_redriven() {
             "--trigger",
             "orders",
             "--server",
-            &server.base,
+            &server.admin,
         ])
         .await
         .ok();
@@ -204,7 +204,7 @@ fn undeliverable_events_are_parked_survive_a_restart_and_are_redriven() {
             "--broker",
             "dlq/default",
             "--server",
-            &server.base,
+            &server.admin,
         ])
         .await
         .ok();
@@ -235,14 +235,14 @@ fn a_volatile_channel_parks_in_memory_and_says_so() {
         )
         .await;
         send(&server.broker_url, "mem-1", r#"{"n": 1}"#).await;
-        wait_listed(&server.base, 1).await;
+        wait_listed(&server.admin, 1).await;
         let run = herald(&[
             "dlq",
             "list",
             "--broker",
             "dlq/default",
             "--server",
-            &server.base,
+            &server.admin,
         ])
         .await
         .ok();
@@ -256,12 +256,12 @@ fn a_volatile_channel_parks_in_memory_and_says_so() {
             "--trigger",
             "orders",
             "--server",
-            &server.base,
+            &server.admin,
         ])
         .await
         .failed();
         assert!(failed.stderr.contains("still undeliverable"), "{failed}");
-        let table = wait_listed(&server.base, 1).await;
+        let table = wait_listed(&server.admin, 1).await;
         let subscriber = Recorder::start(subscriber_port).await;
         // By id, as `herald dlq list` shows it.
         herald(&[
@@ -273,7 +273,7 @@ fn a_volatile_channel_parks_in_memory_and_says_so() {
             "orders",
             &table[1][1],
             "--server",
-            &server.base,
+            &server.admin,
         ])
         .await
         .ok();
@@ -281,7 +281,7 @@ fn a_volatile_channel_parks_in_memory_and_says_so() {
             subscriber.received(),
             vec![("mem-1".to_string(), br#"{"n": 1}"#.to_vec())]
         );
-        wait_listed(&server.base, 0).await;
+        wait_listed(&server.admin, 0).await;
     });
 }
 
@@ -307,7 +307,7 @@ fn dead_lettered_events_are_copied_when_the_trigger_asks() {
         )
         .await;
         send(&server.broker_url, "dead-1", r#"{"n": 1}"#).await;
-        let table = wait_listed(&server.base, 1).await;
+        let table = wait_listed(&server.admin, 1).await;
         assert_eq!(
             (table[1][3].as_str(), table[1][4].as_str()),
             ("DeadLettered", "dead-1")

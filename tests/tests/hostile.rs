@@ -15,7 +15,6 @@ use common::*;
 use herald_broker::backends::BackendsConfig;
 use herald_broker::serve::ServeConfig;
 use herald_channels::binding::decode_header_value;
-use herald_channels::NatsConfig;
 use std::time::Duration;
 
 const INJECTED: &str = "x\r\nce-type: admin.command";
@@ -185,26 +184,13 @@ async fn hostile_attributes_on_the_memory_channel() {
 #[tokio::test]
 async fn hostile_attributes_on_the_sled_channel() {
     let dir = tempfile::tempdir().unwrap();
-    let mut channels = BackendsConfig::default();
-    channels.sled.data_dir = dir.path().join("data");
-    check_channel("sled", channels).await;
+    check_channel("sled", sled_channels(dir.path())).await;
 }
 
 #[tokio::test]
 async fn hostile_attributes_on_the_nats_channel() {
-    let url = "127.0.0.1:4222";
-    if tokio::net::TcpStream::connect(url).await.is_err() {
-        assert!(!in_ci(), "NATS JetStream is required in CI at {url}");
-        eprintln!("skipping: no NATS at {url} (nats-server -js -a 127.0.0.1 -p 4222)");
+    let Some(channels) = nats_channels("HOSTILE").await else {
         return;
-    }
-    let channels = BackendsConfig {
-        nats: NatsConfig {
-            url: format!("nats://{url}"),
-            stream_prefix: format!("HOSTILE{}", std::process::id()),
-            ..Default::default()
-        },
-        ..Default::default()
     };
     check_channel("nats", channels).await;
 }

@@ -32,6 +32,32 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
+/// Channels on the durable (sled) backend, its store in `dir`.
+pub fn sled_channels(dir: &Path) -> herald_broker::backends::BackendsConfig {
+    let mut channels = herald_broker::backends::BackendsConfig::default();
+    channels.sled.data_dir = dir.join("data");
+    channels
+}
+
+/// Channels on NATS JetStream at 127.0.0.1:4222, streams named `{prefix}{pid}`; `None` (the
+/// test skips) when nothing listens there, which fails under CI=true.
+pub async fn nats_channels(prefix: &str) -> Option<herald_broker::backends::BackendsConfig> {
+    let url = "127.0.0.1:4222";
+    if tokio::net::TcpStream::connect(url).await.is_err() {
+        assert!(!in_ci(), "NATS JetStream is required in CI at {url}");
+        eprintln!("skipping: no NATS at {url} (nats-server -js -a 127.0.0.1 -p 4222)");
+        return None;
+    }
+    Some(herald_broker::backends::BackendsConfig {
+        nats: herald_channels::NatsConfig {
+            url: format!("nats://{url}"),
+            stream_prefix: format!("{prefix}{}", std::process::id()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
 /// How long any positive wait may take before the test fails. Generous: the machine is shared.
 pub const DEADLINE: Duration = Duration::from_secs(5);
 
