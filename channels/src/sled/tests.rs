@@ -495,7 +495,7 @@ async fn seek_by_offset_moves_only_that_subscription() {
     // Unknown subscriptions and offsets past the head are refused.
     assert!(ch.seek("nobody", Position::Offset(0)).await.is_err());
     let err = ch.seek("a", Position::Offset(99)).await.unwrap_err();
-    assert!(matches!(err, ChannelError::NotRetained { .. }), "{err}");
+    assert!(matches!(err, ChannelError::PastHead { .. }), "{err}");
 }
 
 #[tokio::test]
