@@ -137,13 +137,7 @@ impl From<Event> for WireEvent {
             Data::Json(v) if typed => WireData::Binary(v.to_string().into_bytes().into()),
             Data::Json(v) => WireData::Json(v.to_string()),
         });
-        Self {
-            sdk,
-            time,
-            dataschema,
-            data,
-            trace: TraceContext::default(),
-        }
+        Self::assemble(sdk, time, dataschema, data)
     }
 }
 
