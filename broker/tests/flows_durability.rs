@@ -587,6 +587,19 @@ fn a_sequence_on_the_durable_default_survives_kill_9_mid_flow() {
                 || format!("step a received nothing before kill {k}"),
             )
             .await;
+            // The flow drains in milliseconds: kill once something accepted is on its way,
+            // not merely once step a has seen something.
+            until(
+                PROMPT,
+                || {
+                    let at_sink = endpoints.counts("/sink");
+                    transformed(&sent.accepted.lock().unwrap().clone())
+                        .iter()
+                        .any(|id| !at_sink.contains_key(id))
+                },
+                || format!("nothing accepted was in flight before kill {k}"),
+            )
+            .await;
             let figures = format!(
                 "kill -9 #{k}: accepted {}/{events}, step a {} requests, step b {}, sink {}",
                 sent.accepted_len(),
