@@ -230,6 +230,7 @@ pub async fn start(
         max_body_bytes: config.max_body_bytes,
         max_batch_events: config.max_batch_events,
         body_timeout: config.body_timeout,
+        metrics: plane.metrics().clone(),
     })
     .merge(crate::transform_endpoint::router(plane.transforms()))
     .merge(herald_sources::github::router(plane.webhooks()))

@@ -79,6 +79,12 @@ pub trait Channel: Send + Sync + 'static {
         None
     }
 
+    /// Events `subscription` has not committed yet (its lag), where the backend keeps that at
+    /// hand (memory, sled); `None` where asking would cost a round trip (NATS, Kafka).
+    async fn lag(&self, _subscription: &str) -> Option<u64> {
+        None
+    }
+
     /// Moves a subscription back (or forward) so its readers resume at `position`; the
     /// events from there on are delivered to this subscription only, again. Returns the
     /// offset the subscription now resumes from.

@@ -272,6 +272,12 @@ impl Channel for MemoryChannel {
 
     /// The memory channel drops events once every subscription has acknowledged them, so
     /// only positions still held (a lagging subscription's backlog) can be replayed.
+    async fn lag(&self, subscription: &str) -> Option<u64> {
+        let log = self.shared.lock();
+        let committed = log.subscriptions.get(subscription)?.committed();
+        Some(log.head().saturating_sub(committed))
+    }
+
     async fn seek(&self, subscription: &str, position: Position) -> Result<u64, ChannelError> {
         let offset = {
             let mut log = self.shared.lock();

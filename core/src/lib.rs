@@ -4,6 +4,7 @@
 pub mod duration;
 pub mod loader;
 pub mod messaging;
+pub mod metrics;
 pub mod resolve;
 pub mod resources;
 #[cfg(feature = "schema")]

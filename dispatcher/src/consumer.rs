@@ -90,7 +90,14 @@ impl RouteConsumer {
                 }
             };
             let route = self.current();
-            if !route.accepts(&delivery.event) {
+            let filtering = std::time::Instant::now();
+            let accepted = route.accepts(&delivery.event);
+            if let Some(labels) = route.processing_labels() {
+                let took = herald_core::metrics::millis(filtering.elapsed());
+                let latencies = &self.engine.metrics().filter.event_processing_latencies;
+                latencies.get_or_create(&labels).observe(took);
+            }
+            if !accepted {
                 settle(delivery.into_parts().1, Settlement::Dropped, &route).await;
                 continue;
             }
@@ -197,12 +204,12 @@ async fn handle(
                         if let Some(copy) = copy {
                             // A copy: the event itself reached the sink, so a failure here
                             // loses nothing and does not hold the event back.
-                            park(route, parking, *copy).await;
+                            park(route, engine, parking, *copy).await;
                         }
                         Settlement::DeadLettered
                     }
                     Disposition::Undeliverable(parked) => {
-                        if park(route, parking, *parked).await {
+                        if park(route, engine, parking, *parked).await {
                             Settlement::DeadLettered
                         } else {
                             // Not kept anywhere yet: the channel hands it out again.
@@ -220,10 +227,17 @@ async fn handle(
 }
 
 /// Parks `parking` for the route; whether it is kept.
-async fn park(route: &Route, lot: &dyn ParkingLot, parking: Parking) -> bool {
+async fn park(
+    route: &Route,
+    engine: &DeliveryEngine,
+    lot: &dyn ParkingLot,
+    parking: Parking,
+) -> bool {
     let why = parking.why;
     match lot.park(&route.subscription(), parking).await {
         Ok(id) => {
+            let parked = &engine.metrics().herald.parked;
+            parked.get_or_create(&route.metric_labels()).inc();
             tracing::warn!(route = %route.id, parked = id, %why, durable = lot.durable(), "event parked: `herald dlq list` shows it, `herald dlq redrive` re-sends it");
             true
         }

@@ -17,8 +17,9 @@ pub const STRUCTURED_CONTENT_TYPE: &str = binding::STRUCTURED_CONTENT_TYPE;
 
 #[derive(Debug)]
 pub enum Outcome {
-    /// The recipient accepted the event; a 200 may carry a reply event.
+    /// The recipient accepted the event with `status`; a 200 may carry a reply event.
     Delivered {
+        status: u16,
         reply: Option<Box<WireEvent>>,
     },
     Failed(Failure),
@@ -160,10 +161,14 @@ fn classify(status: u16, headers: &HeaderMap, body: Bytes, want_reply: bool) -> 
     if (200..300).contains(&status) {
         // Only a 200 carries a reply; a 202 must never be routed further.
         if status != 200 || !want_reply || !carries_event(headers, &body) {
-            return Outcome::Delivered { reply: None };
+            return Outcome::Delivered {
+                status,
+                reply: None,
+            };
         }
         return match binding::headers_to_event(headers, body.to_vec()) {
             Ok(reply) => Outcome::Delivered {
+                status,
                 reply: Some(Box::new(reply)),
             },
             // A reply we cannot read would be silently lost: treat it as a failed attempt.
@@ -250,15 +255,15 @@ mod tests {
         h.insert("ce-type", "t".parse().unwrap());
         assert!(matches!(
             classify(202, &h, Bytes::new(), true),
-            Outcome::Delivered { reply: None }
+            Outcome::Delivered { reply: None, .. }
         ));
         assert!(matches!(
             classify(200, &h, Bytes::new(), true),
-            Outcome::Delivered { reply: Some(_) }
+            Outcome::Delivered { reply: Some(_), .. }
         ));
         assert!(matches!(
             classify(200, &h, Bytes::new(), false),
-            Outcome::Delivered { reply: None }
+            Outcome::Delivered { reply: None, .. }
         ));
     }
 }

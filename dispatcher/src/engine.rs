@@ -9,7 +9,9 @@ use crate::reply::{prepare_reply, take_ttl, TTL_EXTENSION};
 use crate::retry::RetryPolicy;
 use crate::route::{DeliveryFormat, ReplyTarget, Route, TtlHandling};
 use herald_channels::{Channel, ParkedWhy, Parking, WireEvent};
-use std::time::Duration;
+use herald_core::metrics::{code_class, millis, FilterLabels, Metrics, RouteLabels};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use url::Url;
 
 #[derive(Clone, Debug)]
@@ -62,6 +64,7 @@ struct ReplyTo<'a> {
 pub struct DeliveryEngine {
     client: reqwest::Client,
     config: EngineConfig,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,11 +79,47 @@ impl DeliveryEngine {
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .tcp_nodelay(true)
             .build()?;
-        Ok(Self { client, config })
+        Ok(Self {
+            client,
+            config,
+            metrics: Metrics::new(),
+        })
+    }
+
+    /// Records into `metrics` (a server's) rather than a registry of its own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Knative's broker filter `event_count` and `event_dispatch_latencies`, for a Trigger.
+    fn record_dispatch(&self, route: &Route, status: Option<u16>, took: Duration) {
+        let Some(p) = route.processing_labels() else {
+            return;
+        };
+        let code = status.unwrap_or(0);
+        let labels = FilterLabels {
+            namespace_name: p.namespace_name,
+            broker_name: p.broker_name,
+            trigger_name: p.trigger_name,
+            filter_type: p.filter_type,
+            response_code: code.to_string(),
+            response_code_class: code_class(code),
+        };
+        let filter = &self.metrics.filter;
+        filter.event_count.get_or_create(&labels).inc();
+        filter
+            .event_dispatch_latencies
+            .get_or_create(&labels)
+            .observe(millis(took));
     }
 
     /// Delivers `event` for `route`, handing any reply to the route's reply target. Returns
@@ -98,17 +137,25 @@ impl DeliveryEngine {
             target: &route.reply,
             ttl,
         };
-        let failure = match self
+        let labels = route.metric_labels();
+        let started = Instant::now();
+        let delivered = self
             .with_retries(
+                &labels,
                 &route.policy,
                 route.format,
                 &route.subscriber,
                 &event,
                 Some(reply),
             )
-            .await
-        {
-            Ok(()) => return Disposition::Delivered,
+            .await;
+        let status = match &delivered {
+            Ok(status) => Some(*status),
+            Err(f) => f.status,
+        };
+        self.record_dispatch(route, status, started.elapsed());
+        let failure = match delivered {
+            Ok(_) => return Disposition::Delivered,
             Err(f) => f,
         };
         tracing::warn!(
@@ -134,14 +181,17 @@ impl DeliveryEngine {
         };
         let dead = dead_letter_event(&event, &route.subscriber, &failure);
         match self
-            .with_retries(&route.policy, route.format, dls, &dead, None)
+            .with_retries(&labels, &route.policy, route.format, dls, &dead, None)
             .await
         {
-            Ok(()) => Disposition::DeadLettered(
+            Ok(_) => {
+                self.metrics.herald.dead_letters.get_or_create(&labels).inc();
+                Disposition::DeadLettered(
                 route
                     .keep_dead_letters
                     .then(|| parked(event, ParkedWhy::DeadLettered, &failure)),
-            ),
+                )
+            }
             Err(dls_failure) => {
                 let why = format!(
                     "the deadLetterSink {} failed too: {}",
@@ -158,39 +208,50 @@ impl DeliveryEngine {
         }
     }
 
-    /// Attempts delivery up to `1 + policy.retry` times. With `reply`, the request asks for a
-    /// reply, and a reply is handed on before the attempt counts as successful.
+    /// Attempts delivery up to `1 + policy.retry` times; the status the recipient accepted
+    /// with. With `reply`, the request asks for a reply, and a reply is handed on before the
+    /// attempt counts as successful. Retries count under `labels`.
     async fn with_retries(
         &self,
+        labels: &RouteLabels,
         policy: &RetryPolicy,
         format: DeliveryFormat,
         url: &Url,
         event: &WireEvent,
         reply: Option<ReplyTo<'_>>,
-    ) -> Result<(), Failure> {
+    ) -> Result<u16, Failure> {
         let want_reply = reply.is_some_and(|r| !matches!(r.target, ReplyTarget::Discard));
         let mut retry = 0;
         loop {
             let failure =
                 match send(&self.client, url, event, format, policy.timeout, want_reply).await {
                     Outcome::Delivered {
+                        status,
                         reply: Some(answer),
                     } if want_reply => {
                         match self
-                            .hand_on_reply(*answer, reply.expect("wanted"), event, policy, format)
+                            .hand_on_reply(
+                                labels,
+                                *answer,
+                                reply.expect("wanted"),
+                                event,
+                                policy,
+                                format,
+                            )
                             .await
                         {
-                            Ok(()) => return Ok(()),
+                            Ok(()) => return Ok(status),
                             Err(f) => f,
                         }
                     }
-                    Outcome::Delivered { .. } => return Ok(()),
+                    Outcome::Delivered { status, .. } => return Ok(status),
                     Outcome::Failed(f) => f,
                 };
             if !failure.retryable || retry >= policy.retry {
                 return Err(failure);
             }
             retry += 1;
+            self.metrics.herald.retries.get_or_create(labels).inc();
             let wait = policy.delay(retry, failure.retry_after);
             tracing::debug!(url = %Redacted(url), retry, ?wait, reason = %failure.reason, "retrying delivery");
             tokio::time::sleep(wait).await;
@@ -199,6 +260,7 @@ impl DeliveryEngine {
 
     async fn hand_on_reply(
         &self,
+        labels: &RouteLabels,
         mut answer: WireEvent,
         reply: ReplyTo<'_>,
         original: &WireEvent,
@@ -227,7 +289,9 @@ impl DeliveryEngine {
             // The reply is a delivery of its own: retried under the same policy, and its own
             // answer is not routed further.
             ReplyTarget::Url(url) => {
-                Box::pin(self.with_retries(policy, format, url, &answer, None)).await
+                Box::pin(self.with_retries(labels, policy, format, url, &answer, None))
+                    .await
+                    .map(|_| ())
             }
             ReplyTarget::Discard => Ok(()),
         }

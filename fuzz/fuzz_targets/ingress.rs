@@ -53,6 +53,7 @@ fn router() -> axum::Router {
         max_body_bytes: 1 << 20,
         max_batch_events: 100,
         body_timeout: Duration::from_secs(5),
+        metrics: herald_core::metrics::Metrics::new(),
     })
 }
 

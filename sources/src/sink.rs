@@ -57,6 +57,8 @@ impl Sink {
             // Sources have no Trigger's parking area; an undeliverable event is the
             // source's to handle (GitHub gets 502, Kafka/NATS retry it).
             keep_dead_letters: false,
+            broker: None,
+            filter_type: String::new(),
         };
         Self {
             engine,

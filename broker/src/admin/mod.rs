@@ -6,6 +6,7 @@
 mod bearer;
 pub mod client;
 mod dlq;
+mod metrics;
 mod replay;
 mod resources;
 
@@ -25,6 +26,7 @@ pub fn router(plane: Arc<DataPlane>, token: Option<String>) -> Router {
     let mut protected = Router::new()
         .route(REPLAY_PATH, post(replay::replay))
         .merge(dlq::router())
+        .merge(metrics::router())
         .merge(resources::router());
     if let Some(token) = token {
         let token = Arc::new(token);

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use herald_channels::{Channel, ChannelError};
 use herald_core::ResourceKey;
+use herald_core::metrics::{code_class, millis, IngressLabels, Metrics};
 use herald_dispatcher::reply::{DEFAULT_TTL, TTL_EXTENSION};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub struct IngressState {
     /// How long reading one request body may take in all (a client that declares more than it
     /// sends gets 408 rather than holding the connection forever).
     pub body_timeout: Duration,
+    /// Where Broker ingress counts what it answered (Knative's `mt_broker_ingress_*`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Path prefix of Channel addresses.
@@ -115,17 +118,74 @@ async fn accept(
     .await
 }
 
+/// What one request brought, for its metrics.
+#[derive(Default)]
+struct Admitted {
+    /// The type of each event read from the request.
+    types: Vec<String>,
+    /// How long storing them in the channel took, when it was tried.
+    publish: Option<Duration>,
+}
+
 async fn accept_into(
     state: IngressState,
     target: Target,
     key: ResourceKey,
     request: Request,
 ) -> Result<StatusCode, Rejection> {
+    let mut admitted = Admitted::default();
+    let metrics = state.metrics.clone();
+    let answer = admit(state, target, &key, request, &mut admitted).await;
+    if target == Target::Broker {
+        record(&metrics, &key, &answer, admitted);
+    }
+    answer
+}
+
+/// Knative's broker ingress metrics: one count per event (one with an empty type when the
+/// request held none that could be read), latency where the channel was tried.
+fn record(
+    metrics: &Metrics,
+    key: &ResourceKey,
+    answer: &Result<StatusCode, Rejection>,
+    admitted: Admitted,
+) {
+    let code = match answer {
+        Ok(s) => s.as_u16(),
+        Err(r) => r.status.as_u16(),
+    };
+    let mut types = admitted.types;
+    if types.is_empty() {
+        types.push(String::new());
+    }
+    for event_type in types {
+        let labels = IngressLabels {
+            namespace_name: key.namespace.clone(),
+            broker_name: key.name.clone(),
+            event_type,
+            response_code: code.to_string(),
+            response_code_class: code_class(code),
+        };
+        metrics.ingress.event_count.get_or_create(&labels).inc();
+        if let Some(took) = admitted.publish {
+            let latencies = &metrics.ingress.event_dispatch_latencies;
+            latencies.get_or_create(&labels).observe(millis(took));
+        }
+    }
+}
+
+async fn admit(
+    state: IngressState,
+    target: Target,
+    key: &ResourceKey,
+    request: Request,
+    admitted: &mut Admitted,
+) -> Result<StatusCode, Rejection> {
     let (map, what) = match target {
         Target::Broker => (&state.brokers, "broker"),
         Target::Channel => (&state.channels, "channel"),
     };
-    let Some(channel) = map.load().get(&key).cloned() else {
+    let Some(channel) = map.load().get(key).cloned() else {
         return Err(Rejection::new(
             StatusCode::NOT_FOUND,
             format!("{what} {key} not found"),
@@ -140,6 +200,7 @@ async fn accept_into(
     )
     .await?;
     let mut events = parse_events(&parts.headers, body, state.max_batch_events)?;
+    admitted.types = events.iter().map(|e| e.ty().to_string()).collect();
     for (i, event) in events.iter_mut().enumerate() {
         let at = if is_batch(&parts.headers) {
             format!("event {i} of the batch: ")
@@ -156,7 +217,10 @@ async fn accept_into(
         return Ok(StatusCode::ACCEPTED);
     }
     let count = events.len();
-    match channel.publish(events).await {
+    let started = std::time::Instant::now();
+    let published = channel.publish(events).await;
+    admitted.publish = Some(started.elapsed());
+    match published {
         Ok(()) => {
             tracing::debug!(%what, %key, count, "accepted");
             Ok(StatusCode::ACCEPTED)

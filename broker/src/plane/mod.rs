@@ -21,6 +21,7 @@
 mod brokers;
 mod channels;
 mod flows;
+mod metrics;
 mod parked;
 mod routes;
 mod sources;
@@ -173,12 +174,14 @@ pub struct DataPlane {
     engine: DeliveryEngine,
     config: PlaneConfig,
     source_env: Arc<herald_sources::SourceEnv>,
+    metrics: Arc<herald_core::metrics::Metrics>,
 }
 
 impl DataPlane {
     /// A data plane whose Brokers are addressed at `ingress_base` (this server's ingress).
     pub fn new(config: PlaneConfig, ingress_base: Url) -> Result<Arc<Self>, PlaneError> {
-        let engine = DeliveryEngine::new(config.engine.clone())?;
+        let metrics = herald_core::metrics::Metrics::new();
+        let engine = DeliveryEngine::new(config.engine.clone())?.with_metrics(metrics.clone());
         Ok(Arc::new(Self {
             state: Mutex::new(State {
                 backends: Backends::new(config.channels.clone()),
@@ -203,6 +206,7 @@ impl DataPlane {
             engine,
             source_env: Arc::new(source_env(&config)),
             config,
+            metrics,
         }))
     }
 

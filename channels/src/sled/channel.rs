@@ -198,6 +198,12 @@ impl Channel for SledChannel {
     }
 
     /// Durable: parked events are flushed to the store before their delivery is acked.
+    async fn lag(&self, subscription: &str) -> Option<u64> {
+        let state = self.shared.lock();
+        let committed = state.cursors.get(subscription)?.committed();
+        Some(state.head.saturating_sub(committed))
+    }
+
     fn parking(&self) -> Option<Arc<dyn ParkingLot>> {
         Some(self.parking.clone())
     }

@@ -9,6 +9,7 @@ use crate::filter::Filter;
 use crate::retry::RetryPolicy;
 use herald_channels::Channel;
 pub use herald_core::DeliveryFormat;
+use herald_core::metrics::{ProcessingLabels, RouteLabels};
 use herald_core::ResourceKey;
 use std::fmt;
 use std::sync::Arc;
@@ -119,6 +120,10 @@ pub struct Route {
     /// Park a copy of every event that reached the dead-letter sink too, for inspection
     /// and redrive (annotation `herald.dev/dead-letter-copies: "true"`).
     pub keep_dead_letters: bool,
+    /// The Broker a Trigger reads (the `broker_name` of its metrics); `None` for others.
+    pub broker: Option<ResourceKey>,
+    /// The `type` a Trigger filters on, `any` when none (Knative's `filter_type` label).
+    pub filter_type: String,
 }
 
 impl Route {
@@ -128,5 +133,25 @@ impl Route {
 
     pub fn accepts(&self, event: &herald_channels::WireEvent) -> bool {
         self.filter.as_ref().is_none_or(|f| f.matches(event))
+    }
+
+    /// The labels of Herald's own per-route metrics.
+    pub fn metric_labels(&self) -> RouteLabels {
+        RouteLabels {
+            kind: self.id.kind.to_string(),
+            namespace_name: self.id.key.namespace.clone(),
+            name: self.id.key.name.clone(),
+        }
+    }
+
+    /// Knative's broker filter labels, for a Trigger's route.
+    pub fn processing_labels(&self) -> Option<ProcessingLabels> {
+        let broker = self.broker.as_ref()?;
+        Some(ProcessingLabels {
+            namespace_name: self.id.key.namespace.clone(),
+            broker_name: broker.name.clone(),
+            trigger_name: self.id.key.name.clone(),
+            filter_type: self.filter_type.clone(),
+        })
     }
 }

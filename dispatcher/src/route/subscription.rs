@@ -85,5 +85,7 @@ pub fn subscription_route(
         format: delivery.format.unwrap_or(DeliveryFormat::Binary),
         ttl: TtlHandling::PassThrough,
         keep_dead_letters: false,
+        broker: None,
+        filter_type: String::new(),
     })
 }

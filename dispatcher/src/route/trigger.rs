@@ -150,5 +150,19 @@ pub fn trigger_route(
         format: delivery.format.unwrap_or(DeliveryFormat::Binary),
         ttl: TtlHandling::Broker,
         keep_dead_letters: dead_letter_copies(trigger)?,
+        broker: Some(broker.key()),
+        filter_type: filter_type(trigger),
     })
+}
+
+/// Knative's `filter_type`: the `type` of the legacy attribute filter, `any` without one.
+fn filter_type(trigger: &Trigger) -> String {
+    trigger
+        .spec
+        .filter
+        .as_ref()
+        .and_then(|f| f.attributes.get("type"))
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "any".into())
 }

@@ -1,0 +1,309 @@
+//! Herald's Prometheus metrics: one [`Metrics`] per server, owning the registry `/metrics`
+//! encodes. Ingress and dispatch metrics carry Knative's names and labels (broker ingress:
+//! `mt_broker_ingress_*`, broker filter: `mt_broker_filter_*`) so Knative's dashboards and
+//! alerts carry over; Herald's own are prefixed `herald_`.
+//!
+//! Another part (a source, a channel backend) adds its own metric with [`Metrics::register`]:
+//! build the metric, keep a clone (metrics are shared handles), register it once under a name
+//! without prefix, and update the clone:
+//!
+//! ```
+//! use herald_core::metrics::{Metrics, Counter};
+//! let metrics = Metrics::new();
+//! let ticks = Counter::default();
+//! metrics.register("pingsource_ticks", "PingSource ticks emitted", ticks.clone());
+//! ticks.inc();
+//! assert!(metrics.encode().contains("herald_pingsource_ticks_total 1"));
+//! ```
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Metric, Registry};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::family::Family as LabelledFamily;
+pub use prometheus_client::metrics::gauge::Gauge;
+
+/// Content type of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus scrapes).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Knative's latency buckets, in milliseconds.
+const LATENCY_BUCKETS_MS: [f64; 13] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS_MS)
+}
+
+type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Labels of broker ingress metrics (Knative's, less the pod-specific `unique_name` and
+/// `container_name`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngressLabels {
+    pub namespace_name: String,
+    pub broker_name: String,
+    /// Empty when the request held no event that could be read.
+    pub event_type: String,
+    pub response_code: String,
+    pub response_code_class: String,
+}
+
+/// Labels of a Trigger's deliveries (Knative's broker filter labels).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FilterLabels {
+    pub namespace_name: String,
+    pub broker_name: String,
+    pub trigger_name: String,
+    /// The `type` the Trigger filters on, `any` when it filters on none.
+    pub filter_type: String,
+    /// The subscriber's last answer; `0` when it gave none (refused, timed out).
+    pub response_code: String,
+    pub response_code_class: String,
+}
+
+/// Labels of event processing (filtering) latency: Knative's, without response code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProcessingLabels {
+    pub namespace_name: String,
+    pub broker_name: String,
+    pub trigger_name: String,
+    pub filter_type: String,
+}
+
+/// A route (Trigger or Subscription) of Herald's own metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// `Trigger` or `Subscription`.
+    pub kind: String,
+    pub namespace_name: String,
+    pub name: String,
+}
+
+/// A channel backend (`memory`, `sled`, `nats`, `kafka`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: String,
+}
+
+/// Broker ingress (Knative's `mt_broker_ingress_*`).
+#[derive(Clone)]
+pub struct IngressMetrics {
+    /// `event_count`: events received by a Broker, by answer.
+    pub event_count: Family<IngressLabels, Counter>,
+    /// `event_dispatch_latencies`: time to store an event in the Broker's channel (ms).
+    pub event_dispatch_latencies: Latencies<IngressLabels>,
+}
+
+/// Trigger deliveries (Knative's `mt_broker_filter_*`).
+#[derive(Clone)]
+pub struct FilterMetrics {
+    /// `event_count`: events handed to a Trigger's subscriber, by its final answer.
+    pub event_count: Family<FilterLabels, Counter>,
+    /// `event_dispatch_latencies`: time to deliver one event to the subscriber, all
+    /// attempts included (ms).
+    pub event_dispatch_latencies: Latencies<FilterLabels>,
+    /// `event_processing_latencies`: time to filter an event for a Trigger (ms); its count
+    /// is the events the Trigger's filter looked at.
+    pub event_processing_latencies: Latencies<ProcessingLabels>,
+}
+
+/// Herald's own (`herald_*`).
+#[derive(Clone)]
+pub struct HeraldMetrics {
+    /// Delivery attempts after the first, per route.
+    pub retries: Family<RouteLabels, Counter>,
+    /// Events that reached a route's dead-letter sink.
+    pub dead_letters: Family<RouteLabels, Counter>,
+    /// Events kept for `herald dlq` (undeliverable, or copies of dead-lettered ones).
+    pub parked: Family<RouteLabels, Counter>,
+    /// Events parked for a route now (set on every scrape).
+    pub parked_events: Family<RouteLabels, Gauge>,
+    /// Events in a route's channel it has not settled yet, where the backend can tell (set
+    /// on every scrape).
+    pub channel_lag: Family<RouteLabels, Gauge>,
+    /// Bytes the durable store holds on disk (set on every scrape).
+    pub store_size_bytes: Family<BackendLabels, Gauge>,
+    /// 1 while a backend in use is reachable, else 0 (set on every scrape).
+    pub backend_up: Family<BackendLabels, Gauge>,
+}
+
+/// The metrics of one Herald server.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub ingress: IngressMetrics,
+    pub filter: FilterMetrics,
+    pub herald: HeraldMetrics,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let ingress = IngressMetrics {
+            event_count: Family::default(),
+            event_dispatch_latencies: Family::new_with_constructor(latency_histogram),
+        };
+        let filter = FilterMetrics {
+            event_count: Family::default(),
+            event_dispatch_latencies: Family::new_with_constructor(latency_histogram),
+            event_processing_latencies: Family::new_with_constructor(latency_histogram),
+        };
+        let herald = HeraldMetrics {
+            retries: Family::default(),
+            dead_letters: Family::default(),
+            parked: Family::default(),
+            parked_events: Family::default(),
+            channel_lag: Family::default(),
+            store_size_bytes: Family::default(),
+            backend_up: Family::default(),
+        };
+        let mut registry = Registry::default();
+        let r = registry.sub_registry_with_prefix("mt_broker_ingress");
+        r.register(
+            "event_count",
+            "Number of events received by a Broker",
+            ingress.event_count.clone(),
+        );
+        r.register(
+            "event_dispatch_latencies",
+            "The time spent dispatching an event to a Channel (ms)",
+            ingress.event_dispatch_latencies.clone(),
+        );
+        let r = registry.sub_registry_with_prefix("mt_broker_filter");
+        r.register(
+            "event_count",
+            "Number of events dispatched to a Trigger's subscriber",
+            filter.event_count.clone(),
+        );
+        r.register(
+            "event_dispatch_latencies",
+            "The time spent dispatching an event to a Trigger subscriber (ms)",
+            filter.event_dispatch_latencies.clone(),
+        );
+        r.register(
+            "event_processing_latencies",
+            "The time spent processing (filtering) an event before dispatching it to a Trigger subscriber (ms)",
+            filter.event_processing_latencies.clone(),
+        );
+        let r = registry.sub_registry_with_prefix("herald");
+        r.register(
+            "delivery_retries",
+            "Delivery attempts after the first",
+            herald.retries.clone(),
+        );
+        r.register(
+            "dead_letters",
+            "Events delivered to a dead-letter sink",
+            herald.dead_letters.clone(),
+        );
+        r.register(
+            "parked",
+            "Events parked for herald dlq (undeliverable, or copies of dead-lettered ones)",
+            herald.parked.clone(),
+        );
+        r.register(
+            "parked_events",
+            "Events parked for a route now",
+            herald.parked_events.clone(),
+        );
+        r.register(
+            "channel_lag",
+            "Events in a route's channel it has not settled yet",
+            herald.channel_lag.clone(),
+        );
+        r.register(
+            "store_size_bytes",
+            "Bytes the durable store holds on disk",
+            herald.store_size_bytes.clone(),
+        );
+        r.register(
+            "backend_up",
+            "1 while a channel backend in use is reachable, else 0",
+            herald.backend_up.clone(),
+        );
+        Arc::new(Self {
+            registry: Mutex::new(registry),
+            ingress,
+            filter,
+            herald,
+        })
+    }
+
+    /// Adds another part's metric as `herald_{name}` (counters get `_total` on encoding).
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        self.lock().sub_registry_with_prefix("herald").register(name, help, metric);
+    }
+
+    /// Every metric, in the OpenMetrics text format ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.lock())
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // A panic elsewhere while holding it leaves a registry that is still consistent.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// `202` -> `2xx`, Knative's `response_code_class`.
+pub fn code_class(code: u16) -> String {
+    format!("{}xx", code / 100)
+}
+
+/// A duration in milliseconds, as Knative's latency histograms count.
+pub fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knative_names_and_labels_are_encoded() {
+        let m = Metrics::new();
+        let labels = IngressLabels {
+            namespace_name: "default".into(),
+            broker_name: "b".into(),
+            event_type: "t".into(),
+            response_code: "202".into(),
+            response_code_class: code_class(202),
+        };
+        m.ingress.event_count.get_or_create(&labels).inc_by(3);
+        m.ingress
+            .event_dispatch_latencies
+            .get_or_create(&labels)
+            .observe(4.0);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"mt_broker_ingress_event_count_total{namespace_name="default",broker_name="b",event_type="t",response_code="202",response_code_class="2xx"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"mt_broker_ingress_event_dispatch_latencies_bucket{le="5.0",namespace_name="default",broker_name="b",event_type="t",response_code="202",response_code_class="2xx"} 1"#),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn other_parts_register_under_the_herald_prefix() {
+        let m = Metrics::new();
+        let c = Counter::<u64>::default();
+        m.register("widget_events", "Widget events", c.clone());
+        c.inc();
+        assert!(m.encode().contains("herald_widget_events_total 1"));
+    }
+}
