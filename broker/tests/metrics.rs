@@ -22,8 +22,14 @@ async fn subscriber() -> String {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new()
-        .route("/ok", axum::routing::post(|| async { StatusCode::ACCEPTED }))
-        .route("/dls", axum::routing::post(|| async { StatusCode::ACCEPTED }))
+        .route(
+            "/ok",
+            axum::routing::post(|| async { StatusCode::ACCEPTED }),
+        )
+        .route(
+            "/dls",
+            axum::routing::post(|| async { StatusCode::ACCEPTED }),
+        )
         .route(
             "/fail",
             axum::routing::post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
@@ -69,9 +75,17 @@ fn metrics_count_a_known_traffic_pattern_exactly() {
         let server = Replica::serve("herald", &config, &work.path().join("data"), &[]).await;
         let broker = server.url_of(NS, "default");
         for (i, ty) in ["a", "a", "b", "a", "b"].iter().enumerate() {
-            herald(&["send", "--to", &broker, "--id", &format!("e{i}"), "--type", ty])
-                .await
-                .ok();
+            herald(&[
+                "send",
+                "--to",
+                &broker,
+                "--id",
+                &format!("e{i}"),
+                "--type",
+                ty,
+            ])
+            .await
+            .ok();
         }
         herald(&["send", "--to", &server.url_of(NS, "nope"), "--type", "a"])
             .await
@@ -139,7 +153,10 @@ fn metrics_count_a_known_traffic_pattern_exactly() {
         let samples = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
         assert_eq!(samples("mt_broker_ingress_event_count_total{"), 3, "{text}");
         assert_eq!(samples("mt_broker_filter_event_count_total{"), 2, "{text}");
-        assert_eq!(value(&text, &route("herald_delivery_retries_total", "a")), None);
+        assert_eq!(
+            value(&text, &route("herald_delivery_retries_total", "a")),
+            None
+        );
         assert_eq!(samples("herald_parked_total{"), 0, "{text}");
         let store = r#"herald_store_size_bytes{backend="sled"}"#;
         assert!(value(&text, store).is_some_and(|v| v > 0.0), "{text}");

@@ -240,7 +240,9 @@ impl Metrics {
 
     /// Adds another part's metric as `herald_{name}` (counters get `_total` on encoding).
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
-        self.lock().sub_registry_with_prefix("herald").register(name, help, metric);
+        self.lock()
+            .sub_registry_with_prefix("herald")
+            .register(name, help, metric);
     }
 
     /// Every metric, in the OpenMetrics text format ([`CONTENT_TYPE`]).

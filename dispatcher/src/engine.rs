@@ -185,11 +185,15 @@ impl DeliveryEngine {
             .await
         {
             Ok(_) => {
-                self.metrics.herald.dead_letters.get_or_create(&labels).inc();
+                self.metrics
+                    .herald
+                    .dead_letters
+                    .get_or_create(&labels)
+                    .inc();
                 Disposition::DeadLettered(
-                route
-                    .keep_dead_letters
-                    .then(|| parked(event, ParkedWhy::DeadLettered, &failure)),
+                    route
+                        .keep_dead_letters
+                        .then(|| parked(event, ParkedWhy::DeadLettered, &failure)),
                 )
             }
             Err(dls_failure) => {

@@ -18,5 +18,8 @@ pub(super) fn router() -> Router<Arc<DataPlane>> {
 
 async fn scrape(State(plane): State<Arc<DataPlane>>) -> impl IntoResponse {
     plane.refresh_metrics().await;
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], plane.metrics().encode())
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        plane.metrics().encode(),
+    )
 }

@@ -55,13 +55,19 @@ impl DataPlane {
             let labels = BackendLabels {
                 backend: b.kind.to_string(),
             };
-            herald.backend_up.get_or_create(&labels).set(i64::from(b.up));
+            herald
+                .backend_up
+                .get_or_create(&labels)
+                .set(i64::from(b.up));
             if b.kind == BackendKind::Sled {
                 let dir = self.config.channels.sled.data_dir.clone();
                 let size = tokio::task::spawn_blocking(move || dir_size(&dir))
                     .await
                     .unwrap_or(0);
-                herald.store_size_bytes.get_or_create(&labels).set(gauge(size));
+                herald
+                    .store_size_bytes
+                    .get_or_create(&labels)
+                    .set(gauge(size));
             }
         }
     }
