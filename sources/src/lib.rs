@@ -2,8 +2,8 @@
 //! shutdown, emitting CloudEvents to a [`Sink`]), one registry of source kinds
 //! ([`registry`]), one module per kind: [`ping`] (cron), [`github`] (webhooks),
 //! [`container`] (a program given `K_SINK`), [`nats`] (messages of a subject or stream,
-//! decoded by [`decode`]), [`kafka`] (not running yet: reported NotReady) and [`apiserver`]
-//! (changes of Kubernetes objects; feature `kubernetes`).
+//! decoded by [`decode`]), [`kafka`] (records of Kafka topics, committed once accepted) and
+//! [`apiserver`] (changes of Kubernetes objects; feature `kubernetes`).
 //!
 //! The same sources run inside `herald serve` (the data plane starts, replaces and stops
 //! them as resources change) and alone (`herald source run FILE`); both build them through
