@@ -2,7 +2,7 @@
 //! shutdown, emitting CloudEvents to a [`Sink`]), one registry of source kinds
 //! ([`registry`]), one module per kind: [`ping`] (cron), [`github`] (webhooks),
 //! [`container`] (a program given `K_SINK`), [`nats`] (messages of a subject or stream,
-//! decoded by [`decode`]) and [`kafka`] (not running yet: reported NotReady).
+//! decoded by [`decode`]) and [`kafka`] (records of Kafka topics, committed once accepted).
 //!
 //! The same sources run inside `herald serve` (the data plane starts, replaces and stops
 //! them as resources change) and alone (`herald source run FILE`); both build them through
