@@ -126,6 +126,8 @@ fn tail_prints_accepted_events_and_replies_lossless_and_filtered() {
                 "tail",
                 "--broker",
                 &broker,
+                "--filter",
+                "type LIKE 'com.example.%'",
                 "--server",
                 &server.admin,
                 "--token",

@@ -221,6 +221,10 @@ async function refreshDlq() {
     }
   }));
   parkedCount = counts;
+  for (const [trigger, n] of Object.entries(counts)) {
+    const cell = document.querySelector('#table-triggers tr[data-key="' + CSS.escape(trigger) + '"] td:last-child');
+    if (cell) cell.textContent = String(n);
+  }
   const root = $('dlq-list');
   if (!rows.length) {
     root.replaceChildren(el('p', { class: 'hint', id: 'dlq-empty' }, 'No parked events.'));
@@ -233,11 +237,12 @@ async function refreshDlq() {
     button.addEventListener('click', () => redrive(broker, trigger, entry.id, button));
     body.append(el('tr', { 'data-event-id': String(ev.id || '') },
       el('td', {}, broker + ' / ' + trigger), el('td', {}, '#' + entry.id), el('td', {}, ev.type || ''),
-      el('td', {}, ev.id || ''), el('td', {}, entry.why || ''), el('td', { class: 'hint' }, entry.reason || ''),
-      el('td', {}, entry.parkedAt || ''), el('td', {}, button)));
+      el('td', {}, ev.id || ''),
+      el('td', { title: entry.parkedAt || '' }, entry.why || '', el('div', { class: 'hint' }, entry.reason || '')),
+      el('td', {}, button)));
   }
   root.replaceChildren(el('table', { id: 'table-dlq' },
-    el('thead', {}, el('tr', {}, ...['Trigger', 'Entry', 'Type', 'Event id', 'Why', 'Reason', 'Parked', ''].map((h) => el('th', {}, h)))),
+    el('thead', {}, el('tr', {}, ...['Trigger', 'Entry', 'Type', 'Event id', 'Why', ''].map((h) => el('th', {}, h)))),
     body));
 }
 
