@@ -26,7 +26,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, SourceError};
 pub use github::Webhooks;
 pub use registry::{build, sink_parts, SourceKind, REGISTRY};
-pub use sink::{Sink, SinkError};
+pub use sink::{Sink, SinkCounts, SinkError};
 pub use supervise::supervise;
 
 use herald_core::{Check, Kind, ResourceKey};
