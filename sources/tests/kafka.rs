@@ -199,6 +199,10 @@ async fn nothing_is_committed_while_the_sink_refuses_and_all_arrives_once_it_acc
     tansu
         .wait_committed(&group, &topic, &BTreeMap::from([(0, 3)]))
         .await;
+    // Counted per source, as its status.eventCounts shows them.
+    let counts = running.counts.to_json();
+    assert_eq!(counts["delivered"], 3, "{counts}");
+    assert!(counts["sinkFailures"].as_u64().unwrap() >= 3, "{counts}");
     running.stop().await;
 }
 
@@ -282,6 +286,11 @@ async fn a_refused_record_goes_to_the_dead_letter_sink_and_the_offset_moves_on()
     tansu
         .wait_committed(&group, &topic, &BTreeMap::from([(0, 1)]))
         .await;
+    let counts = running.counts.to_json();
+    assert_eq!(
+        counts,
+        serde_json::json!({"delivered": 0, "deadLettered": 1, "sinkFailures": 0})
+    );
     running.stop().await;
 }
 

@@ -9,9 +9,13 @@ mod dlq;
 mod metrics;
 mod replay;
 mod resources;
+mod send;
+mod stream;
+mod ui;
 
 pub use dlq::DLQ_PATH;
 pub use replay::{parse_key, parse_position, ReplayRequest, ReplayResponse, REPLAY_PATH};
+pub use stream::{compile_filter, BROKERS_PATH};
 
 use crate::plane::DataPlane;
 use axum::extract::State;
@@ -27,7 +31,8 @@ pub fn router(plane: Arc<DataPlane>, token: Option<String>) -> Router {
         .route(REPLAY_PATH, post(replay::replay))
         .merge(dlq::router())
         .merge(metrics::router())
-        .merge(resources::router());
+        .merge(resources::router())
+        .merge(stream::router());
     if let Some(token) = token {
         let token = Arc::new(token);
         protected = protected.layer(axum::middleware::from_fn(move |request, next| {
@@ -37,6 +42,7 @@ pub fn router(plane: Arc<DataPlane>, token: Option<String>) -> Router {
     }
     Router::new()
         .route("/readyz", get(readyz))
+        .merge(ui::router())
         .merge(protected)
         .with_state(plane)
 }

@@ -27,12 +27,14 @@ mod routes;
 mod sources;
 mod status;
 mod subscriptions;
+mod tap;
 mod transforms;
 mod triggers;
 mod view;
 
 pub use parked::{ParkedError, ParkedList, Redriven};
 pub use status::{Health, NotReady};
+pub use tap::{Seen, Watch, TAP_CAPACITY};
 pub use transforms::{CompiledTransform, Transforms};
 pub use view::ResourceView;
 
@@ -82,6 +84,9 @@ pub struct PlaneConfig {
     /// How old a PingSource tick missed while Herald was down may be and still be emitted
     /// on start.
     pub ping_catch_up: Duration,
+    /// The API server ApiServerSources watch; unset, each infers one.
+    #[cfg(feature = "kubernetes")]
+    pub cluster: Option<herald_sources::apiserver::Cluster>,
 }
 
 /// What an apply did, kubectl's words.
@@ -163,6 +168,8 @@ struct State {
     /// Consumers that were replaced or stopped and are finishing their in-flight deliveries.
     retiring: JoinSet<()>,
     closed: bool,
+    /// Parent of every log's tap: cancelled, it ends every watch at once.
+    stopping_watches: tokio_util::sync::CancellationToken,
 }
 
 pub struct DataPlane {
@@ -198,6 +205,7 @@ impl DataPlane {
                 logs: BTreeMap::new(),
                 retiring: JoinSet::new(),
                 closed: false,
+                stopping_watches: Default::default(),
             }),
             ingress: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             channel_ingress: Arc::new(ArcSwap::from_pointee(HashMap::new())),
@@ -426,6 +434,8 @@ fn source_env(config: &PlaneConfig) -> herald_sources::SourceEnv {
         state_dir: (channels.default == BackendKind::Sled)
             .then(|| channels.sled.data_dir.join("sources")),
         ping_catch_up: config.ping_catch_up,
+        #[cfg(feature = "kubernetes")]
+        kubernetes: config.cluster.clone(),
         ..Default::default()
     }
 }

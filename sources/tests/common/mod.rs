@@ -117,6 +117,8 @@ impl TestSink {
 /// A source running under `supervise`, as the data plane runs it.
 pub struct Running {
     pub stop: CancellationToken,
+    /// What its sink did with its events.
+    pub counts: Arc<herald_sources::SinkCounts>,
     pub health: watch::Receiver<Check>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -168,6 +170,7 @@ pub fn run_with_delivery(resource: Resource, sink: &Url, env: Arc<SourceEnv>) ->
 }
 
 fn supervised(resource: Resource, sink: Sink, env: Arc<SourceEnv>) -> Running {
+    let counts = sink.counts();
     let stop = CancellationToken::new();
     let (health_tx, health) = watch::channel(Check::unknown("Starting", ""));
     let task = tokio::spawn(herald_sources::supervise(
@@ -177,7 +180,12 @@ fn supervised(resource: Resource, sink: Sink, env: Arc<SourceEnv>) -> Running {
         stop.clone(),
         health_tx,
     ));
-    Running { stop, health, task }
+    Running {
+        stop,
+        counts,
+        health,
+        task,
+    }
 }
 
 pub fn in_ci() -> bool {
