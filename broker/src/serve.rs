@@ -62,6 +62,10 @@ pub struct ServeConfig {
     /// The base URL Brokers and Channels are addressed at (`status.address.url`); the
     /// listener's own address when unset. On Kubernetes, the ingress Service's URL.
     pub ingress_url: Option<Url>,
+    /// The API server ApiServerSources watch (`herald serve --kubernetes`'s); unset, each
+    /// infers one.
+    #[cfg(feature = "kubernetes")]
+    pub cluster: Option<herald_sources::apiserver::Cluster>,
 }
 
 impl Default for ServeConfig {
@@ -90,6 +94,8 @@ impl Default for ServeConfig {
             admin_token: None,
             ping_catch_up: Duration::from_secs(3600),
             ingress_url: None,
+            #[cfg(feature = "kubernetes")]
+            cluster: None,
         }
     }
 }
@@ -187,6 +193,8 @@ pub async fn start(
             max_in_flight: config.max_in_flight,
             drain_timeout: config.drain_timeout,
             ping_catch_up: config.ping_catch_up,
+            #[cfg(feature = "kubernetes")]
+            cluster: config.cluster.clone(),
         },
         base,
     )?;

@@ -39,6 +39,10 @@ pub struct KafkaConfig {
     /// Longest wait for metadata, admin and offset requests (topic creation, seek).
     #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub request_timeout: Duration,
+    /// Most events the slowest Trigger's consumer group may lag (high watermark minus
+    /// committed offset, summed over partitions) before publishes answer 429; 0 turns the
+    /// check off.
+    pub max_lag_events: u64,
     /// Idempotent producer (`enable.idempotence`): no duplicates from producer retries.
     /// Off by default: tansu 0.6 accepts idempotent producers but, once a record has timed
     /// out (a broker outage), fails every later produce of that producer. Turn it on for
@@ -60,6 +64,7 @@ impl Default for KafkaConfig {
             retry_after: Duration::from_secs(1),
             commit_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(10),
+            max_lag_events: 1_000_000,
             idempotence: false,
         }
     }

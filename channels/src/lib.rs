@@ -6,6 +6,7 @@
 //! configured by its section of [`ChannelsConfig`].
 
 mod ack_prefix;
+pub mod backlog;
 pub mod binding;
 pub mod config;
 pub mod error;

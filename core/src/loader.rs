@@ -3,7 +3,9 @@
 
 use crate::messaging::{Channel, ChannelFlavor, EventTransform, Parallel, Sequence, Subscription};
 use crate::resources::{Broker, FieldError, Resource, ResourceKey, Trigger};
-use crate::sources::{ContainerSource, GitHubSource, KafkaSource, NatsSource, PingSource};
+use crate::sources::{
+    ApiServerSource, ContainerSource, GitHubSource, KafkaSource, NatsSource, PingSource,
+};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
@@ -45,7 +47,8 @@ pub struct ResourceSet {
     pub triggers: Vec<Loaded<Trigger>>,
     /// Channels, Subscriptions, Sequences and Parallels.
     pub messaging: Vec<Loaded<Resource>>,
-    /// PingSources, GitHubSources, KafkaSources, ContainerSources and NatsSources.
+    /// PingSources, GitHubSources, KafkaSources, ContainerSources, NatsSources and
+    /// ApiServerSources.
     pub sources: Vec<Loaded<Resource>>,
     pub deferred: Vec<Deferred>,
 }
@@ -146,7 +149,6 @@ impl fmt::Display for LoadError {
 }
 
 const KNOWN_NOT_SERVED: &[(&str, &str)] = &[
-    ("sources.knative.dev", "ApiServerSource"),
     ("sources.knative.dev", "SinkBinding"),
     ("eventing.knative.dev", "EventType"),
     ("", "ConfigMap"),
@@ -377,6 +379,11 @@ impl Builder {
             ("sources.herald.dev/v1alpha1", "NatsSource") => {
                 if let Some(r) = self.typed::<NatsSource>(&origin, &label, value) {
                     self.add_source(Resource::NatsSource(r), origin, &label);
+                }
+            }
+            ("sources.knative.dev/v1", "ApiServerSource") => {
+                if let Some(r) = self.typed::<ApiServerSource>(&origin, &label, value) {
+                    self.add_source(Resource::ApiServerSource(r), origin, &label);
                 }
             }
             _ if KNOWN_NOT_SERVED

@@ -4,7 +4,9 @@
 
 use crate::duration::IsoDuration;
 use crate::messaging::{Channel, EventTransform, Parallel, Sequence, Subscription};
-use crate::sources::{ContainerSource, GitHubSource, KafkaSource, NatsSource, PingSource};
+use crate::sources::{
+    ApiServerSource, ContainerSource, GitHubSource, KafkaSource, NatsSource, PingSource,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -55,6 +57,7 @@ pub enum Resource {
     KafkaSource(KafkaSource),
     ContainerSource(ContainerSource),
     NatsSource(NatsSource),
+    ApiServerSource(ApiServerSource),
 }
 
 /// The kinds [`Resource`] holds, with the names a user types for them.
@@ -72,10 +75,11 @@ pub enum Kind {
     KafkaSource,
     ContainerSource,
     NatsSource,
+    ApiServerSource,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Broker,
         Kind::Trigger,
         Kind::Channel,
@@ -88,15 +92,17 @@ impl Kind {
         Kind::KafkaSource,
         Kind::ContainerSource,
         Kind::NatsSource,
+        Kind::ApiServerSource,
     ];
 
     /// The source kinds (each runs as a [`crate::sources`] source).
-    pub const SOURCES: [Kind; 5] = [
+    pub const SOURCES: [Kind; 6] = [
         Kind::PingSource,
         Kind::GitHubSource,
         Kind::KafkaSource,
         Kind::ContainerSource,
         Kind::NatsSource,
+        Kind::ApiServerSource,
     ];
 
     pub fn is_source(self) -> bool {
@@ -117,6 +123,7 @@ impl Kind {
             Kind::KafkaSource => "KafkaSource",
             Kind::ContainerSource => "ContainerSource",
             Kind::NatsSource => "NatsSource",
+            Kind::ApiServerSource => "ApiServerSource",
         }
     }
 
@@ -135,6 +142,7 @@ impl Kind {
             Kind::KafkaSource => "kafkasources",
             Kind::ContainerSource => "containersources",
             Kind::NatsSource => "natssources",
+            Kind::ApiServerSource => "apiserversources",
         }
     }
 
@@ -149,6 +157,7 @@ impl Kind {
             Kind::KafkaSource => crate::sources::KAFKA_API_VERSION,
             Kind::ContainerSource => crate::sources::CONTAINER_API_VERSION,
             Kind::NatsSource => crate::sources::NATS_API_VERSION,
+            Kind::ApiServerSource => crate::sources::APISERVER_API_VERSION,
         }
     }
 
@@ -215,6 +224,7 @@ macro_rules! each_resource {
             Resource::KafkaSource($r) => $body,
             Resource::ContainerSource($r) => $body,
             Resource::NatsSource($r) => $body,
+            Resource::ApiServerSource($r) => $body,
         }
     };
 }
@@ -234,6 +244,7 @@ impl Resource {
             Resource::KafkaSource(_) => Kind::KafkaSource,
             Resource::ContainerSource(_) => Kind::ContainerSource,
             Resource::NatsSource(_) => Kind::NatsSource,
+            Resource::ApiServerSource(_) => Kind::ApiServerSource,
         }
     }
 

@@ -15,9 +15,11 @@ pub const CONTAINER_API_VERSION: &str = "sources.knative.dev/v1";
 pub const KAFKA_API_VERSION: &str = "sources.knative.dev/v1beta1";
 pub const GITHUB_API_VERSION: &str = "sources.knative.dev/v1alpha1";
 pub const NATS_API_VERSION: &str = "sources.herald.dev/v1alpha1";
+pub const APISERVER_API_VERSION: &str = "sources.knative.dev/v1";
 
 /// Knative's `ceOverrides`: extension attributes set on every event a source emits.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CloudEventOverrides {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -68,9 +70,11 @@ source_resource!(GitHubSource, GitHubSourceSpec);
 source_resource!(KafkaSource, KafkaSourceSpec);
 source_resource!(ContainerSource, ContainerSourceSpec);
 source_resource!(NatsSource, NatsSourceSpec);
+source_resource!(ApiServerSource, ApiServerSourceSpec);
 
 /// PingSource: an event on a cron schedule.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PingSourceSpec {
     /// Five-field cron, or a shortcut (`@hourly`, `@every 10m`, ...).
@@ -112,6 +116,7 @@ impl PingSource {
 /// Knative's `SecretValueFromSource`, plus Herald's standalone forms: the value itself, a file
 /// holding it, or an environment variable. `secretKeyRef` needs Kubernetes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretValueFromSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +157,7 @@ impl SecretValueFromSource {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeySelector {
     pub name: String,
@@ -162,6 +168,7 @@ pub struct SecretKeySelector {
 
 /// GitHubSource: GitHub webhook deliveries as events.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GitHubSourceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,6 +230,7 @@ impl GitHubSource {
 
 /// KafkaSource: records of Kafka topics as events.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KafkaSourceSpec {
     pub bootstrap_servers: Vec<String>,
@@ -237,6 +245,10 @@ pub struct KafkaSourceSpec {
     pub consumers: Option<i32>,
     /// SASL/TLS settings; not supported by Herald yet (refused when set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::any_object")
+    )]
     pub net: Option<serde_json::Value>,
     pub sink: Destination,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,6 +258,7 @@ pub struct KafkaSourceSpec {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum InitialOffset {
     Earliest,
@@ -255,6 +268,7 @@ pub enum InitialOffset {
 
 /// Knative's KafkaSource ordering: `ordered` delivers one event at a time per partition.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Ordering {
     #[default]
@@ -315,8 +329,14 @@ fn is_empty_json(v: &serde_json::Value) -> bool {
 /// Herald runs the first container's `command` and `args` as a local process (the image is
 /// not pulled); the rest of the pod template is Kubernetes' business and ignored here.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerSourceSpec {
+    /// A Kubernetes PodTemplateSpec, kept as written.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::any_object")
+    )]
     pub template: PodTemplateSpec,
     pub sink: Destination,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -409,6 +429,7 @@ impl ContainerSource {
 /// NatsSource (Herald's own): messages of a NATS subject, or of a JetStream stream through a
 /// durable consumer, as events.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NatsSourceSpec {
     /// `nats://host:port`; the server's NATS backend when unset.
@@ -463,6 +484,179 @@ impl NatsSource {
                     format!("{u:?} is not a URL (nats://host:port)"),
                 ));
             }
+        }
+        validate_common(&s.sink, &s.ce_overrides, &s.delivery, &mut errors);
+        errors
+    }
+}
+
+/// ApiServerSource: changes of Kubernetes objects (added, updated, deleted) as events, in
+/// Knative's shapes: `dev.knative.apiserver.resource.*` with the object as data
+/// (`mode: Resource`), or `dev.knative.apiserver.ref.*` with a reference to it (`mode:
+/// Reference`, the default). It watches in its own namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiServerSourceSpec {
+    pub resources: Vec<ApiServerResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<EventMode>,
+    /// Only objects whose controller (the owner reference with `controller: true`) has this
+    /// apiVersion and kind; an empty field matches any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<ApiVersionKind>,
+    /// Knative runs its adapter as this ServiceAccount; Herald watches with its own
+    /// identity, so its RBAC must allow `get, list, watch` on the listed resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// Watching other namespaces is not supported by Herald yet (refused when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::any_object")
+    )]
+    pub namespace_selector: Option<serde_json::Value>,
+    pub sink: Destination,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ce_overrides: Option<CloudEventOverrides>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliverySpec>,
+}
+
+/// One kind of object to watch, optionally narrowed by labels.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiServerResource {
+    /// `v1`, `apps/v1`, ...
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiVersionKind {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_version: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+}
+
+/// What an ApiServerSource event carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum EventMode {
+    /// `{apiVersion, kind, name, namespace}` of the object.
+    #[default]
+    Reference,
+    /// The whole object.
+    Resource,
+}
+
+/// Kubernetes' LabelSelector: every `matchLabels` pair and every expression must hold.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelectorRequirement {
+    pub key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+impl LabelSelector {
+    /// The selector in the API server's query syntax (`app=web,tier in (a,b),!legacy`).
+    pub fn to_query(&self) -> String {
+        let mut terms: Vec<String> = self
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for e in &self.match_expressions {
+            terms.push(match e.operator.as_str() {
+                "In" => format!("{} in ({})", e.key, e.values.join(",")),
+                "NotIn" => format!("{} notin ({})", e.key, e.values.join(",")),
+                "DoesNotExist" => format!("!{}", e.key),
+                _ => e.key.clone(),
+            });
+        }
+        terms.join(",")
+    }
+
+    fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
+        for (i, e) in self.match_expressions.iter().enumerate() {
+            let at = format!("{field}.matchExpressions[{i}]");
+            match e.operator.as_str() {
+                "In" | "NotIn" if e.values.is_empty() => {
+                    errors.push(FieldError::new(at, format!("{} needs values", e.operator)))
+                }
+                "Exists" | "DoesNotExist" if !e.values.is_empty() => errors.push(FieldError::new(
+                    at,
+                    format!("{} takes no values", e.operator),
+                )),
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                other => errors.push(FieldError::new(
+                    format!("{at}.operator"),
+                    format!("{other:?} is not In, NotIn, Exists or DoesNotExist"),
+                )),
+            }
+        }
+    }
+}
+
+impl ApiServerSource {
+    pub fn mode(&self) -> EventMode {
+        self.spec.mode.unwrap_or_default()
+    }
+
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = validate_name(&self.metadata);
+        let s = &self.spec;
+        if s.resources.is_empty() {
+            errors.push(FieldError::new(
+                "spec.resources",
+                "needs at least one resource to watch",
+            ));
+        }
+        for (i, r) in s.resources.iter().enumerate() {
+            if r.api_version.trim().is_empty() {
+                errors.push(FieldError::new(
+                    format!("spec.resources[{i}].apiVersion"),
+                    "must not be empty (e.g. v1, apps/v1)",
+                ));
+            }
+            if r.kind.trim().is_empty() {
+                errors.push(FieldError::new(
+                    format!("spec.resources[{i}].kind"),
+                    "must not be empty",
+                ));
+            }
+            if let Some(sel) = &r.selector {
+                sel.validate(&format!("spec.resources[{i}].selector"), &mut errors);
+            }
+        }
+        if s.namespace_selector
+            .as_ref()
+            .is_some_and(|n| !is_empty_json(n))
+        {
+            errors.push(FieldError::new(
+                "spec.namespaceSelector",
+                "watching other namespaces is not supported by Herald yet",
+            ));
         }
         validate_common(&s.sink, &s.ce_overrides, &s.delivery, &mut errors);
         errors
@@ -528,6 +722,21 @@ spec:
   subject: orders.>
   stream: ORDERS
   sink: {uri: "http://127.0.0.1:9/x"}
+---
+apiVersion: sources.knative.dev/v1
+kind: ApiServerSource
+metadata: {name: pods, namespace: ns}
+spec:
+  mode: Resource
+  serviceAccountName: pod-watcher
+  resources:
+    - apiVersion: v1
+      kind: Pod
+      selector:
+        matchLabels: {app: web}
+        matchExpressions: [{key: tier, operator: In, values: [front, back]}, {key: legacy, operator: DoesNotExist}]
+  owner: {apiVersion: apps/v1, kind: ReplicaSet}
+  sink: {uri: "http://127.0.0.1:9/x"}
 "#;
 
     #[test]
@@ -545,9 +754,16 @@ spec:
                 "GitHubSource",
                 "KafkaSource",
                 "ContainerSource",
-                "NatsSource"
+                "NatsSource",
+                "ApiServerSource"
             ]
         );
+        let Resource::ApiServerSource(a) = &set.sources[5].resource else {
+            panic!()
+        };
+        assert_eq!(a.mode(), super::EventMode::Resource);
+        let selector = a.spec.resources[0].selector.as_ref().unwrap();
+        assert_eq!(selector.to_query(), "app=web,tier in (front,back),!legacy");
         let Resource::KafkaSource(k) = &set.sources[2].resource else {
             panic!()
         };
@@ -570,6 +786,7 @@ spec:
         assert!(msg.contains("timeZone"), "{msg}");
         let bad = ALL
             .replace("topics: [orders]", "topics: []")
+            .replace("operator: In, values: [front, back]", "operator: In")
             .replace("secretToken: {value: s3cret}", "");
         let err = load_str(Path::new("s.yaml"), &bad).unwrap_err();
         let fields: Vec<_> = err
@@ -589,6 +806,13 @@ spec:
         );
         assert!(
             fields.contains(&"GitHubSource ns/gh spec.secretToken".to_string()),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(
+                &"ApiServerSource ns/pods spec.resources[0].selector.matchExpressions[0]"
+                    .to_string()
+            ),
             "{fields:?}"
         );
     }

@@ -25,6 +25,8 @@ pub enum SourceError {
     Nats(String),
     #[error("Kafka: {0}")]
     Kafka(String),
+    #[error("Kubernetes: {0}")]
+    Kubernetes(String),
     #[error("{0}")]
     Config(#[from] ConfigError),
 }

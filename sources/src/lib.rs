@@ -2,12 +2,14 @@
 //! shutdown, emitting CloudEvents to a [`Sink`]), one registry of source kinds
 //! ([`registry`]), one module per kind: [`ping`] (cron), [`github`] (webhooks),
 //! [`container`] (a program given `K_SINK`), [`nats`] (messages of a subject or stream,
-//! decoded by [`decode`]) and [`kafka`] (not running yet: reported NotReady).
+//! decoded by [`decode`]), [`kafka`] (records of Kafka topics, committed once accepted) and
+//! [`apiserver`] (changes of Kubernetes objects; feature `kubernetes`).
 //!
 //! The same sources run inside `herald serve` (the data plane starts, replaces and stops
 //! them as resources change) and alone (`herald source run FILE`); both build them through
 //! [`registry::build`] and hand them a [`SourceContext`].
 
+pub mod apiserver;
 pub mod clock;
 pub mod container;
 pub mod decode;
@@ -24,7 +26,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, SourceError};
 pub use github::Webhooks;
 pub use registry::{build, sink_parts, SourceKind, REGISTRY};
-pub use sink::{Sink, SinkError};
+pub use sink::{Sink, SinkCounts, SinkError};
 pub use supervise::supervise;
 
 use herald_core::{Check, Kind, ResourceKey};
@@ -78,6 +80,10 @@ pub struct SourceEnv {
     pub webhooks: Webhooks,
     /// Restart backoff of ContainerSource commands: first and longest wait.
     pub restart_backoff: (Duration, Duration),
+    /// The API server ApiServerSources watch; unset, each infers one (in-cluster config or
+    /// KUBECONFIG).
+    #[cfg(feature = "kubernetes")]
+    pub kubernetes: Option<apiserver::Cluster>,
 }
 
 impl Default for SourceEnv {
@@ -90,6 +96,8 @@ impl Default for SourceEnv {
             ping_catch_up: Duration::from_secs(3600),
             webhooks: Webhooks::default(),
             restart_backoff: (Duration::from_millis(500), Duration::from_secs(30)),
+            #[cfg(feature = "kubernetes")]
+            kubernetes: None,
         }
     }
 }

@@ -49,6 +49,13 @@ pub const REGISTRY: &[SourceKind] = &[
             _ => unreachable!("registered for KafkaSource"),
         },
     },
+    SourceKind {
+        kind: Kind::ApiServerSource,
+        build: |r| match r {
+            Resource::ApiServerSource(a) => crate::apiserver::build(a),
+            _ => unreachable!("registered for ApiServerSource"),
+        },
+    },
 ];
 
 /// Builds the source of `resource`; `None` when it is not a source kind.
@@ -90,6 +97,11 @@ pub fn sink_parts(r: &Resource) -> Option<SinkParts<'_>> {
             s.spec.ce_overrides.as_ref(),
         ),
         Resource::NatsSource(s) => (
+            &s.spec.sink,
+            s.spec.delivery.as_ref(),
+            s.spec.ce_overrides.as_ref(),
+        ),
+        Resource::ApiServerSource(s) => (
             &s.spec.sink,
             s.spec.delivery.as_ref(),
             s.spec.ce_overrides.as_ref(),

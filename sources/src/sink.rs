@@ -8,6 +8,7 @@ use herald_core::{DeliverySpec, Kind, ResourceKey};
 use herald_dispatcher::route::{DeliveryFormat, ReplyTarget, Route, RouteId, TtlHandling};
 use herald_dispatcher::{DeliveryEngine, Disposition, RetryPolicy};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -25,6 +26,30 @@ pub struct Sink {
     engine: DeliveryEngine,
     route: Arc<Route>,
     overrides: Arc<BTreeMap<String, String>>,
+    counts: Arc<SinkCounts>,
+}
+
+/// What a source's sink did with its events, counted since the source started: shown in
+/// the source's `status.eventCounts` (Prometheus counters once Herald has a registry).
+#[derive(Debug, Default)]
+pub struct SinkCounts {
+    /// Accepted by the sink.
+    pub delivered: AtomicU64,
+    /// Refused by the sink (every retry) and taken by the dead-letter sink.
+    pub dead_lettered: AtomicU64,
+    /// Refused by the sink and by the dead-letter sink, or there was none: sink failures.
+    pub failed: AtomicU64,
+}
+
+impl SinkCounts {
+    /// As `status.eventCounts`: `{"delivered": n, "deadLettered": n, "sinkFailures": n}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "delivered": self.delivered.load(Relaxed),
+            "deadLettered": self.dead_lettered.load(Relaxed),
+            "sinkFailures": self.failed.load(Relaxed),
+        })
+    }
 }
 
 impl Sink {
@@ -62,6 +87,7 @@ impl Sink {
             engine,
             route: Arc::new(route),
             overrides: Arc::new(overrides),
+            counts: Arc::default(),
         }
     }
 
@@ -76,6 +102,11 @@ impl Sink {
             None,
             BTreeMap::new(),
         )
+    }
+
+    /// What became of this sink's events so far (shared by its clones).
+    pub fn counts(&self) -> Arc<SinkCounts> {
+        self.counts.clone()
     }
 
     pub fn url(&self) -> &Url {
@@ -95,7 +126,14 @@ impl Sink {
             event.set_extension(name, value.clone());
         }
         let id = event.id().to_string();
-        match self.engine.dispatch(&self.route, event).await {
+        let disposition = self.engine.dispatch(&self.route, event).await;
+        let counter = match &disposition {
+            Disposition::Delivered => &self.counts.delivered,
+            Disposition::DeadLettered(_) => &self.counts.dead_lettered,
+            Disposition::Undeliverable(_) => &self.counts.failed,
+        };
+        counter.fetch_add(1, Relaxed);
+        match disposition {
             Disposition::Undeliverable(_) => Err(SinkError {
                 id,
                 sink: herald_dispatcher::redact::without_credentials(self.url()),

@@ -43,8 +43,9 @@ pub struct ChannelArgs {
 #[derive(clap::Args, Clone, Debug, Default)]
 #[command(next_help_heading = "Memory channel")]
 pub struct MemoryArgs {
-    /// Unconsumed events a Broker holds before ingress answers 429 (memory, and sled too)
-    /// [default: 1000000].
+    /// Events the slowest Trigger of a Broker may lag before ingress answers 429 with
+    /// Retry-After, on every channel (memory: events held; sled, NATS, Kafka: undelivered)
+    /// [default: memory 10000, others 1000000].
     #[arg(long, value_name = "EVENTS")]
     pub max_lag_events: Option<u64>,
 }
@@ -140,6 +141,8 @@ impl ChannelArgs {
         if let Some(n) = self.memory.max_lag_events {
             c.memory.capacity = usize::try_from(n).unwrap_or(usize::MAX);
             c.sled.store.max_lag_events = n;
+            c.nats.max_lag_events = n;
+            c.kafka.max_lag_events = n;
         }
         let sled = self.sled;
         if let Some(dir) = sled.data_dir {
@@ -291,6 +294,7 @@ mod tests {
         );
         assert_eq!(c.sled.store.retention.max_bytes, Some(99));
         assert_eq!((c.sled.store.max_lag_events, c.memory.capacity), (7, 7));
+        assert_eq!((c.nats.max_lag_events, c.kafka.max_lag_events), (7, 7));
         assert_eq!(c.nats.url, "nats://n:1");
         assert_eq!(c.nats.ack_wait, Duration::from_secs(5));
         assert_eq!(c.kafka.bootstrap_servers, "k:1");

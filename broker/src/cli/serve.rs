@@ -94,6 +94,21 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
             Default::default()
         }
     };
+    // The cluster first: the data plane's ApiServerSources watch through the same client.
+    #[cfg(feature = "kubernetes")]
+    let cluster = if a.kubernetes.kubernetes {
+        Some(
+            herald_sources::apiserver::Cluster::infer()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {e}"
+                    )
+                })?,
+        )
+    } else {
+        None
+    };
     let config = serve::ServeConfig {
         listen: a.listen,
         admin_listen: Some(a.admin_addr),
@@ -112,6 +127,8 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         admin_token: a.admin_token.filter(|t| !t.is_empty()),
         ping_catch_up: Duration::from_secs(a.ping_catch_up),
         ingress_url: a.ingress_url,
+        #[cfg(feature = "kubernetes")]
+        cluster: cluster.clone(),
         ..Default::default()
     };
     let server = serve::start(&resources, config).await?;
@@ -127,10 +144,9 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         );
     }
     #[cfg(feature = "kubernetes")]
-    let kubernetes = if a.kubernetes.kubernetes {
-        Some(start_kubernetes(&a.kubernetes, &server).await?)
-    } else {
-        None
+    let kubernetes = match cluster {
+        Some(cluster) => Some(start_kubernetes(&a.kubernetes, cluster, &server).await?),
+        None => None,
     };
     let token = server.shutdown_token();
     tokio::spawn(async move {
@@ -153,17 +169,12 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
 #[cfg(feature = "kubernetes")]
 async fn start_kubernetes(
     a: &KubernetesArgs,
+    cluster: herald_sources::apiserver::Cluster,
     server: &serve::RunningServer,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use crate::kubernetes::{run, KubernetesConfig};
     use herald_core::Kind;
-    let client = herald_crds::kube::Client::try_default()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {e}"
-            )
-        })?;
+    let client = cluster.client.clone();
     let mut controller_config = herald_crds::controller::ControllerConfig {
         lease_namespace: a.lease_namespace.clone(),
         ..Default::default()

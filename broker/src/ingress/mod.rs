@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod parse;
+mod refusals;
 
 pub use parse::BATCH_CONTENT_TYPE;
 use parse::{is_batch, parse_events, validate};
@@ -177,7 +178,11 @@ fn channel_rejection(e: ChannelError) -> Rejection {
         | ChannelError::NotRetained { .. }
         | ChannelError::PastHead { .. } => (StatusCode::INTERNAL_SERVER_ERROR, None),
     };
-    tracing::warn!(error = %e, %status, "event not accepted");
+    if retry_after.is_some() {
+        refusals::record(status, &e.to_string());
+    } else {
+        tracing::warn!(error = %e, %status, "event not accepted");
+    }
     Rejection {
         status,
         message: e.to_string(),

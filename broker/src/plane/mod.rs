@@ -81,6 +81,9 @@ pub struct PlaneConfig {
     /// How old a PingSource tick missed while Herald was down may be and still be emitted
     /// on start.
     pub ping_catch_up: Duration,
+    /// The API server ApiServerSources watch; unset, each infers one.
+    #[cfg(feature = "kubernetes")]
+    pub cluster: Option<herald_sources::apiserver::Cluster>,
 }
 
 /// What an apply did, kubectl's words.
@@ -422,6 +425,8 @@ fn source_env(config: &PlaneConfig) -> herald_sources::SourceEnv {
         state_dir: (channels.default == BackendKind::Sled)
             .then(|| channels.sled.data_dir.join("sources")),
         ping_catch_up: config.ping_catch_up,
+        #[cfg(feature = "kubernetes")]
+        kubernetes: config.cluster.clone(),
         ..Default::default()
     }
 }

@@ -6,7 +6,9 @@
 //!
 //! Status, as Knative's sources: `SinkProvided` (sink and dead-letter sink resolve), and
 //! `Deployed` (the source runs: its own report, read live), `status.sinkUri`; a
-//! GitHubSource's `status.address` is where GitHub must send its webhooks.
+//! GitHubSource's `status.address` is where GitHub must send its webhooks;
+//! `status.eventCounts` counts what its sink did with its events (delivered, dead-lettered,
+//! sink failures) since the source (re)started.
 
 use super::{DataPlane, Entry, State};
 use herald_core::status::Addressable;
@@ -25,6 +27,7 @@ pub(super) struct RunningSource {
     pub(super) stop: CancellationToken,
     pub(super) task: JoinHandle<()>,
     health: watch::Receiver<Check>,
+    counts: std::sync::Arc<herald_sources::SinkCounts>,
 }
 
 impl RunningSource {
@@ -109,6 +112,7 @@ impl DataPlane {
                             dls.clone(),
                             overrides.map(|o| o.extensions.clone()).unwrap_or_default(),
                         );
+                        let counts = sink.counts();
                         let stop = CancellationToken::new();
                         let (health_tx, health) =
                             watch::channel(Check::unknown("Starting", "the source is starting"));
@@ -129,6 +133,7 @@ impl DataPlane {
                                 stop,
                                 task,
                                 health,
+                                counts,
                             },
                         );
                     }
@@ -179,6 +184,9 @@ impl State {
             .unwrap_or(Check::Ok);
         let deployed = running.health.borrow().clone();
         status.set_all(&[(SINK_PROVIDED, sink), (DEPLOYED, deployed)]);
+        status
+            .extra
+            .insert("eventCounts".into(), running.counts.to_json());
         status
     }
 }

@@ -115,6 +115,13 @@ pub fn tansu_bin(test: &str) -> Option<PathBuf> {
 /// path relative to its working directory), so a restart on the same port and directory
 /// keeps the topics, records and committed offsets.
 pub async fn start_tansu(bin: &Path, port: u16, dir: &Path) -> Proc {
+    start_tansu_on(bin, port, dir, "sqlite://tansu.db").await
+}
+
+/// A private tansu on `port` with the storage engine `storage` (`memory://tansu/` for
+/// throughput: it is fast, but skips the rest of a record batch when a consumer resumes inside
+/// one, so only for tests that never resume).
+pub async fn start_tansu_on(bin: &Path, port: u16, dir: &Path, storage: &str) -> Proc {
     let url = format!("tcp://127.0.0.1:{port}");
     let mut command = Command::new(bin);
     command
@@ -125,7 +132,7 @@ pub async fn start_tansu(bin: &Path, port: u16, dir: &Path) -> Proc {
             "--advertised-listener-url",
             &url,
         ])
-        .args(["--storage-engine", "sqlite://tansu.db"])
+        .args(["--storage-engine", storage])
         .current_dir(dir)
         // tansu logs every request at info level: keep it to warnings unless asked for.
         .env(

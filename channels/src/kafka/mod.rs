@@ -14,6 +14,7 @@ mod blocking;
 mod circuit;
 pub mod codec;
 mod config;
+mod lag;
 mod offsets;
 mod producer;
 mod reader;
@@ -21,6 +22,7 @@ mod seek;
 
 pub use crate::kafka_config::KafkaConfig;
 
+use crate::backlog::BacklogGate;
 use crate::name::kafka_group;
 use crate::registry::{Backend, BackendHealth, BackendKind, ChannelOptions};
 use crate::WireEvent;
@@ -188,6 +190,20 @@ impl KafkaBackend {
                 }
             }
         }
+        let closed = CancellationToken::new();
+        let backlog = BacklogGate::new(
+            name.as_str(),
+            self.config.max_lag_events,
+            self.config.retry_after,
+        );
+        let lag = Arc::new(Mutex::new(lag::TopicLag::new(
+            self.config.clone(),
+            topic.clone(),
+        )));
+        backlog.watch(LAG_REFRESH, closed.clone(), move || {
+            let lag = lag.clone();
+            blocking(move || lag.lock().unwrap_or_else(|p| p.into_inner()).slowest())
+        });
         Ok(Arc::new(KafkaChannel {
             name,
             topic,
@@ -195,11 +211,16 @@ impl KafkaBackend {
             admin: self.admin.clone(),
             producer: self.producer.clone(),
             circuit: Circuit::new(self.config.retry_after),
+            backlog,
             subscriptions: Mutex::new(HashMap::new()),
-            closed: CancellationToken::new(),
+            closed,
         }))
     }
 }
+
+/// How often the slowest consumer group's lag is read for admission (a group listing plus an
+/// offset request per group and partition).
+const LAG_REFRESH: Duration = Duration::from_secs(1);
 
 /// One Broker's topic, its publisher side and its subscriptions' consumer groups.
 pub struct KafkaChannel {
@@ -211,6 +232,7 @@ pub struct KafkaChannel {
     /// Per channel, not per backend: a failure may concern one topic or partition leader, and
     /// one sick Broker must not make every other Broker answer 503.
     circuit: Circuit,
+    backlog: Arc<BacklogGate>,
     subscriptions: Mutex<HashMap<String, Arc<SubscriptionReaders>>>,
     closed: CancellationToken,
 }
@@ -392,6 +414,7 @@ impl Channel for KafkaChannel {
                 ChannelError::backend(self.name.as_str(), format!("cannot encode event: {e}"))
             })?);
         }
+        self.backlog.admit()?;
         let circuit = &self.circuit;
         if !circuit.admit() {
             return Err(self.unavailable(

@@ -6,6 +6,7 @@
 
 mod codec;
 
+use crate::backlog::BacklogGate;
 use crate::name::nats_durable;
 use crate::registry::{Backend, BackendHealth, BackendKind, ChannelOptions};
 use crate::WireEvent;
@@ -53,6 +54,9 @@ pub struct NatsConfig {
     pub ack_wait: Duration,
     /// Unacknowledged messages per Trigger across all replicas (bounds in-flight work).
     pub max_ack_pending: i64,
+    /// Most events the slowest Trigger may lag (pending plus unacknowledged, as JetStream
+    /// counts them for its consumer) before publishes answer 429; 0 turns the check off.
+    pub max_lag_events: u64,
     /// Longest wait for JetStream to confirm a publish.
     #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub publish_timeout: Duration,
@@ -72,6 +76,7 @@ impl Default for NatsConfig {
             max_bytes: None,
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 1000,
+            max_lag_events: 1_000_000,
             publish_timeout: Duration::from_secs(5),
             retry_after: Duration::from_secs(1),
         }
@@ -187,6 +192,16 @@ impl NatsBackend {
                 )
                 .caused_by(e)
             })?;
+        let closed = CancellationToken::new();
+        let backlog = BacklogGate::new(
+            name.as_str(),
+            self.config.max_lag_events,
+            self.config.retry_after,
+        );
+        let watched = stream.clone();
+        backlog.watch(LAG_REFRESH, closed.clone(), move || {
+            slowest_lag(watched.clone())
+        });
         Ok(Arc::new(NatsChannel {
             client: self.client.clone(),
             name,
@@ -194,7 +209,8 @@ impl NatsBackend {
             js: self.js.clone(),
             stream,
             config: self.config.clone(),
-            closed: CancellationToken::new(),
+            closed,
+            backlog,
             subscriptions: Mutex::new(HashMap::new()),
         }))
     }
@@ -208,8 +224,31 @@ pub struct NatsChannel {
     stream: stream::Stream,
     config: NatsConfig,
     closed: CancellationToken,
+    backlog: Arc<BacklogGate>,
     /// Per subscription, cancelled when it is deleted so its readers end.
     subscriptions: Mutex<HashMap<String, CancellationToken>>,
+}
+
+/// How often the slowest consumer's lag is read for admission (one JetStream API request).
+const LAG_REFRESH: Duration = Duration::from_millis(250);
+
+/// The largest lag among the stream's consumers (one per Trigger), as JetStream counts it:
+/// messages not yet delivered plus those delivered and not acknowledged.
+async fn slowest_lag(stream: stream::Stream) -> Result<u64, ChannelError> {
+    let mut consumers = stream.consumers();
+    let mut slowest = 0;
+    while let Some(info) = consumers.next().await {
+        let info = info.map_err(|e| {
+            ChannelError::unavailable(
+                stream.cached_info().config.name.as_str(),
+                "cannot list consumers",
+                Duration::from_secs(1),
+            )
+            .caused_by(Cause::nats(e))
+        })?;
+        slowest = slowest.max(info.num_pending + info.num_ack_pending as u64);
+    }
+    Ok(slowest)
 }
 
 /// Whether JetStream refused a publish because the stream is at a limit (`max_bytes`,
@@ -272,6 +311,7 @@ impl Channel for NatsChannel {
         if self.client.connection_state() != async_nats::connection::State::Connected {
             return Err(self.unavailable("not connected to NATS"));
         }
+        self.backlog.admit()?;
         let mut acks = Vec::with_capacity(events.len());
         for event in &events {
             let (headers, payload) = encode(event);

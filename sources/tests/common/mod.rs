@@ -10,7 +10,8 @@ use axum::routing::post;
 use herald_core::{load_resource, Check, Resource};
 use herald_dispatcher::{DeliveryEngine, EngineConfig};
 use herald_sources::{Sink, SourceEnv};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,8 @@ use url::Url;
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Answered 503.
+    pub refused: bool,
 }
 
 impl Received {
@@ -32,28 +35,70 @@ impl Received {
 pub struct TestSink {
     pub url: Url,
     pub rx: mpsc::UnboundedReceiver<Received>,
+    refusing: Arc<Mutex<Refusing>>,
 }
+
+/// Which requests a [`TestSink`] answers 503 (it records every request either way).
+#[derive(Clone, Debug, Default)]
+pub enum Refusing {
+    #[default]
+    Nothing,
+    Everything,
+    /// Events with these `ce-id`s.
+    Ids(HashSet<String>),
+}
+
+impl Refusing {
+    fn refuses(&self, headers: &HeaderMap) -> bool {
+        match self {
+            Refusing::Nothing => false,
+            Refusing::Everything => true,
+            Refusing::Ids(ids) => headers
+                .get("ce-id")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|id| ids.contains(id)),
+        }
+    }
+}
+
+type SinkState = (mpsc::UnboundedSender<Received>, Arc<Mutex<Refusing>>);
 
 impl TestSink {
     pub async fn start() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let app = axum::Router::new()
-            .route(
-                "/",
-                post(
-                    |State(tx): State<mpsc::UnboundedSender<Received>>,
-                     headers: HeaderMap,
-                     body: Bytes| async move {
-                        let _ = tx.send(Received { headers, body });
-                        StatusCode::ACCEPTED
-                    },
-                ),
-            )
-            .with_state(tx);
+        let refusing = Arc::new(Mutex::new(Refusing::Nothing));
+        let app =
+            axum::Router::new()
+                .route(
+                    "/",
+                    post(
+                        |State((tx, refusing)): State<SinkState>,
+                         headers: HeaderMap,
+                         body: Bytes| async move {
+                            let refused = refusing.lock().unwrap().refuses(&headers);
+                            let _ = tx.send(Received {
+                                headers,
+                                body,
+                                refused,
+                            });
+                            if refused {
+                                StatusCode::SERVICE_UNAVAILABLE
+                            } else {
+                                StatusCode::ACCEPTED
+                            }
+                        },
+                    ),
+                )
+                .with_state((tx, refusing.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, rx }
+        Self { url, rx, refusing }
+    }
+
+    /// From now on answers these requests 503.
+    pub fn refuse(&self, what: Refusing) {
+        *self.refusing.lock().unwrap() = what;
     }
 
     /// The next request, within `deadline`.
@@ -72,6 +117,8 @@ impl TestSink {
 /// A source running under `supervise`, as the data plane runs it.
 pub struct Running {
     pub stop: CancellationToken,
+    /// What its sink did with its events.
+    pub counts: Arc<herald_sources::SinkCounts>,
     pub health: watch::Receiver<Check>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -97,6 +144,33 @@ pub fn resource(yaml: &str) -> Resource {
 pub fn run(resource: Resource, sink: &Url, env: Arc<SourceEnv>) -> Running {
     let engine = DeliveryEngine::new(EngineConfig::default()).unwrap();
     let sink = Sink::to_url(engine, resource.kind(), resource.key(), sink.clone());
+    supervised(resource, sink, env)
+}
+
+/// Runs `resource` as `run` does, under its own `spec.delivery` (its dead-letter sink must be
+/// a `uri`).
+pub fn run_with_delivery(resource: Resource, sink: &Url, env: Arc<SourceEnv>) -> Running {
+    let engine = DeliveryEngine::new(EngineConfig::default()).unwrap();
+    let (_, delivery, _) = herald_sources::sink_parts(&resource).expect("a source");
+    let delivery = delivery.cloned().unwrap_or_default();
+    let dls = delivery
+        .dead_letter_sink
+        .as_ref()
+        .map(|d| Url::parse(d.uri.as_deref().expect("a uri dead-letter sink")).unwrap());
+    let sink = Sink::new(
+        engine,
+        resource.kind(),
+        resource.key(),
+        sink.clone(),
+        &delivery,
+        dls,
+        Default::default(),
+    );
+    supervised(resource, sink, env)
+}
+
+fn supervised(resource: Resource, sink: Sink, env: Arc<SourceEnv>) -> Running {
+    let counts = sink.counts();
     let stop = CancellationToken::new();
     let (health_tx, health) = watch::channel(Check::unknown("Starting", ""));
     let task = tokio::spawn(herald_sources::supervise(
@@ -106,7 +180,12 @@ pub fn run(resource: Resource, sink: &Url, env: Arc<SourceEnv>) -> Running {
         stop.clone(),
         health_tx,
     ));
-    Running { stop, health, task }
+    Running {
+        stop,
+        counts,
+        health,
+        task,
+    }
 }
 
 pub fn in_ci() -> bool {
