@@ -4,7 +4,8 @@
 #   (rust-rdkafka#829);
 # - nats-server with JetStream on 127.0.0.1:4222, for the NATS channel tests;
 # - kubectl (Debian's kubernetes-client), for the `kubectl kustomize deploy/` test;
-# - tansu, a Kafka-API broker the Kafka tests start privately (cargo install, ~12 minutes).
+# - tansu, a Kafka-API broker the Kafka tests start privately (cargo install, ~12 minutes);
+# - chromium and chromedriver (Debian's chromium-driver), for the web UI's browser test.
 set -euo pipefail
 
 bash "$(dirname "$0")/build-deps.sh"
@@ -34,4 +35,11 @@ if ! nats_up; then
     >"$HOME/.cache/herald/nats.log" 2>&1 &
   for _ in $(seq 50); do nats_up && break; sleep 0.2; done
   nats_up || { echo "nats-server did not start; see $HOME/.cache/herald/nats.log" >&2; exit 1; }
+fi
+
+# The web UI's browser test drives Debian's chromium through chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "== installing chromium and chromium-driver"
+  apt-get update -qq
+  apt-get install -y -qq chromium chromium-driver
 fi

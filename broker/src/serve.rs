@@ -246,6 +246,14 @@ pub async fn start(
     .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
     let admin_app = admin::router(plane.clone(), config.admin_token.clone())
         .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
+    // Open event streams end as Herald stops; else the listener would wait out its grace for them.
+    tokio::spawn({
+        let (plane, stop) = (plane.clone(), shutdown.clone());
+        async move {
+            stop.cancelled().await;
+            plane.end_watches().await;
+        }
+    });
     let stop = shutdown.clone();
     let serving = plane.clone();
     let drain_timeout = config.drain_timeout;

@@ -527,3 +527,32 @@ async fn herald_serve_kubernetes_reads_kubeconfig_and_serves_brokers() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn a_source_object_runs_in_the_data_plane_and_gets_ready_with_its_sink_uri() {
+    let api = FakeApiServer::start().await;
+    let herald = Herald::start(&api, "a", ServeConfig::default()).await;
+    let collection = "apis/sources.knative.dev/v1/pingsources";
+    api.put(
+        collection,
+        json!({
+            "apiVersion": "sources.knative.dev/v1",
+            "kind": "PingSource",
+            "metadata": {"name": "beat", "namespace": "default"},
+            "spec": {"schedule": "@every 1h", "sink": {"uri": "http://127.0.0.1:9/beat"}}
+        }),
+    );
+    let ready = ready_is(&api, collection, "beat", "True").await;
+    assert_eq!(ready["status"]["sinkUri"], "http://127.0.0.1:9/beat");
+    assert_eq!(ready["status"]["observedGeneration"], 1);
+    assert!(
+        condition(&ready, "SinkProvided").is_some_and(|c| c["status"] == "True"),
+        "{ready}"
+    );
+    // The status came through the status subresource.
+    assert!(api
+        .requests()
+        .iter()
+        .any(|r| r.method == "PATCH" && r.path.ends_with("/pingsources/beat/status")));
+    herald.stop().await;
+}

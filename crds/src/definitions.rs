@@ -2,7 +2,8 @@
 //! `deploy/crds/` commits them.
 
 use crate::resources::{
-    Broker, Channel, EventTransform, InMemoryChannel, KafkaChannel, Parallel, Sequence,
+    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -20,6 +21,12 @@ pub fn definitions() -> Vec<CustomResourceDefinition> {
         Subscription::crd(),
         Sequence::crd(),
         Parallel::crd(),
+        PingSource::crd(),
+        GitHubSource::crd(),
+        KafkaSource::crd(),
+        ContainerSource::crd(),
+        ApiServerSource::crd(),
+        NatsSource::crd(),
     ]
 }
 

@@ -2,7 +2,8 @@
 //! produces for the same manifest, so both control planes feed one data plane.
 
 use crate::resources::{
-    Broker, Channel, EventTransform, InMemoryChannel, KafkaChannel, Parallel, Sequence,
+    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
 use herald_core::{ChannelFlavor, Kind, Resource};
@@ -85,6 +86,24 @@ to_resource!(Sequence, Sequence, |metadata, spec| Resource::Sequence(
 to_resource!(Parallel, Parallel, |metadata, spec| Resource::Parallel(
     herald_core::Parallel { metadata, spec }
 ));
+
+macro_rules! source_to_resource {
+    ($($crd:ident),*) => {$(
+        to_resource!($crd, $crd, |metadata, spec| Resource::$crd(herald_core::$crd {
+            metadata,
+            spec
+        }));
+    )*};
+}
+
+source_to_resource!(
+    PingSource,
+    GitHubSource,
+    KafkaSource,
+    ContainerSource,
+    NatsSource,
+    ApiServerSource
+);
 
 /// Maps any object Herald serves.
 pub fn to_resource<T: ToResource>(object: &T) -> Result<Resource, MappingError> {

@@ -78,3 +78,27 @@ knative_kind!(
     /// `flows.knative.dev/v1` Parallel.
     ParallelSpec(herald_core::ParallelSpec) => "flows.knative.dev" / "v1", "Parallel", "parallels", "par"
 );
+knative_kind!(
+    /// `sources.knative.dev/v1` PingSource.
+    PingSourceSpec(herald_core::PingSourceSpec) => "sources.knative.dev" / "v1", "PingSource", "pingsources", "ping"
+);
+knative_kind!(
+    /// `sources.knative.dev/v1alpha1` GitHubSource.
+    GitHubSourceSpec(herald_core::GitHubSourceSpec) => "sources.knative.dev" / "v1alpha1", "GitHubSource", "githubsources", "ghs"
+);
+knative_kind!(
+    /// `sources.knative.dev/v1beta1` KafkaSource.
+    KafkaSourceSpec(herald_core::KafkaSourceSpec) => "sources.knative.dev" / "v1beta1", "KafkaSource", "kafkasources", "ks"
+);
+knative_kind!(
+    /// `sources.knative.dev/v1` ContainerSource.
+    ContainerSourceSpec(herald_core::ContainerSourceSpec) => "sources.knative.dev" / "v1", "ContainerSource", "containersources", "cs"
+);
+knative_kind!(
+    /// `sources.knative.dev/v1` ApiServerSource.
+    ApiServerSourceSpec(herald_core::ApiServerSourceSpec) => "sources.knative.dev" / "v1", "ApiServerSource", "apiserversources", "apiss"
+);
+knative_kind!(
+    /// `sources.herald.dev/v1alpha1` NatsSource, Herald's own.
+    NatsSourceSpec(herald_core::NatsSourceSpec) => "sources.herald.dev" / "v1alpha1", "NatsSource", "natssources", "ns-src"
+);

@@ -1,7 +1,7 @@
 //! The CLI's client of the admin API (`herald apply|get|delete|replay|dlq`).
 
 use super::resources::APPLIED_HEADER;
-use super::{ReplayRequest, ReplayResponse, DLQ_PATH, REPLAY_PATH};
+use super::{ReplayRequest, ReplayResponse, BROKERS_PATH, DLQ_PATH, REPLAY_PATH};
 use herald_core::{Kind, Resource, ResourceKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -222,5 +222,100 @@ impl AdminClient {
             url,
             detail: e.to_string(),
         })
+    }
+
+    /// Opens a Broker's live event stream (`filter`: a CESQL expression).
+    pub async fn watch(
+        &self,
+        broker: &ResourceKey,
+        filter: Option<&str>,
+    ) -> Result<EventStream, ClientError> {
+        let url = format!(
+            "{}{BROKERS_PATH}/{}/{}/events",
+            self.base, broker.namespace, broker.name
+        );
+        let mut request = self.http.get(&url);
+        if let Some(f) = filter {
+            request = request.query(&[("filter", f)]);
+        }
+        let response = self.send(&url, request).await?;
+        Ok(EventStream {
+            response,
+            buffer: Vec::new(),
+        })
+    }
+}
+
+/// A Server-Sent Events stream, read message by message.
+pub struct EventStream {
+    response: reqwest::Response,
+    /// What arrived and is not yet a whole message.
+    buffer: Vec<u8>,
+}
+
+/// One Server-Sent Events message: its `event` name and its `data` lines joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseMessage {
+    pub event: String,
+    pub data: String,
+}
+
+impl EventStream {
+    /// The next message; `None` once the server ends the stream.
+    pub async fn next(&mut self) -> Result<Option<SseMessage>, reqwest::Error> {
+        loop {
+            if let Some(message) = take_message(&mut self.buffer) {
+                if message.event.is_empty() && message.data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Ok(Some(message));
+            }
+            match self.response.chunk().await? {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Cuts the first whole message (ended by a blank line) off `buffer`; bytes, so a character
+/// split across chunks is whole by then.
+fn take_message(buffer: &mut Vec<u8>) -> Option<SseMessage> {
+    let end = buffer.windows(2).position(|w| w == b"\n\n")?;
+    let block: Vec<u8> = buffer.drain(..end + 2).collect();
+    let block = String::from_utf8_lossy(&block[..end]);
+    let mut message = SseMessage {
+        event: String::new(),
+        data: String::new(),
+    };
+    let mut data = Vec::new();
+    for line in block.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)) {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => message.event = value.to_string(),
+            "data" => data.push(value),
+            _ => {}
+        }
+    }
+    message.data = data.join("\n");
+    Some(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_message;
+
+    #[test]
+    fn messages_are_cut_at_blank_lines_and_data_lines_joined() {
+        let mut buffer =
+            Vec::from(":\n\nevent: cloudevent\ndata: {\"a\":\ndata: 1}\n\nevent: mis".as_bytes());
+        let keep_alive = take_message(&mut buffer).unwrap();
+        assert!(keep_alive.event.is_empty() && keep_alive.data.is_empty());
+        let m = take_message(&mut buffer).unwrap();
+        assert_eq!(m.event, "cloudevent");
+        assert_eq!(m.data, "{\"a\":\n1}");
+        assert!(take_message(&mut buffer).is_none());
+        assert_eq!(buffer, b"event: mis");
     }
 }

@@ -8,9 +8,13 @@ pub mod client;
 mod dlq;
 mod replay;
 mod resources;
+mod send;
+mod stream;
+mod ui;
 
 pub use dlq::DLQ_PATH;
 pub use replay::{parse_key, parse_position, ReplayRequest, ReplayResponse, REPLAY_PATH};
+pub use stream::{compile_filter, BROKERS_PATH};
 
 use crate::plane::DataPlane;
 use axum::extract::State;
@@ -25,7 +29,8 @@ pub fn router(plane: Arc<DataPlane>, token: Option<String>) -> Router {
     let mut protected = Router::new()
         .route(REPLAY_PATH, post(replay::replay))
         .merge(dlq::router())
-        .merge(resources::router());
+        .merge(resources::router())
+        .merge(stream::router());
     if let Some(token) = token {
         let token = Arc::new(token);
         protected = protected.layer(axum::middleware::from_fn(move |request, next| {
@@ -35,6 +40,7 @@ pub fn router(plane: Arc<DataPlane>, token: Option<String>) -> Router {
     }
     Router::new()
         .route("/readyz", get(readyz))
+        .merge(ui::router())
         .merge(protected)
         .with_state(plane)
 }

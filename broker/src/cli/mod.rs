@@ -6,6 +6,7 @@ mod events;
 mod resources;
 mod serve;
 mod source;
+mod tail;
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +44,8 @@ enum Command {
     /// dead-lettered ones).
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Print what a Broker accepts, live (optionally only what a CESQL filter matches).
+    Tail(tail::TailArgs),
     /// Print the CustomResourceDefinitions of every kind Herald serves, as YAML.
     #[cfg(feature = "kubernetes")]
     Crds,
@@ -53,7 +56,11 @@ impl Cli {
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
             // Their own output is the point; Herald's info logs would drown it.
-            Command::Apply(_) | Command::Get(_) | Command::Delete(_) | Command::Dlq(_) => "warn",
+            Command::Apply(_)
+            | Command::Get(_)
+            | Command::Delete(_)
+            | Command::Dlq(_)
+            | Command::Tail(_) => "warn",
             _ => "info",
         }
     }
@@ -70,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(a) => events::replay(a).await,
         Command::Source(c) => source::run(c).await,
         Command::Dlq(c) => dlq::run(c).await,
+        Command::Tail(a) => tail::run(a).await,
         #[cfg(feature = "kubernetes")]
         Command::Crds => {
             print!("{}", herald_crds::definitions_yaml());

@@ -16,6 +16,8 @@ pub(super) struct LogEntry {
     /// Where its routes park what they cannot deliver: the channel's own durable area, or
     /// one in memory for a channel without (lost on restart).
     pub parking: Arc<dyn ParkingLot>,
+    /// Offers what the channel accepts to its watchers.
+    pub tap: super::tap::EventTap,
 }
 
 /// Knative's Broker conditions that Herald reports (Ready is their conjunction).
@@ -43,12 +45,14 @@ impl State {
                     let parking = channel
                         .parking()
                         .unwrap_or_else(|| Arc::new(MemoryParkingLot::default()));
+                    let (channel, tap) = super::tap::wrap(channel, &self.stopping_watches);
                     self.logs.insert(
                         id,
                         LogEntry {
                             channel,
                             kind,
                             parking,
+                            tap,
                         },
                     );
                     Check::Ok

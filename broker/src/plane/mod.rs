@@ -26,12 +26,14 @@ mod routes;
 mod sources;
 mod status;
 mod subscriptions;
+mod tap;
 mod transforms;
 mod triggers;
 mod view;
 
 pub use parked::{ParkedError, ParkedList, Redriven};
 pub use status::{Health, NotReady};
+pub use tap::{Seen, Watch, TAP_CAPACITY};
 pub use transforms::{CompiledTransform, Transforms};
 pub use view::ResourceView;
 
@@ -165,6 +167,8 @@ struct State {
     /// Consumers that were replaced or stopped and are finishing their in-flight deliveries.
     retiring: JoinSet<()>,
     closed: bool,
+    /// Parent of every log's tap: cancelled, it ends every watch at once.
+    stopping_watches: tokio_util::sync::CancellationToken,
 }
 
 pub struct DataPlane {
@@ -198,6 +202,7 @@ impl DataPlane {
                 logs: BTreeMap::new(),
                 retiring: JoinSet::new(),
                 closed: false,
+                stopping_watches: Default::default(),
             }),
             ingress: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             channel_ingress: Arc::new(ArcSwap::from_pointee(HashMap::new())),

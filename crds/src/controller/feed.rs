@@ -6,7 +6,8 @@
 use super::addressable::Addressables;
 use super::{KnativeKind, Plane};
 use crate::resources::{
-    Broker, Channel, EventTransform, InMemoryChannel, KafkaChannel, Parallel, Sequence,
+    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
 use futures::StreamExt;
@@ -88,8 +89,12 @@ pub async fn run(
             Kind::Subscription => snapshots.push(reflect::<Subscription>(&client, c, s)),
             Kind::Sequence => snapshots.push(reflect::<Sequence>(&client, c, s)),
             Kind::Parallel => snapshots.push(reflect::<Parallel>(&client, c, s)),
-            // Source kinds have no CRD mapping yet (issue 19 landed the core types first).
-            _ => {}
+            Kind::PingSource => snapshots.push(reflect::<PingSource>(&client, c, s)),
+            Kind::GitHubSource => snapshots.push(reflect::<GitHubSource>(&client, c, s)),
+            Kind::KafkaSource => snapshots.push(reflect::<KafkaSource>(&client, c, s)),
+            Kind::ContainerSource => snapshots.push(reflect::<ContainerSource>(&client, c, s)),
+            Kind::NatsSource => snapshots.push(reflect::<NatsSource>(&client, c, s)),
+            Kind::ApiServerSource => snapshots.push(reflect::<ApiServerSource>(&client, c, s)),
         }
     }
     let mut tick = tokio::time::interval(resync);

@@ -5,7 +5,8 @@
 use super::BROKER_CLASS;
 use crate::mapping::ToResource;
 use crate::resources::{
-    Broker, Channel, EventTransform, InMemoryChannel, KafkaChannel, Parallel, Sequence,
+    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
 use async_trait::async_trait;
@@ -58,7 +59,13 @@ plain_kind!(
     KafkaChannel,
     Subscription,
     Sequence,
-    Parallel
+    Parallel,
+    PingSource,
+    GitHubSource,
+    KafkaSource,
+    ContainerSource,
+    NatsSource,
+    ApiServerSource
 );
 
 /// Whether a Broker is of Herald's class.

@@ -6,7 +6,8 @@
 use super::addressable::Unresolved;
 use super::{Context, Error, KnativeKind, PlaneError, FINALIZER};
 use crate::resources::{
-    Broker, Channel, EventTransform, InMemoryChannel, KafkaChannel, Parallel, Sequence,
+    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
 use futures::StreamExt;
@@ -210,8 +211,12 @@ pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
             Kind::Subscription => tasks.spawn(run_kind::<Subscription>(ctx, stop)),
             Kind::Sequence => tasks.spawn(run_kind::<Sequence>(ctx, stop)),
             Kind::Parallel => tasks.spawn(run_kind::<Parallel>(ctx, stop)),
-            // Source kinds have no CRD mapping yet (issue 19 landed the core types first).
-            _ => continue,
+            Kind::PingSource => tasks.spawn(run_kind::<PingSource>(ctx, stop)),
+            Kind::GitHubSource => tasks.spawn(run_kind::<GitHubSource>(ctx, stop)),
+            Kind::KafkaSource => tasks.spawn(run_kind::<KafkaSource>(ctx, stop)),
+            Kind::ContainerSource => tasks.spawn(run_kind::<ContainerSource>(ctx, stop)),
+            Kind::NatsSource => tasks.spawn(run_kind::<NatsSource>(ctx, stop)),
+            Kind::ApiServerSource => tasks.spawn(run_kind::<ApiServerSource>(ctx, stop)),
         };
     }
     while tasks.join_next().await.is_some() {}
