@@ -8,11 +8,17 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(event) = record::decode(data) {
         let again = record::encode(&event).expect("a decoded record encodes");
-        assert_eq!(record::decode(&again).expect("re-encoded record decodes"), event);
+        assert_eq!(
+            record::decode(&again).expect("re-encoded record decodes"),
+            event
+        );
     }
     if let Ok(event) = json::from_slice(data) {
         let again = json::to_vec(&event);
-        assert_eq!(json::from_slice(&again).expect("re-encoded JSON decodes"), event);
+        assert_eq!(
+            json::from_slice(&again).expect("re-encoded JSON decodes"),
+            event
+        );
         let (headers, payload) = herald_channels::nats::encode(&event);
         let back = herald_channels::nats::decode(Some(&headers), &payload)
             .expect("a NATS message of a valid event decodes");
@@ -24,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
         None => (data, &[][..]),
     };
     let headers = async_nats_headers(head);
-    if let Ok(event) = herald_channels::nats::decode(headers.as_ref(), &bytes::Bytes::copy_from_slice(payload)) {
+    if let Ok(event) =
+        herald_channels::nats::decode(headers.as_ref(), &bytes::Bytes::copy_from_slice(payload))
+    {
         let (h, p) = herald_channels::nats::encode(&event);
         let back = herald_channels::nats::decode(Some(&h), &p).expect("re-encoded NATS decodes");
         assert_eq!(back.id(), event.id());

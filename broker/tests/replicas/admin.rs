@@ -19,6 +19,8 @@ pub const CLI_DEADLINE: Duration = Duration::from_secs(30);
 pub struct Admin {
     /// e.g. http://127.0.0.1:PORT
     pub base: String,
+    /// The API group and version its objects are under (`API` unless told).
+    api: String,
     http: reqwest::Client,
 }
 
@@ -39,13 +41,25 @@ impl Admin {
             .unwrap();
         Admin {
             base: base.trim_end_matches('/').to_string(),
+            api: API.to_string(),
             http,
+        }
+    }
+
+    /// A client for the objects of another API group, e.g. `/apis/sources.knative.dev/v1`.
+    pub fn for_api(base: &str, api: &str) -> Admin {
+        Admin {
+            api: api.to_string(),
+            ..Admin::new(base)
         }
     }
 
     /// `.../namespaces/{namespace}/{plural}/{name}`.
     pub fn object_url(&self, plural: &str, namespace: &str, name: &str) -> String {
-        format!("{}{API}/namespaces/{namespace}/{plural}/{name}", self.base)
+        format!(
+            "{}{}/namespaces/{namespace}/{plural}/{name}",
+            self.base, self.api
+        )
     }
 
     async fn answer(request: reqwest::RequestBuilder, what: &str) -> Answer {
@@ -82,8 +96,8 @@ impl Admin {
     /// The items of a list: of `namespace`, or of every namespace with None.
     pub async fn list(&self, plural: &str, namespace: Option<&str>) -> Vec<Value> {
         let url = match namespace {
-            Some(ns) => format!("{}{API}/namespaces/{ns}/{plural}", self.base),
-            None => format!("{}{API}/{plural}", self.base),
+            Some(ns) => format!("{}{}/namespaces/{ns}/{plural}", self.base, self.api),
+            None => format!("{}{}/{plural}", self.base, self.api),
         };
         let a = Self::answer(self.http.get(&url), &url).await;
         assert_eq!(a.status, StatusCode::OK, "GET {url}: {}", a.body);
