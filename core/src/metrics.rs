@@ -10,7 +10,7 @@
 //! ```
 //! use herald_core::metrics::{Metrics, Counter};
 //! let metrics = Metrics::new();
-//! let ticks = Counter::default();
+//! let ticks: Counter = Counter::default();
 //! metrics.register("pingsource_ticks", "PingSource ticks emitted", ticks.clone());
 //! ticks.inc();
 //! assert!(metrics.encode().contains("herald_pingsource_ticks_total 1"));
