@@ -9,12 +9,17 @@
 #   (e) Herald on NATS JetStream                 (if a nats-server listens on 127.0.0.1:4222)
 #   (f) Herald on Kafka                          (with --kafka HOST:PORT; builds --features kafka)
 #   (g) Herald, memory, 1,000 non-matching Triggers (half prefix, half CESQL) + 1 matching
+#   (h) Herald, memory, fan-out: 100 Triggers of which 10 match (10 deliveries per event)
 # and prints req/s, the ratio to (b) from the same run, latency p50/p99/p99.9 (wrk's own
-# histogram), and for Herald the peak RSS (VmHWM) and the rate at which the sink actually
-# received the events (an accepted event may still be queued on the channel when wrk stops).
+# histogram), and for Herald the idle and peak RSS (VmRSS once ready, VmHWM) and the rate at
+# which the sink actually received the deliveries (an accepted event may still be queued on
+# the channel when wrk stops), with (g) and (h) also as a share of (c)'s delivery rate.
 #
 # Usage: scripts/bench.sh [--duration 10s] [--warmup 2s] [--connections 32] [--threads 2]
 #                         [--kafka HOST:PORT] [--nats-url nats://127.0.0.1:4222]
+#                         [--herald PATH] [--only c,g,...]
+# --herald runs that binary instead of building one (e.g. an older build, for a before/after
+# in the same conditions); --only runs the named Herald cases (a and b always run).
 # Installs wrk and nginx-light with apt-get when missing (needs root). Everything listens on
 # 127.0.0.1; configs, data and logs live in a temporary directory removed on exit (kept with
 # HERALD_BENCH_KEEP=1).
@@ -27,6 +32,8 @@ connections=32
 threads=2
 kafka=""
 nats_url="nats://127.0.0.1:4222"
+herald=""
+only=",c,d,e,f,g,h,"
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
@@ -35,7 +42,9 @@ while [ $# -gt 0 ]; do
     --threads) threads="$2"; shift 2 ;;
     --kafka) kafka="$2"; shift 2 ;;
     --nats-url) nats_url="$2"; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --herald) herald="$2"; shift 2 ;;
+    --only) only=",$2,"; shift 2 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -62,9 +71,11 @@ nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/herald/target}"
 features=()
 [ -n "$kafka" ] && features=(--features kafka)
-echo "== building herald (release${kafka:+, kafka})"
-cargo build --release --quiet -p herald-broker --bin herald "${features[@]}"
-herald="$CARGO_TARGET_DIR/release/herald"
+if [ -z "$herald" ]; then
+  echo "== building herald (release${kafka:+, kafka})"
+  cargo build --release --quiet -p herald-broker --bin herald "${features[@]}"
+  herald="$CARGO_TARGET_DIR/release/herald"
+fi
 
 # --- processes and clean-up --------------------------------------------------------------------
 tmp="$(mktemp -d -t herald-bench.XXXXXX)"
@@ -215,10 +226,11 @@ results="$tmp/results"
 : >"$results"
 baseline_rps=""
 
-# Measures one case: warm-up, then DURATION; records a results row.
-#   measure NAME URL [HERALD_PID]
+# Measures one case: warm-up, then DURATION; records a results row. FANOUT: deliveries per
+# accepted event; IDLE: the Herald process's resident MiB once ready.
+#   measure NAME URL [HERALD_PID FANOUT IDLE]
 measure() {
-  local name="$1" url="$2" herald_pid="${3:-}" r base rps accepted drain delivered rss
+  local name="$1" url="$2" herald_pid="${3:-}" fanout="${4:-1}" idle="${5:--}" r base rps accepted drain delivered rss
   run_wrk "$url" "$warmup" >/dev/null
   if [ -n "$herald_pid" ]; then
     # Start from an empty channel: everything the warm-up got accepted reaches the sink first.
@@ -235,16 +247,16 @@ measure() {
   rps="$(awk -v n="$(field requests "$r")" -v s="$(field seconds "$r")" 'BEGIN { printf "%.0f", n / s }')"
   delivered="-" drain="-" rss="-"
   if [ -n "$herald_pid" ]; then
-    accepted=$(( $(field requests "$r") - $(field non2xx "$r") ))
+    accepted=$(( ($(field requests "$r") - $(field non2xx "$r")) * fanout ))
     drain="$(wait_delivered "$base" "$accepted")"
     delivered="$(awk -v n="$accepted" -v s="$(field seconds "$r")" -v d="$drain" \
       'BEGIN { printf "%.0f", n / (s + d) }')"
     rss="$(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$herald_pid/status")"
   fi
   [ -n "$baseline_rps" ] || [ "$name" != "(b) nginx forwarder" ] || baseline_rps="$rps"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" \
     "$(field p50 "$r")" "$(field p99 "$r")" "$(field p999 "$r")" "$(field non2xx "$r")" \
-    "$(field socket_errors "$r")" "$delivered" "$drain" "$rss" >>"$results"
+    "$(field socket_errors "$r")" "$delivered" "$drain" "$idle" "$rss" >>"$results"
   echo "   $name: $rps req/s" >&2
 }
 
@@ -253,9 +265,9 @@ measure() {
 ns="bench$(date +%s)"
 
 # Writes DIR/config.yaml: Broker NS/b, NONMATCHING Triggers that never match (half prefix, half
-# CESQL), and one Trigger on type bench.event, all subscribed to the sink.
+# CESQL), and MATCHING (default 1) Triggers on type bench.event, all subscribed to the sink.
 herald_config() {
-  local dir="$1" nonmatching="$2" i
+  local dir="$1" nonmatching="$2" matching="${3:-1}" i
   mkdir -p "$dir"
   {
     cat <<EOF
@@ -269,11 +281,14 @@ spec:
     retry: 3
     backoffPolicy: exponential
     backoffDelay: PT0.1S
+EOF
+    for ((i = 0; i < matching; i++)); do
+      cat <<EOF
 ---
 apiVersion: eventing.knative.dev/v1
 kind: Trigger
 metadata:
-  name: matching
+  name: matching-$i
   namespace: $ns
 spec:
   broker: b
@@ -283,6 +298,7 @@ spec:
   subscriber:
     uri: $sink
 EOF
+    done
     for ((i = 0; i < nonmatching; i++)); do
       if ((i % 2 == 0)); then
         filter="    - prefix:
@@ -309,12 +325,13 @@ EOF
   } >"$dir/config.yaml"
 }
 
-# Runs one Herald case: herald_case NAME CHANNEL NONMATCHING [extra serve flags...]
+# Runs one Herald case: herald_case NAME CHANNEL NONMATCHING MATCHING [extra serve flags...]
 herald_case() {
-  local name="$1" channel="$2" nonmatching="$3" port pid dir
-  shift 3
-  dir="$tmp/herald-$channel-$nonmatching"
-  herald_config "$dir/config" "$nonmatching"
+  local name="$1" channel="$2" nonmatching="$3" matching="$4" port pid dir idle
+  shift 4
+  case "$only" in *",${name:1:1},"*) ;; *) return 0 ;; esac
+  dir="$tmp/herald-$channel-$nonmatching-$matching"
+  herald_config "$dir/config" "$nonmatching" "$matching"
   port="$(free_port)"
   RUST_LOG=warn "$herald" serve --config "$dir/config" --listen "127.0.0.1:$port" \
     --admin-addr 127.0.0.1:0 --channel "$channel" --data-dir "$dir/data" "$@" >"$dir/herald.log" 2>&1 &
@@ -330,8 +347,9 @@ herald_case() {
     [ $SECONDS -lt "$deadline" ] || { echo "$name: Herald never accepted an event" >&2; cat "$dir/herald.log" >&2; exit 1; }
     sleep 0.1
   done
-  wait_delivered "$base" 1 >/dev/null
-  measure "$name" "http://127.0.0.1:$port/$ns/b" "$pid"
+  wait_delivered "$base" "$matching" >/dev/null
+  idle="$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")"
+  measure "$name" "http://127.0.0.1:$port/$ns/b" "$pid" "$matching" "$idle"
   stop "$pid"
 }
 
@@ -345,35 +363,39 @@ start_nginx forwarder "$fwd_port" "proxy_pass http://sink; proxy_http_version 1.
   "upstream sink { server 127.0.0.1:$sink_port; keepalive 64; }"
 measure "(b) nginx forwarder" "http://127.0.0.1:$fwd_port/"
 
-herald_case "(c) herald memory" memory 0
-herald_case "(d) herald sled (durable)" sled 0
+herald_case "(c) herald memory" memory 0 1
+herald_case "(d) herald sled (durable)" sled 0 1
 nats_host_port="${nats_url#nats://}"
 if listening "${nats_host_port##*:}"; then
-  herald_case "(e) herald nats" nats 0 --nats-url "$nats_url"
+  herald_case "(e) herald nats" nats 0 1 --nats-url "$nats_url"
 else
   printf '%s\tskipped: no nats-server on %s\n' "(e) herald nats" "$nats_url" >>"$results"
 fi
 if [ -n "$kafka" ]; then
-  herald_case "(f) herald kafka" kafka 0 --kafka-bootstrap-servers "$kafka"
+  herald_case "(f) herald kafka" kafka 0 1 --kafka-bootstrap-servers "$kafka"
 else
   printf '%s\tskipped: no --kafka HOST:PORT\n' "(f) herald kafka" >>"$results"
 fi
-herald_case "(g) herald memory 1000+1 triggers" memory 1000
+herald_case "(g) herald memory 1000+1 triggers" memory 1000 1
+herald_case "(h) herald memory fan-out 10 of 100" memory 90 10
 
 # --- report ------------------------------------------------------------------------------------
 echo
 awk -F'\t' -v base="$baseline_rps" '
   function ms(us) { return sprintf("%.2f", us / 1000) }
   BEGIN {
-    printf "%-34s %9s %6s %8s %8s %9s %7s %11s %7s %8s\n", "case", "req/s", "ratio",
-      "p50 ms", "p99 ms", "p99.9 ms", "non2xx", "delivered/s", "drain s", "RSS MiB"
+    printf "%-36s %8s %6s %7s %7s %8s %6s %11s %6s %7s %6s %6s\n", "case", "req/s", "ratio",
+      "p50 ms", "p99 ms", "p99.9ms", "errors", "delivered/s", "of (c)", "drain s", "idleMB", "peakMB"
   }
-  NF == 2 { printf "%-34s %s\n", $1, $2; next }
+  NF == 2 { printf "%-36s %s\n", $1, $2; next }
   {
     ratio = base > 0 ? sprintf("%.0f%%", $2 / base * 100) : "-"
-    printf "%-34s %9s %6s %8s %8s %9s %7s %11s %7s %8s\n", $1, $2, ratio, ms($3), ms($4),
-      ms($5), $6 + $7, $8, $9, $10
+    if ($1 ~ /^\(c\)/) c_delivered = $8
+    of_c = ($1 ~ /^\([gh]\)/ && c_delivered > 0) ? sprintf("%.0f%%", $8 / c_delivered * 100) : "-"
+    printf "%-36s %8s %6s %7s %7s %8s %6s %11s %6s %7s %6s %6s\n", $1, $2, ratio, ms($3), ms($4),
+      ms($5), $6 + $7, $8, of_c, $9, $10, $11
   }' "$results"
 echo
-echo "ratio: req/s as a share of (b). delivered/s: accepted events / (run + time until the sink"
-echo "had them all). RSS: peak resident set of the Herald process (VmHWM)."
+echo "ratio: req/s as a share of (b). delivered/s: deliveries of accepted events / (run + time"
+echo "until the sink had them all); of (c): that as a share of (c)'s. idleMB: resident set of the"
+echo "Herald process once ready (VmRSS); peakMB: its peak (VmHWM). errors: non-2xx + socket errors."

@@ -306,3 +306,28 @@ fn readme_delete_trigger_by_its_singular_kind() {
             .is_none());
     });
 }
+
+/// The Development section's profiling recipe, briefly: `scripts/profile.sh` with each tool
+/// (perf sampling, callgrind counting) against this build's `herald`, under wrk load, writes a
+/// report that names Herald's own code. A missing tool (perf, valgrind, wrk, nginx) fails it.
+#[test]
+fn the_profile_script_reports_where_the_time_goes_with_each_tool() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for tool in ["perf", "callgrind"] {
+        let out = tempfile::tempdir().unwrap();
+        let run = std::process::Command::new("bash")
+            .arg(repo.join("scripts/profile.sh"))
+            .args(["--tool", tool, "--duration", "2s", "--connections", "2"])
+            .args(["--herald", HERALD, "--out"])
+            .arg(out.path())
+            .output()
+            .expect("bash runs");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "profile.sh --tool {tool} failed: {stderr}");
+        let report = std::fs::read_to_string(out.path().join("report.txt")).unwrap();
+        assert!(
+            report.contains("herald"),
+            "the {tool} report names no Herald code:\n{report}"
+        );
+    }
+}

@@ -75,6 +75,18 @@ impl AckPrefix {
         self.advance()
     }
 
+    /// Everything below `through` is settled (a shared reader found nothing owed there);
+    /// never moves the committed position back. Returns whether it moved.
+    pub(crate) fn settle_below(&mut self, through: u64) -> bool {
+        if self.committed.is_some_and(|c| c >= through) {
+            return false;
+        }
+        self.owed = self.owed.split_off(&through);
+        self.committed = Some(through);
+        self.advance();
+        true
+    }
+
     /// Hands `offset` back unhandled: it stays owed and will be handed out again.
     pub(crate) fn release(&mut self, offset: u64) {
         if let Some(state) = self.owed.get_mut(&offset) {
@@ -143,6 +155,22 @@ mod tests {
         p.settle(13);
         assert_eq!(p.committed(), Some(15));
         assert!(p.settled_above().is_empty());
+    }
+
+    #[test]
+    fn settling_below_an_offset_keeps_what_is_owed_above_it_and_never_goes_back() {
+        let mut p = AckPrefix::at(3);
+        p.delivered(4);
+        p.delivered(9);
+        p.settle(10);
+        assert!(p.settle_below(9));
+        // 9 is still owed; 10 settled above it stays recorded.
+        assert_eq!(p.committed(), Some(9));
+        assert_eq!(p.settled_above(), [10].into());
+        assert!(!p.settle_below(5));
+        assert_eq!(p.committed(), Some(9));
+        p.settle(9);
+        assert_eq!(p.committed(), Some(11));
     }
 
     #[test]

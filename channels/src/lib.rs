@@ -19,6 +19,7 @@ pub mod name;
 pub mod nats;
 pub mod parking;
 pub mod registry;
+pub mod shared_log;
 pub mod sled;
 
 /// What the wire codecs' round-trip tests check of a decoded event.
@@ -60,6 +61,7 @@ pub use name::ChannelName;
 pub use nats::{NatsBackend, NatsChannel, NatsConfig, NatsStorage};
 pub use parking::{MemoryParkingLot, ParkedEvent, ParkedWhy, Parking, ParkingLot};
 pub use registry::{Backend, BackendHealth, BackendKind, BackendRegistry, ChannelOptions};
+pub use shared_log::{Mark, Read, SharedLog};
 
 /// An ordered log of events with independent, acknowledged subscriptions.
 #[async_trait]
@@ -77,6 +79,12 @@ pub trait Channel: Send + Sync + 'static {
     /// The channel's own durable parking area for undeliverable events, if it has one (sled);
     /// `None`: the data plane keeps them in a [`MemoryParkingLot`] (lost on restart).
     fn parking(&self) -> Option<Arc<dyn ParkingLot>> {
+        None
+    }
+
+    /// The channel as one offset-addressed log, when it is one (memory, sled), so a
+    /// Broker's Triggers can share one reader; `None`: each subscription reads for itself.
+    fn shared_log(&self) -> Option<Arc<dyn SharedLog>> {
         None
     }
 

@@ -8,6 +8,7 @@
 use crate::ack_prefix::AckPrefix;
 use crate::registry::{Backend, BackendHealth, BackendKind, ChannelOptions};
 use crate::WireEvent;
+use crate::shared_log::{Mark, Read, SharedLog};
 use crate::{
     Acknowledge, Channel, ChannelError, ChannelName, Delivery, Position, Settlement, Subscription,
 };
@@ -128,6 +129,8 @@ struct Log {
     closing: bool,
     /// Source of cursor epochs.
     epochs: u64,
+    /// Seeks so far, for shared readers (see [`SharedLog::moves`]).
+    moves: u64,
 }
 
 struct Cursor {
@@ -246,6 +249,10 @@ impl Channel for MemoryChannel {
         Ok(())
     }
 
+    fn shared_log(&self) -> Option<Arc<dyn SharedLog>> {
+        Some(self.shared.clone())
+    }
+
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError> {
         {
             let mut log = self.shared.lock();
@@ -310,6 +317,7 @@ impl Channel for MemoryChannel {
                 ));
             };
             *cursor = Cursor::at(offset, epoch);
+            log.moves += 1;
             offset
         };
         self.shared.changed.notify_waiters();
@@ -344,6 +352,98 @@ impl Channel for MemoryChannel {
     async fn close(&self) {
         self.shared.lock().closing = true;
         self.shared.changed.notify_waiters();
+    }
+}
+
+impl Log {
+    fn mark(&self, subscription: &str) -> Option<Mark> {
+        self.subscriptions.get(subscription).map(|c| Mark {
+            committed: c.committed(),
+            settled: c.acks.settled_above(),
+            epoch: c.epoch,
+        })
+    }
+}
+
+#[async_trait]
+impl SharedLog for Shared {
+    async fn open(&self, subscription: &str) -> Result<Mark, ChannelError> {
+        let mut log = self.lock();
+        let head = log.head();
+        if !log.subscriptions.contains_key(subscription) {
+            log.epochs += 1;
+            let epoch = log.epochs;
+            log.subscriptions
+                .insert(subscription.to_string(), Cursor::at(head, epoch));
+        }
+        Ok(log.mark(subscription).expect("just opened"))
+    }
+
+    fn mark(&self, subscription: &str) -> Option<Mark> {
+        self.lock().mark(subscription)
+    }
+
+    fn moves(&self) -> u64 {
+        self.lock().moves
+    }
+
+    async fn read(
+        &self,
+        from: u64,
+        until: Option<u64>,
+        max: usize,
+        moves: u64,
+    ) -> Result<Read, ChannelError> {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a publish between the look and the await counts.
+            notified.as_mut().enable();
+            {
+                let log = self.lock();
+                if log.moves != moves {
+                    return Ok(Read::Moved(log.moves));
+                }
+                let from = from.max(log.base);
+                let end = until.map_or(log.head(), |u| u.min(log.head()));
+                if from < end || until.is_some() {
+                    let to = end.min(from + max.max(1) as u64).max(from);
+                    let events = (from..to)
+                        .map(|o| (o, log.events[(o - log.base) as usize].clone()))
+                        .collect();
+                    return Ok(Read::Events { events, end: to });
+                }
+                // As for subscriptions: the end only once everything is handled, since a
+                // reply published by an in-flight delivery may still arrive.
+                if log.closing && log.drained() {
+                    return Ok(Read::End);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn advance(&self, subscription: &str, epoch: u64, settled: Option<u64>, through: u64) -> bool {
+        let closing = {
+            let mut log = self.lock();
+            let Some(c) = log.subscriptions.get_mut(subscription) else {
+                return false;
+            };
+            if c.epoch != epoch {
+                return false;
+            }
+            if let Some(offset) = settled {
+                c.acks.settle(offset);
+            }
+            c.acks.settle_below(through);
+            c.next = c.next.max(through);
+            log.closing
+        };
+        if closing {
+            // A drained channel ends its readers.
+            self.changed.notify_waiters();
+        }
+        true
     }
 }
 

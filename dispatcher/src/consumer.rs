@@ -13,6 +13,7 @@ use crate::route::{DeliveryOrder, Route};
 use herald_channels::{
     Acknowledge, Channel, ChannelError, Delivery, Parking, ParkingLot, Settlement, Subscription,
 };
+use herald_core::metrics::Histogram;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,7 @@ impl RouteConsumer {
         let mut tasks = JoinSet::new();
         let lanes = (self.current().order == DeliveryOrder::Ordered)
             .then(|| self.start_lanes(&mut tasks, &abort));
+        let mut processing = ProcessingHistogram::default();
         loop {
             // With every slot busy on stuck deliveries, abort must still get through.
             let permit = tokio::select! {
@@ -92,10 +94,8 @@ impl RouteConsumer {
             let route = self.current();
             let filtering = std::time::Instant::now();
             let accepted = route.accepts(&delivery.event);
-            if let Some(labels) = route.processing_labels() {
-                let took = herald_core::metrics::millis(filtering.elapsed());
-                let latencies = &self.engine.metrics().filter.event_processing_latencies;
-                latencies.get_or_create(&labels).observe(took);
+            if let Some(histogram) = processing.for_route(&route, &self.engine) {
+                histogram.observe(herald_core::metrics::millis(filtering.elapsed()));
             }
             if !accepted {
                 settle(delivery.into_parts().1, Settlement::Dropped, &route).await;
@@ -136,6 +136,28 @@ impl RouteConsumer {
             }
         }
         while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The route's `event_processing_latencies` histogram, looked up again only when the route
+/// changes (the labels are four strings: building and hashing them per event costs more
+/// than the filter).
+#[derive(Default)]
+struct ProcessingHistogram {
+    route: Option<Arc<Route>>,
+    histogram: Option<Histogram>,
+}
+
+impl ProcessingHistogram {
+    fn for_route(&mut self, route: &Arc<Route>, engine: &DeliveryEngine) -> Option<&Histogram> {
+        if !self.route.as_ref().is_some_and(|r| Arc::ptr_eq(r, route)) {
+            let latencies = &engine.metrics().filter.event_processing_latencies;
+            self.histogram = route
+                .processing_labels()
+                .map(|labels| latencies.get_or_create(&labels).clone());
+            self.route = Some(route.clone());
+        }
+        self.histogram.as_ref()
     }
 }
 

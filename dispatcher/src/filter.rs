@@ -3,6 +3,7 @@
 
 use crate::attributes::{attribute, CesqlEvent};
 use herald_channels::WireEvent;
+use herald_cesql::AttributeTest;
 use herald_core::{is_valid_attribute_name, SubscriptionsApiFilter, TriggerSpec};
 use std::collections::BTreeMap;
 
@@ -67,7 +68,47 @@ impl Filter {
         }
     }
 
+    /// Tests of which at least one passes whenever the filter matches, and whether passing
+    /// one is the whole filter; `None` when the filter implies no such test (it is then
+    /// evaluated for every event). What a Broker's [`FilterIndex`](crate::fanout) keys on.
+    pub fn guard(&self) -> Option<(Vec<AttributeTest>, bool)> {
+        match self {
+            Filter::Attributes(attrs) => {
+                // `type` first: the attribute Triggers tell events apart by most often.
+                let (name, want) = attrs
+                    .iter()
+                    .filter(|(_, want)| !want.is_empty())
+                    .min_by_key(|(name, _)| name != "type")?;
+                let test = AttributeTest::Equals(name.clone(), want.clone());
+                Some((vec![test], attrs.len() == 1))
+            }
+            Filter::Exact(name, want) => {
+                Some((vec![AttributeTest::Equals(name.clone(), want.clone())], true))
+            }
+            Filter::Prefix(name, want) if !want.is_empty() => Some((
+                vec![AttributeTest::StartsWith(name.clone(), want.clone())],
+                true,
+            )),
+            Filter::All(fs) if fs.len() == 1 => fs[0].guard(),
+            Filter::All(fs) => fs
+                .iter()
+                .find_map(|f| f.guard())
+                .map(|(tests, _)| (tests, false)),
+            Filter::Any(fs) => {
+                let mut all = Vec::new();
+                for f in fs {
+                    all.extend(f.guard()?.0);
+                }
+                Some((all, false))
+            }
+            Filter::Cesql(e) => e.guard().map(|tests| (tests, false)),
+            Filter::Everything | Filter::Prefix(..) | Filter::Suffix(..) | Filter::Not(_) => None,
+        }
+    }
+
     pub fn matches(&self, event: &WireEvent) -> bool {
+        #[cfg(test)]
+        tests::count_evaluation();
         match self {
             Filter::Everything => true,
             Filter::Attributes(attrs) => attrs.iter().all(|(name, want)| {
@@ -180,10 +221,25 @@ fn single(map: &BTreeMap<String, String>, field: &str) -> Result<(String, String
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use cloudevents::{EventBuilder, EventBuilderV10};
     use herald_core::TriggerFilter;
+    use std::cell::Cell;
+
+    thread_local! {
+        static EVALUATIONS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// Counts top-level and nested evaluations on this thread, for tests that a filter is
+    /// not evaluated (current-thread runtimes only).
+    pub(crate) fn count_evaluation() {
+        EVALUATIONS.with(|c| c.set(c.get() + 1));
+    }
+
+    pub(crate) fn evaluations() -> u64 {
+        EVALUATIONS.with(Cell::get)
+    }
 
     fn event() -> WireEvent {
         EventBuilderV10::new()
@@ -294,6 +350,39 @@ mod tests {
             ..Default::default()
         };
         assert!(Filter::compile(&spec).unwrap().matches(&event()));
+    }
+
+    #[test]
+    fn guards_are_implied_by_the_filter_and_precise_only_when_they_are_all_of_it() {
+        use AttributeTest::{Equals, StartsWith};
+        let g = |y: &str| filters(y).unwrap().guard();
+        let eq = |a: &str, v: &str| Equals(a.into(), v.into());
+        assert_eq!(g("- exact: {type: a}"), Some((vec![eq("type", "a")], true)));
+        assert_eq!(
+            g("- prefix: {type: a.}"),
+            Some((vec![StartsWith("type".into(), "a.".into())], true))
+        );
+        assert_eq!(
+            g("[{exact: {region: eu}}, {exact: {type: a}}]"),
+            Some((vec![eq("region", "eu")], false))
+        );
+        assert_eq!(
+            g("- any: [{exact: {type: a}}, {exact: {type: b}}]"),
+            Some((vec![eq("type", "a"), eq("type", "b")], false))
+        );
+        assert_eq!(g("- any: [{exact: {type: a}}, {suffix: {type: b}}]"), None);
+        assert_eq!(g("- not: {exact: {type: a}}"), None);
+        assert_eq!(g("- prefix: {type: ''}"), None);
+        assert_eq!(
+            g(r#"- cesql: "type = 'a' AND amount > 3""#),
+            Some((vec![eq("type", "a")], false))
+        );
+        assert_eq!(
+            legacy(&[("type", "a"), ("region", "eu")]).guard(),
+            Some((vec![eq("type", "a")], false))
+        );
+        assert_eq!(legacy(&[("type", "")]).guard(), None);
+        assert_eq!(legacy(&[("type", "a")]).guard(), Some((vec![eq("type", "a")], true)));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod delivery;
 pub mod engine;
+pub mod fanout;
 pub mod filter;
 pub mod redact;
 pub mod reply;
@@ -19,6 +20,7 @@ pub mod transform;
 
 pub use consumer::{ConsumerControl, RouteConsumer};
 pub use engine::{DeliveryEngine, Disposition, EngineConfig};
+pub use fanout::{Fanout, FanoutStats};
 pub use filter::{Filter, FilterError};
 pub use retry::RetryPolicy;
 pub use route::{ReplyTarget, Route, RouteError, RouteId};

@@ -7,6 +7,7 @@ use crate::backends::{BackendKind, LogOwner};
 use herald_channels::{Channel, MemoryParkingLot, ParkingLot};
 use herald_core::status::Addressable;
 use herald_core::{Check, Kind, ResourceKey};
+use herald_dispatcher::Fanout;
 use std::sync::Arc;
 
 /// An open backend channel.
@@ -18,6 +19,9 @@ pub(super) struct LogEntry {
     pub parking: Arc<dyn ParkingLot>,
     /// Offers what the channel accepts to its watchers.
     pub tap: super::tap::EventTap,
+    /// A Broker's shared reader for its Triggers, when the channel is one log (memory,
+    /// sled): each event is evaluated once for all of them.
+    pub fanout: Option<Arc<Fanout>>,
 }
 
 /// Knative's Broker conditions that Herald reports (Ready is their conjunction).
@@ -28,7 +32,12 @@ pub(super) const TRIGGER_CHANNEL_READY: &str = "TriggerChannelReady";
 impl State {
     /// Opens the backend channel of `owner` if it has none; the check says whether it has one
     /// now, on the backend it asks for.
-    pub(super) async fn ensure_log(&mut self, id: LogId, owner: LogOwner<'_>) -> Check {
+    pub(super) async fn ensure_log(
+        &mut self,
+        id: LogId,
+        owner: LogOwner<'_>,
+        fanout_queue: usize,
+    ) -> Check {
         match (self.logs.get(&id), self.backends.kind_of(owner)) {
             (_, Err(e)) => Check::failed("ChannelFailed", e.to_string()),
             (Some(open), Ok(kind)) if open.kind != kind => Check::failed(
@@ -45,6 +54,10 @@ impl State {
                     let parking = channel
                         .parking()
                         .unwrap_or_else(|| Arc::new(MemoryParkingLot::default()));
+                    let fanout = (id.0 == Kind::Broker)
+                        .then(|| channel.shared_log())
+                        .flatten()
+                        .map(|log| Arc::new(Fanout::new(log, fanout_queue)));
                     let (channel, tap) = super::tap::wrap(channel, &self.stopping_watches);
                     self.logs.insert(
                         id,
@@ -53,6 +66,7 @@ impl State {
                             kind,
                             parking,
                             tap,
+                            fanout,
                         },
                     );
                     Check::Ok
@@ -78,7 +92,11 @@ impl DataPlane {
         for key in keys {
             let broker = state.brokers[&key].resource.clone();
             let channel = state
-                .ensure_log((Kind::Broker, key.clone()), LogOwner::Broker(&broker))
+                .ensure_log(
+                    (Kind::Broker, key.clone()),
+                    LogOwner::Broker(&broker),
+                    self.fanout_queue(),
+                )
                 .await;
             let addressable = state.logs.contains_key(&(Kind::Broker, key.clone()));
             let entry = state.brokers.get_mut(&key).expect("listed above");

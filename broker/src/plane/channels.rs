@@ -16,7 +16,11 @@ impl DataPlane {
         for key in keys {
             let channel = state.channels[&key].resource.clone();
             let backing = state
-                .ensure_log((Kind::Channel, key.clone()), LogOwner::Channel(&channel))
+                .ensure_log(
+                    (Kind::Channel, key.clone()),
+                    LogOwner::Channel(&channel),
+                    self.fanout_queue(),
+                )
                 .await;
             let open = state.logs.contains_key(&(Kind::Channel, key.clone()));
             let entry = state.channels.get_mut(&key).expect("listed above");

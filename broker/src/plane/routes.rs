@@ -6,7 +6,7 @@ use super::{DataPlane, LogId, State};
 use herald_channels::Channel;
 use herald_core::{Check, Destination, Kind, Resolver, ResourceKey};
 use herald_dispatcher::route::{DeliveryOrder, Route, RouteId};
-use herald_dispatcher::{ConsumerControl, RouteConsumer};
+use herald_dispatcher::{ConsumerControl, Fanout, RouteConsumer};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -19,6 +19,8 @@ pub(super) struct Running {
     pub subscription: String,
     pub order: DeliveryOrder,
     pub route: watch::Sender<Arc<Route>>,
+    /// The Broker's shared reader it is a member of, told when its filter changes.
+    pub fanout: Option<Arc<Fanout>>,
     pub control: ConsumerControl,
     pub task: JoinHandle<()>,
 }
@@ -79,6 +81,12 @@ impl State {
 }
 
 impl DataPlane {
+    /// Events a Trigger may have queued by its Broker's shared reader before it is
+    /// detached and reads on alone.
+    pub(super) fn fanout_queue(&self) -> usize {
+        (4 * self.config.max_in_flight).max(256)
+    }
+
     /// A destination resolves when it is a URI or a ref to something applied here.
     pub(super) fn destination_check(
         &self,
@@ -103,6 +111,9 @@ impl DataPlane {
         if let Some(r) = state.consumers.get(&id) {
             if r.log == log && r.order == route.order {
                 r.route.send_replace(Arc::new(route));
+                if let Some(fanout) = &r.fanout {
+                    fanout.refresh();
+                }
                 return Check::Ok;
             }
             // Another log, or another order (which shapes the consumer): a new consumer;
@@ -111,10 +122,10 @@ impl DataPlane {
             let moved = old.log != log;
             old.retire(&mut state.retiring, moved);
         }
-        let Some((channel, parking)) = state
+        let Some((channel, parking, fanout)) = state
             .logs
             .get(&log)
-            .map(|l| (l.channel.clone(), l.parking.clone()))
+            .map(|l| (l.channel.clone(), l.parking.clone(), l.fanout.clone()))
         else {
             return Check::failed(
                 "ChannelNotReady",
@@ -131,7 +142,13 @@ impl DataPlane {
             max_in_flight: self.config.max_in_flight,
             parking,
         };
-        let opened = match consumer.subscribe().await {
+        // A Trigger on a one-log channel reads through its Broker's shared reader.
+        let fanout = fanout.filter(|_| id.kind == "Trigger");
+        let opened = match &fanout {
+            Some(f) => f.join(consumer.route.clone()).await,
+            None => consumer.subscribe().await,
+        };
+        let opened = match opened {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(route = %id, error = %e, "cannot open the subscription");
@@ -149,6 +166,7 @@ impl DataPlane {
                 subscription,
                 order,
                 route: tx,
+                fanout,
                 control,
                 task,
             },

@@ -6,7 +6,8 @@
 use super::{DataPlane, Kind};
 use async_trait::async_trait;
 use herald_channels::{
-    Channel, ChannelError, ParkingLot, Position, Subscription as ChannelSubscription, WireEvent,
+    Channel, ChannelError, ParkingLot, Position, SharedLog, Subscription as ChannelSubscription,
+    WireEvent,
 };
 use herald_core::ResourceKey;
 use std::sync::Arc;
@@ -115,6 +116,10 @@ impl Channel for TappedChannel {
 
     fn parking(&self) -> Option<Arc<dyn ParkingLot>> {
         self.inner.parking()
+    }
+
+    fn shared_log(&self) -> Option<Arc<dyn SharedLog>> {
+        self.inner.shared_log()
     }
 
     async fn lag(&self, subscription: &str) -> Option<u64> {

@@ -372,7 +372,7 @@ impl Channel for NatsChannel {
             stream: self.stream.clone(),
             durable,
             messages: Some(messages),
-            ack_wait: self.config.ack_wait,
+            in_progress: InProgress::start(self.config.ack_wait),
             retry_after: self.config.retry_after,
             closed,
         }))
@@ -497,7 +497,7 @@ struct NatsReader {
     stream: stream::Stream,
     durable: String,
     messages: Option<consumer::pull::Stream>,
-    ack_wait: Duration,
+    in_progress: Arc<InProgress>,
     retry_after: Duration,
     closed: CancellationToken,
 }
@@ -550,7 +550,7 @@ impl Subscription for NatsReader {
             let (message, acker) = message.split();
             match decode(message.headers.as_ref(), &message.payload) {
                 Ok(event) => {
-                    let ack = NatsAck::start(acker, self.ack_wait);
+                    let ack = NatsAck::start(acker, &self.in_progress);
                     return Ok(Some(Delivery::new(event, offset, Box::new(ack))));
                 }
                 Err(e) => {
@@ -564,32 +564,69 @@ impl Subscription for NatsReader {
     }
 }
 
-/// Acknowledges one message; until then, tells JetStream the work is in progress so a long
-/// delivery (retries with backoff) is not redelivered to another replica meanwhile.
+/// The deliveries of one reader that are not settled yet. One task tells JetStream every
+/// `ack_wait / 2` that they are still in progress, so a long delivery (retries with backoff)
+/// is not redelivered to another replica meanwhile; a timer task per delivery cost more
+/// than the delivery itself.
+struct InProgress {
+    pending: std::sync::Mutex<HashMap<u64, Arc<jetstream::message::Acker>>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl InProgress {
+    /// A registry whose heartbeat task ends once the reader and all its deliveries are gone.
+    fn start(ack_wait: Duration) -> Arc<Self> {
+        let this = Arc::new(Self {
+            pending: Default::default(),
+            next_id: Default::default(),
+        });
+        let weak = Arc::downgrade(&this);
+        let period = (ack_wait / 2).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(this) = weak.upgrade() else { return };
+                let ackers: Vec<_> = this.lock().values().cloned().collect();
+                drop(this);
+                for acker in ackers {
+                    let _ = acker.ack_with(AckKind::Progress).await;
+                }
+            }
+        });
+        this
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<jetstream::message::Acker>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Acknowledges one message; in progress (see [`InProgress`]) until then.
 struct NatsAck {
     acker: Arc<jetstream::message::Acker>,
-    heartbeat: tokio::task::JoinHandle<()>,
+    id: u64,
+    in_progress: Arc<InProgress>,
 }
 
 impl NatsAck {
-    fn start(acker: jetstream::message::Acker, ack_wait: Duration) -> Self {
+    fn start(acker: jetstream::message::Acker, in_progress: &Arc<InProgress>) -> Self {
         let acker = Arc::new(acker);
-        let beat = acker.clone();
-        let period = (ack_wait / 2).max(Duration::from_millis(100));
-        let heartbeat = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(period).await;
-                let _ = beat.ack_with(AckKind::Progress).await;
-            }
-        });
-        Self { acker, heartbeat }
+        let id = in_progress
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        in_progress.lock().insert(id, acker.clone());
+        Self {
+            acker,
+            id,
+            in_progress: in_progress.clone(),
+        }
     }
 }
 
 impl Drop for NatsAck {
     fn drop(&mut self) {
         // An unacknowledged, dropped delivery is redelivered by JetStream after ack_wait.
-        self.heartbeat.abort();
+        self.in_progress.lock().remove(&self.id);
     }
 }
 
@@ -597,7 +634,7 @@ impl Drop for NatsAck {
 impl Acknowledge for NatsAck {
     /// Released is a nak: JetStream redelivers it at once rather than after `ack_wait`.
     async fn settle(self: Box<Self>, how: Settlement) -> Result<(), ChannelError> {
-        self.heartbeat.abort();
+        self.in_progress.lock().remove(&self.id);
         let kind = match how {
             Settlement::Released => AckKind::Nak(None),
             Settlement::Delivered | Settlement::DeadLettered | Settlement::Dropped => AckKind::Ack,

@@ -175,16 +175,21 @@ impl SledChannel {
     }
 
     async fn persist(&self, flush: bool) -> Result<(), ChannelError> {
-        let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.persist(flush))
-            .await
-            .map_err(|e| self.shared.backend("task failed").caused_by(e))?
-            .map_err(|e| {
-                self.shared
-                    .unavailable("cannot persist committed offsets")
-                    .caused_by(e)
-            })
+        persist(&self.shared, flush).await
     }
+}
+
+/// Persists committed offsets off the runtime.
+pub(crate) async fn persist(shared: &Arc<ChannelShared>, flush: bool) -> Result<(), ChannelError> {
+    let task = shared.clone();
+    tokio::task::spawn_blocking(move || task.persist(flush))
+        .await
+        .map_err(|e| shared.backend("task failed").caused_by(e))?
+        .map_err(|e| {
+            shared
+                .unavailable("cannot persist committed offsets")
+                .caused_by(e)
+        })
 }
 
 #[async_trait]
@@ -206,6 +211,10 @@ impl Channel for SledChannel {
 
     fn parking(&self) -> Option<Arc<dyn ParkingLot>> {
         Some(self.parking.clone())
+    }
+
+    fn shared_log(&self) -> Option<Arc<dyn crate::SharedLog>> {
+        Some(Arc::new(super::shared::SledSharedLog::new(self.shared.clone())))
     }
 
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError> {

@@ -46,6 +46,7 @@ mod parking;
 mod reader;
 mod seek;
 mod segment;
+mod shared;
 mod state;
 mod store;
 mod writer;

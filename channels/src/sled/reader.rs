@@ -129,7 +129,7 @@ impl Drop for FetchGuard<'_> {
 
 /// Reads `from..to` from the log and decodes it. Blocking. Entries that are missing or
 /// cannot be decoded come back as `None` and are logged.
-fn read_range(
+pub(crate) fn read_range(
     shared: &ChannelShared,
     from: u64,
     to: u64,

@@ -48,6 +48,7 @@ pub(crate) fn seek(
             return Err(shared.backend(format!("no subscription {subscription:?}")));
         };
         cursor.reset(target, epoch);
+        state.moves += 1;
     }
     shared.changed.notify_waiters();
     shared.persist(true).map_err(|e| {

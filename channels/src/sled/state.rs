@@ -49,6 +49,8 @@ pub(crate) struct ChannelState {
     pub(crate) deleted: bool,
     /// Source of epochs and fetch tokens, unique within this channel.
     next_id: u64,
+    /// Seeks so far, for shared readers (see `SharedLog::moves`).
+    pub(crate) moves: u64,
     /// Where subscriptions the metadata does not name start (see `meta::Snapshot`).
     pub(crate) unknown_start: Option<u64>,
     /// Base and removal time in the last snapshot written.
@@ -226,6 +228,7 @@ impl ChannelShared {
             closed: false,
             deleted: false,
             next_id: 0,
+            moves: 0,
             unknown_start,
             persisted_base: (snapshot.base, snapshot.last_removed_ms),
             meta_dirty: lost.is_some(),

@@ -24,6 +24,7 @@
 
 mod ast;
 mod casts;
+mod guard;
 mod error;
 mod eval;
 mod functions;
@@ -38,6 +39,7 @@ use std::hash::BuildHasher;
 use std::str::FromStr;
 
 pub use error::{EvalError, ParseError};
+pub use guard::AttributeTest;
 pub use parser::MAX_DEPTH;
 pub use value::{Value, ValueType};
 
@@ -109,6 +111,13 @@ impl Expression {
         let mut out = Vec::new();
         self.root.missing_functions(&mut out);
         out
+    }
+
+    /// Tests of which at least one passes whenever the expression matches, where it implies
+    /// some (`None` otherwise): an event passing none of them cannot match, so a Broker can
+    /// index its Triggers' filters and evaluate only the candidates.
+    pub fn guard(&self) -> Option<Vec<AttributeTest>> {
+        guard::of(&self.root)
     }
 
     /// Evaluates the expression against `event`, collecting every error.

@@ -47,6 +47,19 @@ impl LikePattern {
         &self.source
     }
 
+    /// The literal characters before the first wildcard, and whether the pattern is only
+    /// those (no wildcard at all). For indexing filters by prefix.
+    pub(crate) fn literal_prefix(&self) -> (String, bool) {
+        let mut prefix = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Char(c) => prefix.push(*c),
+                _ => return (prefix, false),
+            }
+        }
+        (prefix, true)
+    }
+
     /// Whether `text` matches the whole pattern. Greedy scan with backtracking to the last
     /// `%`: O(len(text) * len(pattern)) worst case, no recursion.
     pub(crate) fn matches(&self, text: &str) -> bool {
