@@ -18,7 +18,8 @@
 //! `herald tail --broker B --filter "type LIKE 'com.example.%'" [-o json]` (tests/live_stream.rs),
 //! `herald-conformance --broker URL --adapter herald --admin URL` (tests/conformance.rs). The
 //! Development section's recipes (`herald-bench`, `scripts/bench.sh`, `scripts/fuzz.sh` with
-//! its `cargo install cargo-fuzz`) are benchmarks and fuzzing runs of minutes, not tests.
+//! its `cargo install cargo-fuzz`) are benchmarks and fuzzing runs of minutes, not tests;
+//! `scripts/profile.sh` runs here briefly with each tool.
 
 mod replicas;
 
@@ -323,7 +324,10 @@ fn the_profile_script_reports_where_the_time_goes_with_each_tool() {
             .output()
             .expect("bash runs");
         let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(run.status.success(), "profile.sh --tool {tool} failed: {stderr}");
+        assert!(
+            run.status.success(),
+            "profile.sh --tool {tool} failed: {stderr}"
+        );
         let report = std::fs::read_to_string(out.path().join("report.txt")).unwrap();
         assert!(
             report.contains("herald"),

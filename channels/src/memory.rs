@@ -7,8 +7,8 @@
 
 use crate::ack_prefix::AckPrefix;
 use crate::registry::{Backend, BackendHealth, BackendKind, ChannelOptions};
-use crate::WireEvent;
 use crate::shared_log::{Mark, Read, SharedLog};
+use crate::WireEvent;
 use crate::{
     Acknowledge, Channel, ChannelError, ChannelName, Delivery, Position, Settlement, Subscription,
 };

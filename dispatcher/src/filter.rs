@@ -2,8 +2,8 @@
 //! the Subscriptions API `filters` dialect (exact, prefix, suffix, all, any, not, cesql).
 
 use crate::attributes::{attribute, CesqlEvent};
-use herald_channels::WireEvent;
 use herald_cesql::AttributeTest;
+use herald_channels::WireEvent;
 use herald_core::{is_valid_attribute_name, SubscriptionsApiFilter, TriggerSpec};
 use std::collections::BTreeMap;
 
@@ -82,9 +82,10 @@ impl Filter {
                 let test = AttributeTest::Equals(name.clone(), want.clone());
                 Some((vec![test], attrs.len() == 1))
             }
-            Filter::Exact(name, want) => {
-                Some((vec![AttributeTest::Equals(name.clone(), want.clone())], true))
-            }
+            Filter::Exact(name, want) => Some((
+                vec![AttributeTest::Equals(name.clone(), want.clone())],
+                true,
+            )),
             Filter::Prefix(name, want) if !want.is_empty() => Some((
                 vec![AttributeTest::StartsWith(name.clone(), want.clone())],
                 true,
@@ -382,7 +383,10 @@ pub(crate) mod tests {
             Some((vec![eq("type", "a")], false))
         );
         assert_eq!(legacy(&[("type", "")]).guard(), None);
-        assert_eq!(legacy(&[("type", "a")]).guard(), Some((vec![eq("type", "a")], true)));
+        assert_eq!(
+            legacy(&[("type", "a")]).guard(),
+            Some((vec![eq("type", "a")], true))
+        );
     }
 
     #[test]

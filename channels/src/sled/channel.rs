@@ -214,7 +214,9 @@ impl Channel for SledChannel {
     }
 
     fn shared_log(&self) -> Option<Arc<dyn crate::SharedLog>> {
-        Some(Arc::new(super::shared::SledSharedLog::new(self.shared.clone())))
+        Some(Arc::new(super::shared::SledSharedLog::new(
+            self.shared.clone(),
+        )))
     }
 
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError> {

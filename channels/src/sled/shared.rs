@@ -37,8 +37,10 @@ impl SharedLog for SledSharedLog {
             // Durable before anything is read, so a restart does not move it to a later head.
             persist(&self.shared, true).await?;
         }
-        self.mark(subscription)
-            .ok_or_else(|| self.shared.backend("the subscription was removed while opening"))
+        self.mark(subscription).ok_or_else(|| {
+            self.shared
+                .backend("the subscription was removed while opening")
+        })
     }
 
     fn mark(&self, subscription: &str) -> Option<Mark> {

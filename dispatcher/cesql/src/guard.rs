@@ -20,7 +20,10 @@ pub enum AttributeTest {
 /// exactly as an index would. Extensions are left out: a typed one (integer, boolean) is
 /// compared after a cast, which an index of strings would not reproduce.
 fn is_string_attribute(name: &str) -> bool {
-    matches!(name, "id" | "source" | "type" | "subject" | "datacontenttype")
+    matches!(
+        name,
+        "id" | "source" | "type" | "subject" | "datacontenttype"
+    )
 }
 
 pub(crate) fn of(expr: &Expr) -> Option<Vec<AttributeTest>> {
@@ -100,16 +103,28 @@ mod tests {
 
     #[test]
     fn equality_like_and_in_on_string_attributes_are_guards() {
-        assert_eq!(guard("type = 'a'"), Some(vec![Equals("type".into(), "a".into())]));
-        assert_eq!(guard("'a' = type"), Some(vec![Equals("type".into(), "a".into())]));
+        assert_eq!(
+            guard("type = 'a'"),
+            Some(vec![Equals("type".into(), "a".into())])
+        );
+        assert_eq!(
+            guard("'a' = type"),
+            Some(vec![Equals("type".into(), "a".into())])
+        );
         assert_eq!(
             guard("source LIKE '/shop/%'"),
             Some(vec![StartsWith("source".into(), "/shop/".into())])
         );
-        assert_eq!(guard("type LIKE 'a\\%'"), Some(vec![Equals("type".into(), "a%".into())]));
+        assert_eq!(
+            guard("type LIKE 'a\\%'"),
+            Some(vec![Equals("type".into(), "a%".into())])
+        );
         assert_eq!(
             guard("type IN ('a', 'b')"),
-            Some(vec![Equals("type".into(), "a".into()), Equals("type".into(), "b".into())])
+            Some(vec![
+                Equals("type".into(), "a".into()),
+                Equals("type".into(), "b".into())
+            ])
         );
     }
 

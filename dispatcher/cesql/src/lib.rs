@@ -24,10 +24,10 @@
 
 mod ast;
 mod casts;
-mod guard;
 mod error;
 mod eval;
 mod functions;
+mod guard;
 mod lexer;
 mod like;
 mod parser;

@@ -200,7 +200,10 @@ mod tests {
         out.clear();
         index.matching(&event("bench.other.1", "/other/a"), &mut out);
         assert_eq!(out, [1]);
-        assert_eq!(index.evaluations, 500, "every CESQL filter's LIKE guard passes");
+        assert_eq!(
+            index.evaluations, 500,
+            "every CESQL filter's LIKE guard passes"
+        );
     }
 
     #[test]

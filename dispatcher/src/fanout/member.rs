@@ -7,8 +7,7 @@ use crate::filter::Filter;
 use crate::route::Route;
 use async_trait::async_trait;
 use herald_channels::{
-    Acknowledge, ChannelError, Delivery, Mark, Read, Settlement, SharedLog, Subscription,
-    WireEvent,
+    Acknowledge, ChannelError, Delivery, Mark, Read, Settlement, SharedLog, Subscription, WireEvent,
 };
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;

@@ -115,7 +115,10 @@ async fn non_matching_triggers_are_neither_evaluated_nor_handed_events_yet_move_
     .await;
     for other in &mut others {
         let nothing = tokio::time::timeout(Duration::from_millis(20), other.next()).await;
-        assert!(nothing.is_err(), "a non-matching Trigger was handed an event");
+        assert!(
+            nothing.is_err(),
+            "a non-matching Trigger was handed an event"
+        );
     }
 }
 
@@ -123,8 +126,14 @@ async fn non_matching_triggers_are_neither_evaluated_nor_handed_events_yet_move_
 async fn a_lagging_trigger_holds_nobody_back_and_catches_up_alone_then_rejoins() {
     let ch = channel();
     let fanout = Fanout::new(ch.shared_log().unwrap(), 16);
-    let mut slow = fanout.join(route("slow", "- exact: {type: t}")).await.unwrap();
-    let mut fast = fanout.join(route("fast", "- exact: {type: t}")).await.unwrap();
+    let mut slow = fanout
+        .join(route("slow", "- exact: {type: t}"))
+        .await
+        .unwrap();
+    let mut fast = fanout
+        .join(route("fast", "- exact: {type: t}"))
+        .await
+        .unwrap();
     // `slow` reads nothing meanwhile; `fast`, keeping up, gets all 200 regardless.
     for chunk in 0..20 {
         publish(&ch, chunk * 10..chunk * 10 + 10, "t").await;
@@ -134,9 +143,20 @@ async fn a_lagging_trigger_holds_nobody_back_and_catches_up_alone_then_rejoins()
             d.ack().await.unwrap();
         }
     }
-    until("the fanout's reader past the batch", async || fanout.stats().next == 200).await;
-    assert_eq!(fanout.stats().detached, 1, "the lagging Trigger was not detached");
-    assert_eq!(ch.lag("trigger.ns.slow").await, Some(200), "it owes all 200");
+    until("the fanout's reader past the batch", async || {
+        fanout.stats().next == 200
+    })
+    .await;
+    assert_eq!(
+        fanout.stats().detached,
+        1,
+        "the lagging Trigger was not detached"
+    );
+    assert_eq!(
+        ch.lag("trigger.ns.slow").await,
+        Some(200),
+        "it owes all 200"
+    );
     // It reads on from its own cursor: every event once, in order.
     for i in 0..200 {
         let d = next(&mut slow).await;
@@ -156,11 +176,19 @@ async fn a_lagging_trigger_holds_nobody_back_and_catches_up_alone_then_rejoins()
 async fn positions_are_exact_when_a_trigger_is_opened_again() {
     let ch = channel();
     let fanout = Fanout::new(ch.shared_log().unwrap(), 64);
-    let mut other = fanout.join(route("other", "- exact: {type: x}")).await.unwrap();
+    let mut other = fanout
+        .join(route("other", "- exact: {type: x}"))
+        .await
+        .unwrap();
     let mut sub = fanout.join(route("a", "- exact: {type: t}")).await.unwrap();
     publish(&ch, 0..3, "t").await;
     publish(&ch, 3..6, "x").await;
-    let ds: Vec<_> = [next(&mut sub).await, next(&mut sub).await, next(&mut sub).await].into();
+    let ds: Vec<_> = [
+        next(&mut sub).await,
+        next(&mut sub).await,
+        next(&mut sub).await,
+    ]
+    .into();
     let mut ds = ds.into_iter();
     let (d0, d1, d2) = (ds.next().unwrap(), ds.next().unwrap(), ds.next().unwrap());
     d0.ack().await.unwrap();
@@ -170,7 +198,10 @@ async fn positions_are_exact_when_a_trigger_is_opened_again() {
     for _ in 3..6 {
         next(&mut other).await.ack().await.unwrap();
     }
-    until("a's position at 1", async || ch.lag("trigger.ns.a").await == Some(5)).await;
+    until("a's position at 1", async || {
+        ch.lag("trigger.ns.a").await == Some(5)
+    })
+    .await;
     drop(sub);
     // Opened again: exactly the released event comes again, then what follows.
     let mut again = fanout.join(route("a", "- exact: {type: t}")).await.unwrap();
@@ -188,8 +219,15 @@ async fn positions_are_exact_when_a_trigger_is_opened_again() {
             break;
         }
     }
-    assert_eq!(offsets, [3, 4, 5, 6], "2 was settled and must not come again");
-    until("a at the head", async || ch.lag("trigger.ns.a").await == Some(0)).await;
+    assert_eq!(
+        offsets,
+        [3, 4, 5, 6],
+        "2 was settled and must not come again"
+    );
+    until("a at the head", async || {
+        ch.lag("trigger.ns.a").await == Some(0)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -209,7 +247,10 @@ async fn a_seek_moves_only_that_trigger_back() {
         ch.lag("trigger.ns.a").await == Some(0) && ch.lag("trigger.ns.b").await == Some(0)
     })
     .await;
-    assert_eq!(ch.seek("trigger.ns.a", Position::Offset(2)).await.unwrap(), 2);
+    assert_eq!(
+        ch.seek("trigger.ns.a", Position::Offset(2)).await.unwrap(),
+        2
+    );
     for i in 2..5 {
         let d = next(&mut a).await;
         assert_eq!(d.offset, Some(i));
