@@ -148,7 +148,10 @@ set +o pipefail
   echo "# $(uptime)"
   case "$tool" in
     perf)
-      perf report -i "$tmp/perf.data" --stdio --no-children --sort symbol --percent-limit 0.5 2>/dev/null \
+      # --no-inline and -g none: resolving inlined frames runs addr2line per sample, which
+      # takes minutes on a debug build.
+      perf report -i "$tmp/perf.data" --stdio --no-children --no-inline -g none --sort dso,symbol \
+        --percent-limit 0.5 2>/dev/null \
         | grep -v '^$' | head -80 ;;
     callgrind)
       total="$(callgrind_annotate "$tmp/callgrind.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')"
