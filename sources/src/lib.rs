@@ -86,6 +86,8 @@ pub struct SourceEnv {
     pub restart_backoff: (Duration, Duration),
     /// Where sources count events, sink failures and restarts.
     pub metrics: SourceMetrics,
+    /// Whether this host may run leader-only sources (ApiServerSource) now.
+    pub leadership: watch::Receiver<Leadership>,
     /// The API server ApiServerSources watch; unset, each infers one (in-cluster config or
     /// KUBECONFIG).
     #[cfg(feature = "kubernetes")]
@@ -103,9 +105,28 @@ impl Default for SourceEnv {
             webhooks: Webhooks::default(),
             restart_backoff: (Duration::from_millis(500), Duration::from_secs(30)),
             metrics: SourceMetrics::default(),
+            leadership: watch::channel(Leadership::Unelected).1,
             #[cfg(feature = "kubernetes")]
             kubernetes: None,
         }
+    }
+}
+
+/// Where a host stands for sources that must run on one replica only (an ApiServerSource
+/// emits each change of an object: two replicas watching would emit it twice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leadership {
+    /// No election (files, `herald source run`): run them.
+    Unelected,
+    /// This replica holds the leader Lease: run them.
+    Leader,
+    /// Another replica leads (or none yet): do not run them.
+    Standby,
+}
+
+impl Leadership {
+    pub fn may_run(self) -> bool {
+        self != Leadership::Standby
     }
 }
 

@@ -181,6 +181,8 @@ pub struct DataPlane {
     engine: DeliveryEngine,
     config: PlaneConfig,
     source_env: Arc<herald_sources::SourceEnv>,
+    /// Feeds `source_env.leadership`.
+    source_leadership: tokio::sync::watch::Sender<herald_sources::Leadership>,
     metrics: Arc<herald_core::metrics::Metrics>,
 }
 
@@ -189,7 +191,12 @@ impl DataPlane {
     pub fn new(config: PlaneConfig, ingress_base: Url) -> Result<Arc<Self>, PlaneError> {
         let metrics = herald_core::metrics::Metrics::new();
         let engine = DeliveryEngine::new(config.engine.clone())?.with_metrics(metrics.clone());
-        let source_env = source_env(&config, &metrics);
+        let (source_leadership, leadership) =
+            tokio::sync::watch::channel(herald_sources::Leadership::Unelected);
+        let source_env = herald_sources::SourceEnv {
+            leadership,
+            ..source_env(&config, &metrics)
+        };
         Ok(Arc::new(Self {
             state: Mutex::new(State {
                 backends: Backends::new(config.channels.clone()),
@@ -214,6 +221,7 @@ impl DataPlane {
             resolver: Resolver::new(ingress_base),
             engine,
             source_env: Arc::new(source_env),
+            source_leadership,
             config,
             metrics,
         }))
@@ -227,6 +235,12 @@ impl DataPlane {
     /// The EventTransforms served at `/transforms/{ns}/{name}`, updated on every apply.
     pub fn transforms(&self) -> Transforms {
         self.transform_map.clone()
+    }
+
+    /// Whether this replica runs leader-only sources (ApiServerSource) now; the Kubernetes
+    /// feed sets it from the controller's Lease. Until set, they run.
+    pub fn set_source_leadership(&self, leadership: herald_sources::Leadership) {
+        self.source_leadership.send_replace(leadership);
     }
 
     /// The GitHubSources receiving webhooks (`/sources/github/{ns}/{name}`).
