@@ -3,7 +3,9 @@
 //! features the crate has and the build dependencies `scripts/build-deps.sh` installs, the
 //! final stage copies the binary the build stage produced to where ENTRYPOINT runs it, as the
 //! user the manifests expect, its CMD is accepted by `herald`, and the build context leaves
-//! `target/` out.
+//! `target/` out. Built with the `kubernetes` feature (the image's `herald` is).
+
+#![cfg(feature = "kubernetes")]
 
 use std::path::Path;
 

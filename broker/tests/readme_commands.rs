@@ -368,12 +368,18 @@ fn readme_source_run_emits_into_a_uri_sink_and_stops_on_sigterm() {
             ),
         )
         .unwrap();
-        let mut source = Proc::spawn(
-            "herald source run",
-            HERALD,
-            &["source", "run", file.to_str().unwrap()],
+        // Its own child (not `Proc`): the test needs its exit status.
+        let log_path = work.path().join("source-run.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut source = KillOnDrop(
+            std::process::Command::new(HERALD)
+                .args(["source", "run", file.to_str().unwrap()])
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
         );
-        source.wait_line("PingSource ns/beat -> ").await;
+        let output = || std::fs::read_to_string(&log_path).unwrap_or_default();
         until(
             WAIT,
             || {
@@ -383,31 +389,47 @@ fn readme_source_run_emits_into_a_uri_sink_and_stops_on_sigterm() {
                     .count()
                     >= 2
             },
-            || format!("two ticks:\n{}", source.log_tail()),
+            || format!("two ticks:\n{}", output()),
         )
         .await;
-        until(WAIT, || pid_file.exists(), || source.log_tail()).await;
+        assert!(output().contains("PingSource ns/beat -> "), "{}", output());
+        until(WAIT, || pid_file.exists(), output).await;
         let container_pid: i32 = std::fs::read_to_string(&pid_file)
             .unwrap()
             .trim()
             .parse()
             .unwrap();
-        let pid = source.pid().to_string();
         let term = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args(["-TERM", &source.0.id().to_string()])
             .status()
             .unwrap();
         assert!(term.success());
-        let status = source.wait_exit(WAIT).await;
-        assert!(status.success(), "{status}:\n{}", source.log_tail());
-        assert!(
-            source.find_line("stopping sources").is_some(),
-            "{}",
-            source.log_tail()
-        );
+        let mut status = None;
+        until(
+            WAIT,
+            || {
+                status = source.0.try_wait().unwrap();
+                status.is_some()
+            },
+            || format!("herald source run did not exit:\n{}", output()),
+        )
+        .await;
+        let status = status.unwrap();
+        assert!(status.success(), "{status}:\n{}", output());
+        assert!(output().contains("stopping sources"), "{}", output());
         assert!(
             !Path::new(&format!("/proc/{container_pid}")).exists(),
             "the ContainerSource's process outlived herald source run"
         );
     });
+}
+
+/// A child process killed (and reaped) if the test ends before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -159,23 +159,6 @@ impl Proc {
         }
     }
 
-    /// Waits for the process to exit on its own, within `limit`.
-    pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < end,
-                "{} did not exit within {limit:?}:\n{}",
-                self.name,
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// SIGKILL, and reap.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
