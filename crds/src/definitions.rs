@@ -2,7 +2,7 @@
 //! `deploy/crds/` commits them.
 
 use crate::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource, HeraldChannel,
     InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
@@ -18,6 +18,7 @@ pub fn definitions() -> Vec<CustomResourceDefinition> {
         Channel::crd(),
         InMemoryChannel::crd(),
         KafkaChannel::crd(),
+        HeraldChannel::crd(),
         Subscription::crd(),
         Sequence::crd(),
         Parallel::crd(),

@@ -2,7 +2,7 @@
 //! produces for the same manifest, so both control planes feed one data plane.
 
 use crate::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource, HeraldChannel,
     InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
@@ -75,6 +75,13 @@ to_resource!(KafkaChannel, Channel, |metadata, spec| {
         metadata,
         spec,
         flavor: ChannelFlavor::KafkaChannel,
+    })
+});
+to_resource!(HeraldChannel, Channel, |metadata, spec| {
+    Resource::Channel(herald_core::Channel {
+        metadata,
+        spec,
+        flavor: ChannelFlavor::HeraldChannel,
     })
 });
 to_resource!(Subscription, Subscription, |metadata, spec| {

@@ -4,7 +4,7 @@
 use herald_core::Resource;
 use herald_crds::mapping::ToResource;
 use herald_crds::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource, HeraldChannel,
     InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
@@ -152,6 +152,7 @@ fn mapped(doc: &Value) -> Option<Resource> {
         "Channel" => via::<Channel>(doc),
         "InMemoryChannel" => via::<InMemoryChannel>(doc),
         "KafkaChannel" => via::<KafkaChannel>(doc),
+        "HeraldChannel" => via::<HeraldChannel>(doc),
         "Subscription" => via::<Subscription>(doc),
         "Sequence" => via::<Sequence>(doc),
         "Parallel" => via::<Parallel>(doc),

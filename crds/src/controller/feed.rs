@@ -6,7 +6,7 @@
 use super::addressable::Addressables;
 use super::{KnativeKind, Plane};
 use crate::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource, HeraldChannel,
     InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
@@ -84,7 +84,8 @@ pub async fn run(
             Kind::Channel => {
                 snapshots.push(reflect::<Channel>(&client, c.clone(), s.clone()));
                 snapshots.push(reflect::<InMemoryChannel>(&client, c.clone(), s.clone()));
-                snapshots.push(reflect::<KafkaChannel>(&client, c, s));
+                snapshots.push(reflect::<KafkaChannel>(&client, c.clone(), s.clone()));
+                snapshots.push(reflect::<HeraldChannel>(&client, c, s));
             }
             Kind::Subscription => snapshots.push(reflect::<Subscription>(&client, c, s)),
             Kind::Sequence => snapshots.push(reflect::<Sequence>(&client, c, s)),

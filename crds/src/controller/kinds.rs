@@ -5,7 +5,7 @@
 use super::BROKER_CLASS;
 use crate::mapping::ToResource;
 use crate::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource, HeraldChannel,
     InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
@@ -57,6 +57,7 @@ plain_kind!(
     Channel,
     InMemoryChannel,
     KafkaChannel,
+    HeraldChannel,
     Subscription,
     Sequence,
     Parallel,

@@ -6,7 +6,7 @@
 use super::addressable::Unresolved;
 use super::{Context, Error, KnativeKind, PlaneError, FINALIZER};
 use crate::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource, HeraldChannel,
     InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
@@ -206,6 +206,7 @@ pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
             Kind::Channel => {
                 tasks.spawn(run_kind::<InMemoryChannel>(ctx.clone(), stop.clone()));
                 tasks.spawn(run_kind::<KafkaChannel>(ctx.clone(), stop.clone()));
+                tasks.spawn(run_kind::<HeraldChannel>(ctx.clone(), stop.clone()));
                 tasks.spawn(run_kind::<Channel>(ctx, stop))
             }
             Kind::Subscription => tasks.spawn(run_kind::<Subscription>(ctx, stop)),
