@@ -42,9 +42,7 @@ pub fn run(test: impl Future<Output = ()>) {
         .block_on(test)
 }
 
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+pub use herald_test_support::in_ci;
 
 /// Polls `done` every 20 ms until it holds; panics with `what()` after `limit`.
 pub async fn until(limit: Duration, mut done: impl FnMut() -> bool, what: impl FnOnce() -> String) {
