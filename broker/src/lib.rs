@@ -6,6 +6,7 @@ pub mod admin;
 pub mod backends;
 pub mod cli;
 pub mod display;
+pub mod header_limits;
 pub mod ingress;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
@@ -13,6 +14,7 @@ mod listener;
 pub mod plane;
 pub mod send;
 pub mod serve;
+pub mod tls;
 pub mod transform_endpoint;
 pub mod watch;
 

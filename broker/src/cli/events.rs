@@ -1,7 +1,7 @@
 //! Event commands: `herald send` (post CloudEvents to a Broker), `herald display` (an
 //! event-display subscriber) and `herald replay` (re-deliver retained events to a Trigger).
 
-use crate::admin::{self, client::AdminClient};
+use crate::admin;
 use crate::{display, send};
 use anyhow::{bail, Context};
 use clap::Args;
@@ -45,6 +45,9 @@ pub struct SendArgs {
     /// Send in structured mode instead of binary mode.
     #[arg(long)]
     pub structured: bool,
+    /// PEM file of CAs to trust for an https:// --to besides the public roots.
+    #[arg(long, env = "HERALD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -71,6 +74,9 @@ pub struct ReplayArgs {
     /// The admin token, when the server was started with one.
     #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of CAs to trust for an https:// --server besides the public roots.
+    #[arg(long, env = "HERALD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Broker, as namespace/name or name (namespace "default").
     #[arg(long)]
     pub broker: String,
@@ -100,7 +106,11 @@ pub async fn send(a: SendArgs) -> anyhow::Result<()> {
         send::apply_overrides(&mut events, overrides)?;
     }
     let count = events.len();
-    let (status, body) = send::send(&a.to, events, a.structured)
+    let roots = match &a.ca_file {
+        Some(path) => crate::tls::ca_certificates(path)?,
+        None => Vec::new(),
+    };
+    let (status, body) = send::send(&a.to, events, a.structured, roots)
         .await
         .with_context(|| format!("sending to {}", a.to))?;
     if !(200..300).contains(&status) {
@@ -140,7 +150,7 @@ pub async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         trigger: a.trigger,
         from: a.from,
     };
-    let response = AdminClient::new(&a.server, a.token)
+    let response = super::resources::admin_client(&a.server, a.token, a.ca_file.as_deref())?
         .replay(&request)
         .await?;
     println!(
