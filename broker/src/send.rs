@@ -85,12 +85,14 @@ pub fn read_events(path: &PathBuf) -> Result<Vec<WireEvent>, SendError> {
     }
 }
 
-/// POSTs the events: one in binary mode (or structured when asked), several as a batch.
-/// Returns the HTTP status and the response body.
+/// POSTs the events: one in binary mode (or structured when asked), several as a batch,
+/// with `Authorization: Bearer <token>` when given. Returns the HTTP status and the
+/// response body.
 pub async fn send(
     url: &str,
     events: Vec<WireEvent>,
     structured: bool,
+    token: Option<&str>,
 ) -> Result<(u16, String), SendError> {
     let client = reqwest::Client::new();
     let request = if events.len() == 1 && !structured {
@@ -112,6 +114,10 @@ pub async fn send(
             .post(url)
             .header("content-type", crate::ingress::BATCH_CONTENT_TYPE)
             .body(batch)
+    };
+    let request = match token {
+        Some(t) => request.bearer_auth(t),
+        None => request,
     };
     let response = request.send().await?;
     let status = response.status().as_u16();

@@ -5,6 +5,7 @@
 //! accepting, drain, then stop).
 
 use crate::admin;
+use crate::auth::{AuthConfig, AuthError, IngressAuth};
 use crate::backends::BackendsConfig;
 use crate::ingress::{router, IngressState};
 use crate::listener;
@@ -66,6 +67,9 @@ pub struct ServeConfig {
     /// infers one.
     #[cfg(feature = "kubernetes")]
     pub cluster: Option<herald_sources::apiserver::Cluster>,
+    /// Ingress authentication (bearer tokens, JWTs) and EventPolicy enforcement; off unless a
+    /// token source is configured.
+    pub auth: AuthConfig,
 }
 
 impl Default for ServeConfig {
@@ -96,6 +100,7 @@ impl Default for ServeConfig {
             ingress_url: None,
             #[cfg(feature = "kubernetes")]
             cluster: None,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -113,6 +118,8 @@ pub enum ServeError {
     Config(String),
     #[error(transparent)]
     Plane(#[from] PlaneError),
+    #[error("ingress authentication: {0}")]
+    Auth(#[from] AuthError),
     #[error("cannot watch {path}: {source}")]
     Watch {
         path: PathBuf,
@@ -195,9 +202,17 @@ pub async fn start(
             ping_catch_up: config.ping_catch_up,
             #[cfg(feature = "kubernetes")]
             cluster: config.cluster.clone(),
+            authorization: config.auth.enabled().then_some(config.auth.default_mode),
         },
         base,
     )?;
+    let auth = match config.auth.enabled() {
+        true => Some(IngressAuth::load(
+            config.auth.clone(),
+            plane.internal_tokens(),
+        )?),
+        false => None,
+    };
     plane
         .apply_set(resources, Owner::Files)
         .await
@@ -227,6 +242,19 @@ pub async fn start(
         ),
         None => None,
     };
+    let credentials_watch = match &auth {
+        Some(a) => crate::auth::reload::spawn(a.clone(), config.watch_debounce, shutdown.clone())
+            .map_err(|source| ServeError::Watch {
+            path: a
+                .config()
+                .tokens_file
+                .clone()
+                .or(a.config().jwks_file.clone())
+                .unwrap_or_default(),
+            source,
+        })?,
+        None => None,
+    };
     let resync = tokio::spawn(resync_loop(
         plane.clone(),
         config.resync_interval,
@@ -239,6 +267,8 @@ pub async fn start(
         max_batch_events: config.max_batch_events,
         body_timeout: config.body_timeout,
         metrics: plane.metrics().clone(),
+        auth,
+        authorizations: plane.authorizations(),
     })
     .merge(crate::transform_endpoint::router(plane.transforms()))
     .merge(herald_sources::github::router(plane.webhooks()))
@@ -292,6 +322,9 @@ pub async fn start(
         tokio::join!(ingress, admin);
         if let Some(w) = watcher {
             w.stop().await;
+        }
+        if let Some(w) = credentials_watch {
+            let _ = w.await;
         }
         let _ = resync.await;
         let left = deadline

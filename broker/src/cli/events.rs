@@ -36,6 +36,9 @@ pub struct SendArgs {
     /// Send in structured mode instead of binary mode.
     #[arg(long)]
     pub structured: bool,
+    /// Bearer token for an ingress that requires one (a static token or a JWT).
+    #[arg(long, env = "HERALD_INGRESS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Args)]
@@ -87,7 +90,8 @@ pub async fn send(a: SendArgs) -> anyhow::Result<()> {
         })?],
     };
     let count = events.len();
-    let (status, body) = send::send(&a.to, events, a.structured)
+    let token = a.token.as_deref().filter(|t| !t.is_empty());
+    let (status, body) = send::send(&a.to, events, a.structured, token)
         .await
         .with_context(|| format!("sending to {}", a.to))?;
     if !(200..300).contains(&status) {
