@@ -2,7 +2,7 @@
 //! `deploy/crds/` commits them.
 
 use crate::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
     InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
@@ -15,6 +15,7 @@ pub fn definitions() -> Vec<CustomResourceDefinition> {
         Broker::crd(),
         Trigger::crd(),
         EventTransform::crd(),
+        EventPolicy::crd(),
         Channel::crd(),
         InMemoryChannel::crd(),
         KafkaChannel::crd(),

@@ -2,7 +2,7 @@
 //! produces for the same manifest, so both control planes feed one data plane.
 
 use crate::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
     InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
@@ -55,6 +55,9 @@ to_resource!(Trigger, Trigger, |metadata, spec| Resource::Trigger(
 ));
 to_resource!(EventTransform, EventTransform, |metadata, spec| {
     Resource::EventTransform(herald_core::EventTransform { metadata, spec })
+});
+to_resource!(EventPolicy, EventPolicy, |metadata, spec| {
+    Resource::EventPolicy(herald_core::EventPolicy { metadata, spec })
 });
 to_resource!(Channel, Channel, |metadata, spec| Resource::Channel(
     herald_core::Channel {

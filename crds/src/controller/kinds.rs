@@ -5,7 +5,7 @@
 use super::BROKER_CLASS;
 use crate::mapping::ToResource;
 use crate::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource,
+    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
     InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
     Subscription, Trigger,
 };
@@ -54,6 +54,7 @@ macro_rules! plain_kind {
 
 plain_kind!(
     EventTransform,
+    EventPolicy,
     Channel,
     InMemoryChannel,
     KafkaChannel,
