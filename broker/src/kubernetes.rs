@@ -1,5 +1,6 @@
 //! `herald serve --kubernetes` (feature `kubernetes`): the data plane fed by herald-crds'
-//! reflectors, and with `--controller` the leader-elected reconciler too. The data plane is the
+//! reflectors, and with `--controller` the leader-elected reconciler too; the leader alone
+//! runs ApiServerSources. The data plane is the
 //! same one every other feed applies to, with its own [`Owner`].
 
 use crate::plane::{ApplyError, DataPlane, Owner};
@@ -9,6 +10,7 @@ use herald_crds::controller::{
     self, addressable::Addressables, Context, ControllerConfig, Plane, PlaneError,
 };
 use herald_crds::kube;
+use herald_sources::Leadership;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -67,7 +69,10 @@ pub async fn run(
     config: KubernetesConfig,
     stop: CancellationToken,
 ) {
-    let feed: Arc<dyn Plane> = Arc::new(KubernetesFeed(plane));
+    // Leader-only sources (ApiServerSource) run on the controller's leader alone: a replica
+    // without the controller never leads.
+    plane.set_source_leadership(Leadership::Standby);
+    let feed: Arc<dyn Plane> = Arc::new(KubernetesFeed(plane.clone()));
     let kinds = config.controller_config.kinds.clone();
     let addressables = Arc::new(Addressables::new(
         client.clone(),
@@ -87,7 +92,15 @@ pub async fn run(
             client,
             &config.controller_config,
             stop.clone(),
-            move |leading| controller::reconcile::run(ctx.clone(), leading),
+            move |leading| {
+                let (ctx, plane) = (ctx.clone(), plane.clone());
+                async move {
+                    plane.set_source_leadership(Leadership::Leader);
+                    controller::reconcile::run(ctx, leading.clone()).await;
+                    leading.cancelled().await;
+                    plane.set_source_leadership(Leadership::Standby);
+                }
+            },
         )
         .await;
         if let Err(e) = elected {

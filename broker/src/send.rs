@@ -18,6 +18,8 @@ pub enum SendError {
     Build(String),
     #[error("extension {0:?} must be written name=value")]
     Extension(String),
+    #[error("ceOverrides must be JSON like {{\"extensions\": {{\"name\": \"value\"}}}}, not: {0}")]
+    Overrides(String),
     #[error("request failed: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -33,6 +35,25 @@ pub struct EventOptions {
     pub content_type: String,
     /// `name=value` pairs.
     pub extensions: Vec<String>,
+}
+
+/// Sets the extensions of Knative's `ceOverrides` JSON (`K_CE_OVERRIDES`) on every event,
+/// replacing what they had, as Knative's adapter SDK does before sending.
+pub fn apply_overrides(events: &mut [WireEvent], json: &str) -> Result<(), SendError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Overrides {
+        #[serde(default)]
+        extensions: std::collections::BTreeMap<String, String>,
+    }
+    let o: Overrides =
+        serde_json::from_str(json).map_err(|_| SendError::Overrides(json.to_string()))?;
+    for event in events.iter_mut() {
+        for (name, value) in &o.extensions {
+            event.set_extension(name, value.clone());
+        }
+    }
+    Ok(())
 }
 
 pub fn build_event(o: &EventOptions) -> Result<WireEvent, SendError> {
@@ -122,4 +143,43 @@ pub async fn send(
     let response = request.send().await?;
     let status = response.status().as_u16();
     Ok((status, response.text().await.unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ext: &[&str]) -> WireEvent {
+        build_event(&EventOptions {
+            source: "/s".into(),
+            ty: "t".into(),
+            extensions: ext.iter().map(|e| e.to_string()).collect(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn ce_overrides_set_and_replace_extensions() {
+        let mut events = vec![event(&["region=us", "keep=1"]), event(&[])];
+        apply_overrides(&mut events, r#"{"extensions":{"region":"eu","team":"a"}}"#).unwrap();
+        for e in &events {
+            assert_eq!(e.attribute("region").as_deref(), Some("eu"));
+            assert_eq!(e.attribute("team").as_deref(), Some("a"));
+        }
+        assert_eq!(events[0].attribute("keep").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn ce_overrides_that_are_not_knatives_json_are_refused() {
+        let mut events = vec![event(&[])];
+        for bad in [
+            "region=eu",
+            r#"{"extension":{"a":"b"}}"#,
+            r#"{"extensions":{"a":1}}"#,
+        ] {
+            let e = apply_overrides(&mut events, bad).unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! ApiServerSource against the in-process API server (herald-crds' fake, a real HTTP listener
 //! kube's watchers talk to unchanged), delivering to a real HTTP sink: add, update and delete
 //! of a watched object are Knative's three events (type, source, subject, extensions, data),
-//! label selectors and `owner` narrow what is watched, and `herald serve` runs the source
-//! from a config file as it runs every source.
+//! label selectors and `owner` narrow what is watched, `herald serve` runs the source
+//! from a config file as it runs every source, and under `--kubernetes --controller` only the
+//! Lease holder runs it (a standby takes over once a dead leader's Lease expires).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -289,3 +290,176 @@ async fn herald_serve_runs_an_apiserversource_from_its_config() {
     assert_eq!(added.ce("name"), "web-2");
     server.shutdown().await;
 }
+
+fn deployed_of(view: Option<&herald_broker::plane::ResourceView>) -> Option<(String, String)> {
+    let c = view?.object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Deployed")?
+        .clone();
+    Some((
+        c["status"].as_str()?.to_string(),
+        c["reason"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+/// `herald serve --kubernetes --controller` with the ApiServerSource in its config, in a
+/// runtime of its own on its own thread: dropping that runtime "crashes" it, so its Lease
+/// is not released and its watch just stops.
+struct Replica {
+    crash: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The source's `Deployed` condition (status, reason), as this replica's plane has it.
+    deployed: Arc<std::sync::Mutex<Option<(String, String)>>>,
+}
+
+impl Replica {
+    fn start(api_addr: std::net::SocketAddr, identity: &'static str, sink: &Url) -> Self {
+        use herald_broker::kubernetes::{run, KubernetesConfig};
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let deployed = Arc::new(std::sync::Mutex::new(None));
+        let (sink, seen) = (sink.clone(), deployed.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let url: Url = format!("http://{api_addr}").parse().unwrap();
+                let client = || {
+                    let mut config = herald_crds::kube::Config::new(url.as_str().parse().unwrap());
+                    config.default_namespace = "default".into();
+                    herald_crds::kube::Client::try_from(config).unwrap()
+                };
+                let mut set = herald_core::ResourceSet::default();
+                set.sources.push(herald_core::Loaded {
+                    resource: source("Resource", "", &sink),
+                    origin: herald_core::Origin {
+                        file: "apiserversource.yaml".into(),
+                        document: 1,
+                    },
+                });
+                let server = serve::start(
+                    &set,
+                    ServeConfig {
+                        listen: "127.0.0.1:0".parse().unwrap(),
+                        cluster: Some(Cluster::new(client(), url.as_str())),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+                let controller_config = herald_crds::controller::ControllerConfig {
+                    identity: identity.into(),
+                    lease_duration: Duration::from_secs(2),
+                    lease_grace: Duration::from_secs(1),
+                    ..Default::default()
+                };
+                tokio::spawn(run(
+                    client(),
+                    server.plane().clone(),
+                    KubernetesConfig {
+                        controller: true,
+                        controller_config,
+                        resync: Some(Duration::from_millis(500)),
+                    },
+                    CancellationToken::new(),
+                ));
+                let plane = server.plane().clone();
+                tokio::spawn(async move {
+                    let key = ResourceKey::new("default", "pods");
+                    loop {
+                        let view = plane.get(Kind::ApiServerSource, &key).await;
+                        *seen.lock().unwrap() = deployed_of(view.as_ref());
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                });
+                let _ = tokio::task::spawn_blocking(move || rx.recv()).await;
+                std::mem::forget(server);
+            });
+            // Every task ends mid-flight: nothing is released.
+            rt.shutdown_background();
+        });
+        Self {
+            crash: Some(tx),
+            thread: Some(thread),
+            deployed,
+        }
+    }
+
+    fn deployed(&self) -> Option<(String, String)> {
+        self.deployed.lock().unwrap().clone()
+    }
+
+    fn crash(mut self) {
+        drop(self.crash.take());
+        let _ = self.thread.take().unwrap().join();
+    }
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < WAIT, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn holder(api: &FakeApiServer) -> Option<String> {
+    api.get(
+        "apis/coordination.k8s.io/v1/leases",
+        "herald",
+        "herald-controller",
+    )
+    .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+}
+
+/// Two replicas run the same ApiServerSource: only the Lease holder watches and emits (the
+/// other stands by), so each change is one event; when the leader dies without releasing
+/// its Lease, the other takes over once the Lease expires and emits from then on.
+#[tokio::test]
+async fn only_the_leader_emits_and_the_standby_takes_over_when_its_lease_expires() {
+    let api = FakeApiServer::start().await;
+    let mut sink = TestSink::start().await;
+    let first = Replica::start(api.addr, "first", &sink.url);
+    until("the first replica to lead", || {
+        holder(&api).as_deref() == Some("first")
+    })
+    .await;
+    let second = Replica::start(api.addr, "second", &sink.url);
+    until("the leader to watch and the other to stand by", || {
+        first.deployed().is_some_and(|(status, _)| status == "True")
+            && second
+                .deployed()
+                .is_some_and(|(_, reason)| reason == "StandingBy")
+    })
+    .await;
+    for name in ["p1", "p2"] {
+        api.put(PODS, pod(name, json!({"app": "web"}), None, "Pending"));
+        let added = sink.next().await;
+        assert_eq!(added.ce("type"), ADD_TYPE);
+        assert_eq!(added.ce("name"), name, "one event per change, in order");
+    }
+
+    first.crash();
+    until(
+        "the second replica to take the expired Lease and watch",
+        || {
+            holder(&api).as_deref() == Some("second")
+                && second
+                    .deployed()
+                    .is_some_and(|(status, _)| status == "True")
+        },
+    )
+    .await;
+    api.put(PODS, pod("p3", json!({"app": "web"}), None, "Pending"));
+    let added = sink.next().await;
+    assert_eq!(added.ce("name"), "p3");
+    // Nothing twice: a last change, and it is the next event.
+    api.put(PODS, pod("p4", json!({"app": "web"}), None, "Pending"));
+    assert_eq!(sink.next().await.ce("name"), "p4");
+    assert!(
+        sink.rx.try_recv().is_err(),
+        "an event more than the changes"
+    );
+    second.crash();
+}
+
+const ADD_TYPE: &str = "dev.knative.apiserver.resource.add";

@@ -162,3 +162,126 @@ fn metrics_count_a_known_traffic_pattern_exactly() {
         assert!(value(&text, store).is_some_and(|v| v > 0.0), "{text}");
     });
 }
+
+const SOURCES_NS: &str = "source-metrics";
+const SECRET: &str = "metrics-secret";
+
+fn github_source(name: &str, sink: &str) -> String {
+    format!(
+        "apiVersion: sources.knative.dev/v1alpha1\nkind: GitHubSource\nmetadata: {{name: {name}, namespace: {SOURCES_NS}}}\n\
+         spec:\n  eventTypes: [push]\n  ownerAndRepository: Codertocat/Hello-World\n\
+         \x20 secretToken: {{value: {SECRET}}}\n  sink: {{uri: \"{sink}\"}}\n  delivery: {{retry: 0}}\n"
+    )
+}
+
+/// A push webhook with delivery id `id`, signed; the HTTP status.
+async fn push(hook: &str, id: &str) -> u16 {
+    let body = br#"{"ref":"refs/heads/main","repository":{"full_name":"Codertocat/Hello-World"}}"#;
+    reqwest::Client::new()
+        .post(hook)
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", id)
+        .header(
+            "x-hub-signature-256",
+            herald_sources::github::sign(SECRET.as_bytes(), body),
+        )
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Per-source counters on `/metrics` after a known pattern: GitHubSource `ok` emits 2 events
+/// its sink takes, GitHubSource `bad` sends 1 its sink refuses (500, no retries, no
+/// dead-letter sink), and ContainerSource `flaky`'s command exits twice before it stays up
+/// (2 restarts, 3 starts), its status Ready once it runs.
+#[test]
+fn source_metrics_count_events_sink_failures_and_restarts_exactly() {
+    run(async {
+        let work = tempfile::tempdir().unwrap();
+        let config = work.path().join("config");
+        std::fs::create_dir_all(&config).unwrap();
+        let sub = subscriber().await;
+        let starts = work.path().join("starts");
+        let flaky = format!(
+            "apiVersion: sources.knative.dev/v1\nkind: ContainerSource\nmetadata: {{name: flaky, namespace: {SOURCES_NS}}}\n\
+             spec:\n  template:\n    spec:\n      containers:\n        - name: c\n          command: [sh, -c]\n\
+             \x20         args: ['n=$(cat \"$STARTS\" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > \"$STARTS\"; [ $n -ge 3 ] && exec sleep 600; exit 1']\n\
+             \x20         env: [{{name: STARTS, value: \"{}\"}}]\n  sink: {{uri: \"{sub}/ok\"}}\n",
+            starts.display()
+        );
+        std::fs::write(
+            config.join("sources.yaml"),
+            format!(
+                "{}---\n{}---\n{flaky}",
+                github_source("ok", &format!("{sub}/ok")),
+                github_source("bad", &format!("{sub}/fail")),
+            ),
+        )
+        .unwrap();
+        let server = Replica::serve("herald", &config, &work.path().join("data"), &[]).await;
+        let admin = Admin::for_api(&server.admin, "/apis/sources.knative.dev/v1alpha1");
+        admin
+            .wait_ready("githubsources", SOURCES_NS, "ok", WAIT)
+            .await;
+        admin
+            .wait_ready("githubsources", SOURCES_NS, "bad", WAIT)
+            .await;
+        let hook = |name: &str| format!("{}/sources/github/{SOURCES_NS}/{name}", server.base);
+        assert_eq!(push(&hook("ok"), "d-1").await, 202);
+        assert_eq!(push(&hook("ok"), "d-2").await, 202);
+        assert_eq!(push(&hook("bad"), "d-3").await, 502);
+
+        let series = |metric: &str, kind: &str, name: &str| {
+            format!(r#"{metric}{{kind="{kind}",namespace_name="{SOURCES_NS}",name="{name}"}}"#)
+        };
+        let restarts = series("herald_source_restarts_total", "ContainerSource", "flaky");
+        let end = Instant::now() + WAIT;
+        let text = loop {
+            let text = scrape(&server.admin).await;
+            if value(&text, &restarts) == Some(2.0)
+                && std::fs::read_to_string(&starts).is_ok_and(|s| s.trim() == "3")
+            {
+                break text;
+            }
+            assert!(Instant::now() < end, "not 2 restarts:\n{text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let expected = [
+            (
+                series("herald_source_events_total", "GitHubSource", "ok"),
+                2.0,
+            ),
+            (
+                series("herald_source_sink_failures_total", "GitHubSource", "ok"),
+                0.0,
+            ),
+            (
+                series("herald_source_events_total", "GitHubSource", "bad"),
+                0.0,
+            ),
+            (
+                series("herald_source_sink_failures_total", "GitHubSource", "bad"),
+                1.0,
+            ),
+            (restarts.clone(), 2.0),
+            (
+                series("herald_source_restarts_total", "GitHubSource", "ok"),
+                0.0,
+            ),
+        ];
+        for (series, want) in &expected {
+            assert_eq!(value(&text, series), Some(*want), "{series}:\n{text}");
+        }
+        // Its third start stays up: Ready, and no more restarts.
+        let containers = Admin::for_api(&server.admin, "/apis/sources.knative.dev/v1");
+        containers
+            .wait_ready("containersources", SOURCES_NS, "flaky", WAIT)
+            .await;
+        let text = scrape(&server.admin).await;
+        assert_eq!(value(&text, &restarts), Some(2.0), "{text}");
+    });
+}

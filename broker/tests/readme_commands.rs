@@ -8,7 +8,8 @@
 //! - `herald send --to URL --file event.json`, with one event and with a batch;
 //! - `herald serve --config DIR --channels-config channels.yaml`, with
 //!   examples/channels.yaml and with a file of the test's own;
-//! - `herald delete trigger NAME` (the singular spelling the README uses).
+//! - `herald delete trigger NAME` (the singular spelling the README uses);
+//! - `bash examples/sources/run.sh` and `herald source run FILE`.
 //!
 //! Covered elsewhere and not repeated here: `herald serve --config examples/quickstart`
 //! (tests/cli.rs runs the quickstart script), `herald replay --from <offset>` and
@@ -307,4 +308,130 @@ fn readme_delete_trigger_by_its_singular_kind() {
             .await
             .is_none());
     });
+}
+
+/// `bash examples/sources/run.sh`, in its checking mode: a PingSource's tick, a GitHubSource's
+/// signed push and a ContainerSource's `herald send` (with its `ceOverrides` applied) each
+/// reach their display through the Broker and a Trigger.
+#[test]
+fn readme_sources_example_shows_every_source_reaching_its_display() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new("bash")
+        .arg(root.join("examples/sources/run.sh"))
+        .arg("--check")
+        .env("HERALD_BIN", HERALD)
+        .env("HERALD_PORT", free_port().to_string())
+        .env("HERALD_ADMIN_PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "examples/sources/run.sh failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (display, line) in [
+        ("[ping display]", "type: dev.knative.sources.ping"),
+        ("[github display]", "id: push-1"),
+        ("[github display]", "type: dev.knative.source.github.push"),
+        ("[container display]", "type: com.example.ticker.tick"),
+        ("[container display]", "origin: container"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.strip_prefix(display).is_some_and(|l| l.trim() == line)),
+            "no line {line:?} from {display}:\n{stdout}"
+        );
+    }
+}
+
+/// `herald source run FILE` (the standalone mode): a PingSource ticking every second into a
+/// URI sink the test serves, and a ContainerSource into the same sink; SIGTERM ends it
+/// cleanly (exit 0) and stops the ContainerSource's process.
+#[test]
+fn readme_source_run_emits_into_a_uri_sink_and_stops_on_sigterm() {
+    run(async {
+        let sink = Sink::start((0, 0)).await;
+        let work = tempfile::tempdir().unwrap();
+        let pid_file = work.path().join("container.pid");
+        let file = work.path().join("sources.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata: {{name: beat, namespace: ns}}\n\
+                 spec:\n  schedule: \"@every 1s\"\n  sink: {{uri: \"{sink}/ping\"}}\n---\n\
+                 apiVersion: sources.knative.dev/v1\nkind: ContainerSource\nmetadata: {{name: c, namespace: ns}}\n\
+                 spec:\n  template:\n    spec:\n      containers:\n        - name: c\n          command: [sh, -c]\n\
+                 \x20         args: ['echo $$ > \"$PID_FILE\"; exec sleep 600']\n\
+                 \x20         env: [{{name: PID_FILE, value: \"{pid}\"}}]\n  sink: {{uri: \"{sink}/container\"}}\n",
+                sink = sink.url,
+                pid = pid_file.display(),
+            ),
+        )
+        .unwrap();
+        // Its own child (not `Proc`): the test needs its exit status.
+        let log_path = work.path().join("source-run.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut source = KillOnDrop(
+            std::process::Command::new(HERALD)
+                .args(["source", "run", file.to_str().unwrap()])
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        let output = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        until(
+            WAIT,
+            || {
+                sink.records()
+                    .iter()
+                    .filter(|r| r.path == "/events/ping")
+                    .count()
+                    >= 2
+            },
+            || format!("two ticks:\n{}", output()),
+        )
+        .await;
+        assert!(output().contains("PingSource ns/beat -> "), "{}", output());
+        until(WAIT, || pid_file.exists(), output).await;
+        let container_pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &source.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+        let mut status = None;
+        until(
+            WAIT,
+            || {
+                status = source.0.try_wait().unwrap();
+                status.is_some()
+            },
+            || format!("herald source run did not exit:\n{}", output()),
+        )
+        .await;
+        let status = status.unwrap();
+        assert!(status.success(), "{status}:\n{}", output());
+        assert!(output().contains("stopping sources"), "{}", output());
+        assert!(
+            !Path::new(&format!("/proc/{container_pid}")).exists(),
+            "the ContainerSource's process outlived herald source run"
+        );
+    });
+}
+
+/// A child process killed (and reaped) if the test ends before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -340,7 +340,8 @@ impl Builder {
             }
             ("messaging.knative.dev/v1", "Channel")
             | ("messaging.knative.dev/v1", "InMemoryChannel")
-            | ("messaging.knative.dev/v1beta1", "KafkaChannel") => {
+            | ("messaging.knative.dev/v1beta1", "KafkaChannel")
+            | ("messaging.herald.dev/v1alpha1", "HeraldChannel") => {
                 let flavor = ChannelFlavor::from_kind(&kind).expect("matched above");
                 if let Some(mut c) = self.typed::<Channel>(&origin, &label, value) {
                     c.flavor = flavor;

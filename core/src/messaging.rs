@@ -1,5 +1,5 @@
 //! Knative's `messaging.knative.dev` Channel (and its concrete kinds InMemoryChannel and
-//! KafkaChannel) and Subscription, and `flows.knative.dev` Sequence and Parallel, with
+//! KafkaChannel, and Herald's own `messaging.herald.dev` HeraldChannel) and Subscription, and `flows.knative.dev` Sequence and Parallel, with
 //! Knative's field names so their manifests load unchanged.
 
 use crate::resources::{
@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 pub const MESSAGING_API_VERSION: &str = "messaging.knative.dev/v1";
 pub const FLOWS_API_VERSION: &str = "flows.knative.dev/v1";
+/// Herald's own channel kind: a Channel kept on the server's default backend.
+pub const HERALD_MESSAGING_API_VERSION: &str = "messaging.herald.dev/v1alpha1";
 
 /// Which kind a channel was written as: Knative's generic `Channel`, or a concrete kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -17,6 +19,9 @@ pub enum ChannelFlavor {
     Channel,
     InMemoryChannel,
     KafkaChannel,
+    /// Herald's own: the server's default backend (or the `herald.dev/channel` annotation's),
+    /// as a Channel whose `channelTemplate` names it.
+    HeraldChannel,
 }
 
 impl ChannelFlavor {
@@ -25,21 +30,33 @@ impl ChannelFlavor {
             Self::Channel => "Channel",
             Self::InMemoryChannel => "InMemoryChannel",
             Self::KafkaChannel => "KafkaChannel",
+            Self::HeraldChannel => "HeraldChannel",
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
             Self::KafkaChannel => "messaging.knative.dev/v1beta1",
+            Self::HeraldChannel => HERALD_MESSAGING_API_VERSION,
             _ => MESSAGING_API_VERSION,
         }
     }
 
     /// The flavor a `kind` names, for refs and channel templates.
     pub fn from_kind(kind: &str) -> Option<Self> {
-        [Self::Channel, Self::InMemoryChannel, Self::KafkaChannel]
-            .into_iter()
-            .find(|f| f.kind() == kind)
+        [
+            Self::Channel,
+            Self::InMemoryChannel,
+            Self::KafkaChannel,
+            Self::HeraldChannel,
+        ]
+        .into_iter()
+        .find(|f| f.kind() == kind)
+    }
+
+    /// The API group of its kind (`messaging.knative.dev`).
+    pub fn group(self) -> &'static str {
+        self.api_version().split('/').next().unwrap_or_default()
     }
 }
 
@@ -87,7 +104,7 @@ impl Channel {
     }
 }
 
-/// The union of the Channel, InMemoryChannel and KafkaChannel specs.
+/// The union of the Channel, InMemoryChannel, KafkaChannel and HeraldChannel specs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -179,7 +196,7 @@ impl Subscription {
             errors.push(FieldError::new(
                 "spec.channel.kind",
                 format!(
-                    "{:?} is not a channel kind Herald serves (Channel, InMemoryChannel, KafkaChannel)",
+                    "{:?} is not a channel kind Herald serves (Channel, InMemoryChannel, KafkaChannel, HeraldChannel)",
                     c.kind
                 ),
             ));

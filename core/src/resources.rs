@@ -175,8 +175,8 @@ impl Kind {
 
     /// The kind a `ref` names (the concrete channel kinds are Channels here).
     pub fn of_ref(reference: &KReference) -> Option<Kind> {
-        if reference.group() == "messaging.knative.dev"
-            && crate::messaging::ChannelFlavor::from_kind(&reference.kind).is_some()
+        if crate::messaging::ChannelFlavor::from_kind(&reference.kind)
+            .is_some_and(|f| f.group() == reference.group())
         {
             return Some(Kind::Channel);
         }

@@ -3,8 +3,8 @@
 
 use crate::resources::{
     ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
-    InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
-    Subscription, Trigger,
+    HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource,
+    Sequence, Subscription, Trigger,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -19,6 +19,7 @@ pub fn definitions() -> Vec<CustomResourceDefinition> {
         Channel::crd(),
         InMemoryChannel::crd(),
         KafkaChannel::crd(),
+        HeraldChannel::crd(),
         Subscription::crd(),
         Sequence::crd(),
         Parallel::crd(),

@@ -3,8 +3,8 @@
 
 use crate::resources::{
     ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
-    InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
-    Subscription, Trigger,
+    HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource,
+    Sequence, Subscription, Trigger,
 };
 use herald_core::{ChannelFlavor, Kind, Resource};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta as KubeMeta;
@@ -78,6 +78,13 @@ to_resource!(KafkaChannel, Channel, |metadata, spec| {
         metadata,
         spec,
         flavor: ChannelFlavor::KafkaChannel,
+    })
+});
+to_resource!(HeraldChannel, Channel, |metadata, spec| {
+    Resource::Channel(herald_core::Channel {
+        metadata,
+        spec,
+        flavor: ChannelFlavor::HeraldChannel,
     })
 });
 to_resource!(Subscription, Subscription, |metadata, spec| {

@@ -71,6 +71,11 @@ knative_kind!(
     KafkaChannelSpec(herald_core::ChannelSpec) => "messaging.knative.dev" / "v1beta1", "KafkaChannel", "kafkachannels", "kc"
 );
 knative_kind!(
+    /// `messaging.herald.dev/v1alpha1` HeraldChannel, Herald's own: a Channel on the server's
+    /// default backend, what a Channel whose `channelTemplate` names it is backed by.
+    HeraldChannelSpec(herald_core::ChannelSpec) => "messaging.herald.dev" / "v1alpha1", "HeraldChannel", "heraldchannels", "hc"
+);
+knative_kind!(
     /// `messaging.knative.dev/v1` Subscription.
     SubscriptionSpec(herald_core::SubscriptionSpec) => "messaging.knative.dev" / "v1", "Subscription", "subscriptions", "sub"
 );

@@ -5,8 +5,8 @@ use herald_core::Resource;
 use herald_crds::mapping::ToResource;
 use herald_crds::resources::{
     ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
-    InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
-    Subscription, Trigger,
+    HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource,
+    Sequence, Subscription, Trigger,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -153,6 +153,7 @@ fn mapped(doc: &Value) -> Option<Resource> {
         "Channel" => via::<Channel>(doc),
         "InMemoryChannel" => via::<InMemoryChannel>(doc),
         "KafkaChannel" => via::<KafkaChannel>(doc),
+        "HeraldChannel" => via::<HeraldChannel>(doc),
         "Subscription" => via::<Subscription>(doc),
         "Sequence" => via::<Sequence>(doc),
         "Parallel" => via::<Parallel>(doc),

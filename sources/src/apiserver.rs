@@ -5,8 +5,10 @@
 //! namespace}` (`mode: Reference`); source the API server's URL; subject the object's
 //! selfLink-style path; extensions `kind`, `name`, `namespace` (for Trigger filters). Objects
 //! that exist when the watch starts are not events (as Knative's adapter); a watch that had
-//! to list again emits what changed meanwhile. Needs the `kubernetes` feature; without it
-//! the source is refused with a message naming it.
+//! to list again emits what changed meanwhile. It watches only while its host may run
+//! leader-only sources ([`crate::Leadership`]): under `herald serve --kubernetes`, on the
+//! replica holding the controller's Lease, so replicas never emit a change twice. Needs the
+//! `kubernetes` feature; without it the source is refused with a message naming it.
 
 use crate::error::ConfigError;
 use crate::Source;
@@ -40,7 +42,7 @@ mod watch {
     use super::*;
     use crate::{SourceContext, SourceError};
     use cloudevents::{EventBuilder, EventBuilderV10};
-    use futures::StreamExt;
+    use futures::{FutureExt, StreamExt};
     use herald_core::{ApiVersionKind, Check, EventMode};
     use kube::api::{ApiResource, DynamicObject};
     use kube::core::GroupVersionKind;
@@ -287,11 +289,61 @@ mod watch {
 
     #[async_trait::async_trait]
     impl Source for ApiServer {
+        /// Watches while this host may run leader-only sources; standing by, it waits to
+        /// lead, and a replica that stops leading stops watching (after the event in hand).
         async fn run(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
             let cluster = match &ctx.env.kubernetes {
                 Some(c) => c.clone(),
                 None => Cluster::infer().await?,
             };
+            let mut leadership = ctx.env.leadership.clone();
+            loop {
+                if !leadership.borrow_and_update().may_run() {
+                    ctx.report(Check::unknown(
+                        "StandingBy",
+                        "another replica holds the leader Lease and runs this source",
+                    ));
+                    tokio::select! {
+                        led = leadership.wait_for(|l| l.may_run()).map(|r| r.is_ok()) => if !led {
+                            // The host is going away without ever leading again.
+                            ctx.shutdown.cancelled().await;
+                            return Ok(());
+                        },
+                        _ = ctx.shutdown.cancelled() => return Ok(()),
+                    }
+                }
+                let leading = ctx.shutdown.child_token();
+                let watching = self.watch(&ctx, &cluster, &leading);
+                tokio::pin!(watching);
+                let lost = async {
+                    if leadership.wait_for(|l| !l.may_run()).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                let result = tokio::select! {
+                    r = &mut watching => r,
+                    _ = lost => {
+                        tracing::info!(source = %ctx.key, "no longer the leader: stopping the watch");
+                        leading.cancel();
+                        watching.await
+                    }
+                };
+                result?;
+                if ctx.shutdown.is_cancelled() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    impl ApiServer {
+        /// Emits every change of the watched objects until `stop`.
+        async fn watch(
+            &self,
+            ctx: &SourceContext,
+            cluster: &Cluster,
+            stop: &tokio_util::sync::CancellationToken,
+        ) -> Result<(), SourceError> {
             let streams = self.watched.iter().enumerate().map(|(i, w)| {
                 let api: Api<DynamicObject> =
                     Api::namespaced_with(cluster.client.clone(), &self.namespace, &w.api);
@@ -311,7 +363,7 @@ mod watch {
                         Some(item) => item,
                         None => return Ok(()),
                     },
-                    _ = ctx.shutdown.cancelled() => return Ok(()),
+                    _ = stop.cancelled() => return Ok(()),
                 };
                 let w = &self.watched[i];
                 let event = match item {
@@ -333,7 +385,7 @@ mod watch {
                     if !self.owned(&object) {
                         continue;
                     }
-                    let e = self.event(&cluster, w, change, &object);
+                    let e = self.event(cluster, w, change, &object);
                     tracing::debug!(source = %ctx.key, ?change, kind = %w.kind, "kubernetes change");
                     if let Err(err) = ctx.sink.send(e).await {
                         tracing::warn!(source = %ctx.key, error = %err, "event lost");

@@ -1,10 +1,12 @@
 //! ContainerSource, standalone: runs the first container's `command` and `args` as a local
 //! process with `K_SINK` (the resolved sink URL) and `K_CE_OVERRIDES` (the `ceOverrides`, as
 //! JSON) in its environment, the way Knative's ContainerSource feeds any program's events
-//! into a Broker. The program POSTs its events to `$K_SINK` itself. When it exits it is
-//! started again after a backoff that doubles up to a ceiling (and starts over once a run
-//! lasted longer than the ceiling); on shutdown it gets SIGTERM, then SIGKILL after a grace.
+//! into a Broker. The program POSTs its events to `$K_SINK` itself (and applies the
+//! overrides itself, as programs built on Knative's adapter SDK do). When it exits it is
+//! started again after a [`RestartBackoff`] (counted in `herald_source_restarts_total`); on
+//! shutdown it gets SIGTERM, then SIGKILL after a grace.
 
+use crate::backoff::RestartBackoff;
 use crate::error::ConfigError;
 use crate::{Source, SourceContext, SourceError};
 use herald_core::{Check, ContainerSource, Kind};
@@ -83,69 +85,58 @@ impl Container {
 impl Source for Container {
     async fn run(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
         let (first, ceiling) = ctx.env.restart_backoff;
-        let mut backoff = first;
+        let mut backoff = RestartBackoff::new(first, ceiling);
+        let restarts = ctx.env.metrics.of(ctx.kind, &ctx.key).restarts;
         let sink = ctx.sink.url().to_string();
         loop {
             let started = Instant::now();
-            let mut child = match self.command(&sink).spawn() {
-                Ok(c) => c,
+            let how = match self.command(&sink).spawn() {
                 Err(e) => {
                     let why = format!("cannot start {:?}: {e}", self.program);
                     tracing::warn!(source = %ctx.key, "{why}");
                     ctx.report(Check::failed("CommandFailed", why));
-                    if !pause(&ctx, &mut backoff, ceiling).await {
-                        return Ok(());
-                    }
-                    continue;
+                    None
+                }
+                Ok(mut child) => {
+                    ctx.report(Check::Ok);
+                    tracing::info!(source = %ctx.key, program = %self.program, pid = child.id(), "ContainerSource command started");
+                    let status = tokio::select! {
+                        s = child.wait() => s,
+                        _ = ctx.shutdown.cancelled() => {
+                            stop(&mut child).await;
+                            return Ok(());
+                        }
+                    };
+                    Some(match status {
+                        Ok(s) => s.to_string(),
+                        Err(e) => e.to_string(),
+                    })
                 }
             };
-            ctx.report(Check::Ok);
-            tracing::info!(source = %ctx.key, program = %self.program, pid = child.id(), "ContainerSource command started");
-            let status = tokio::select! {
-                s = child.wait() => s,
-                _ = ctx.shutdown.cancelled() => {
-                    stop(&mut child).await;
-                    return Ok(());
-                }
-            };
-            let how = match status {
-                Ok(s) => s.to_string(),
-                Err(e) => e.to_string(),
-            };
-            if started.elapsed() > ceiling {
-                backoff = first;
+            let wait = backoff.after_run(started.elapsed());
+            if let Some(how) = how {
+                tracing::warn!(source = %ctx.key, program = %self.program, %how, ?wait, "ContainerSource command exited; restarting");
+                ctx.report(Check::unknown(
+                    "Restarting",
+                    format!("{:?} exited ({how}); restarting in {wait:?}", self.program),
+                ));
             }
-            tracing::warn!(source = %ctx.key, program = %self.program, %how, ?backoff, "ContainerSource command exited; restarting");
-            ctx.report(Check::unknown(
-                "Restarting",
-                format!(
-                    "{:?} exited ({how}); restarting in {backoff:?}",
-                    self.program
-                ),
-            ));
-            if !pause(&ctx, &mut backoff, ceiling).await {
-                return Ok(());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = ctx.shutdown.cancelled() => return Ok(()),
             }
+            restarts.inc();
         }
-    }
-}
-
-/// Waits out the backoff and doubles it; `false` on shutdown.
-async fn pause(ctx: &SourceContext, backoff: &mut Duration, ceiling: Duration) -> bool {
-    let wait = *backoff;
-    *backoff = (*backoff * 2).min(ceiling);
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => true,
-        _ = ctx.shutdown.cancelled() => false,
     }
 }
 
 async fn stop(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
         // SIGTERM first, so the program can finish the event it is sending.
-        let _ = std::process::Command::new("kill")
+        let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
-            .status();
+            .status()
+            .await;
         if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok() {
             return;
         }

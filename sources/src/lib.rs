@@ -3,19 +3,22 @@
 //! ([`registry`]), one module per kind: [`ping`] (cron), [`github`] (webhooks),
 //! [`container`] (a program given `K_SINK`), [`nats`] (messages of a subject or stream,
 //! decoded by [`decode`]), [`kafka`] (records of Kafka topics, committed once accepted) and
-//! [`apiserver`] (changes of Kubernetes objects; feature `kubernetes`).
+//! [`apiserver`] (changes of Kubernetes objects; feature `kubernetes`). Each source's counters
+//! are in [`metrics`].
 //!
 //! The same sources run inside `herald serve` (the data plane starts, replaces and stops
 //! them as resources change) and alone (`herald source run FILE`); both build them through
 //! [`registry::build`] and hand them a [`SourceContext`].
 
 pub mod apiserver;
+pub mod backoff;
 pub mod clock;
 pub mod container;
 pub mod decode;
 pub mod error;
 pub mod github;
 pub mod kafka;
+pub mod metrics;
 pub mod nats;
 pub mod ping;
 pub mod registry;
@@ -25,6 +28,7 @@ pub mod supervise;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, SourceError};
 pub use github::Webhooks;
+pub use metrics::SourceMetrics;
 pub use registry::{build, sink_parts, SourceKind, REGISTRY};
 pub use sink::{Sink, SinkCounts, SinkError};
 pub use supervise::supervise;
@@ -80,6 +84,10 @@ pub struct SourceEnv {
     pub webhooks: Webhooks,
     /// Restart backoff of ContainerSource commands: first and longest wait.
     pub restart_backoff: (Duration, Duration),
+    /// Where sources count events, sink failures and restarts.
+    pub metrics: SourceMetrics,
+    /// Whether this host may run leader-only sources (ApiServerSource) now.
+    pub leadership: watch::Receiver<Leadership>,
     /// The API server ApiServerSources watch; unset, each infers one (in-cluster config or
     /// KUBECONFIG).
     #[cfg(feature = "kubernetes")]
@@ -96,9 +104,29 @@ impl Default for SourceEnv {
             ping_catch_up: Duration::from_secs(3600),
             webhooks: Webhooks::default(),
             restart_backoff: (Duration::from_millis(500), Duration::from_secs(30)),
+            metrics: SourceMetrics::default(),
+            leadership: watch::channel(Leadership::Unelected).1,
             #[cfg(feature = "kubernetes")]
             kubernetes: None,
         }
+    }
+}
+
+/// Where a host stands for sources that must run on one replica only (an ApiServerSource
+/// emits each change of an object: two replicas watching would emit it twice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leadership {
+    /// No election (files, `herald source run`): run them.
+    Unelected,
+    /// This replica holds the leader Lease: run them.
+    Leader,
+    /// Another replica leads (or none yet): do not run them.
+    Standby,
+}
+
+impl Leadership {
+    pub fn may_run(self) -> bool {
+        self != Leadership::Standby
     }
 }
 

@@ -3,6 +3,7 @@
 //! delivers Trigger and Subscription events, so a source retries and dead-letters exactly as
 //! a Trigger does.
 
+use crate::metrics::{SourceCounters, SourceMetrics};
 use herald_channels::WireEvent;
 use herald_core::{DeliverySpec, Kind, ResourceKey};
 use herald_dispatcher::route::{DeliveryFormat, ReplyTarget, Route, RouteId, TtlHandling};
@@ -23,10 +24,13 @@ pub struct SinkError {
 
 #[derive(Clone)]
 pub struct Sink {
+    kind: Kind,
     engine: DeliveryEngine,
     route: Arc<Route>,
     overrides: Arc<BTreeMap<String, String>>,
     counts: Arc<SinkCounts>,
+    /// The source's Prometheus series (unregistered until [`Sink::with_metrics`]).
+    counters: SourceCounters,
 }
 
 /// What a source's sink did with its events, counted since the source started: shown in
@@ -86,11 +90,20 @@ impl Sink {
             filter_type: String::new(),
         };
         Self {
+            kind,
             engine,
             route: Arc::new(route),
             overrides: Arc::new(overrides),
             counts: Arc::default(),
+            counters: SourceCounters::default(),
         }
+    }
+
+    /// Counts this sink's events in `metrics` too (`herald_source_events_total`,
+    /// `herald_source_sink_failures_total`).
+    pub fn with_metrics(mut self, metrics: &SourceMetrics) -> Self {
+        self.counters = metrics.of(self.kind, &self.route.id.key);
+        self
     }
 
     /// A sink at `url` with no retries and no overrides (tests, tools).
@@ -135,6 +148,10 @@ impl Sink {
             Disposition::Undeliverable(_) => &self.counts.failed,
         };
         counter.fetch_add(1, Relaxed);
+        match &disposition {
+            Disposition::Undeliverable(_) => self.counters.sink_failures.inc(),
+            _ => self.counters.events.inc(),
+        };
         match disposition {
             Disposition::Undeliverable(_) => Err(SinkError {
                 id,

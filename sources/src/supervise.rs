@@ -2,6 +2,7 @@
 //! an error builds and starts it again with a doubling backoff, reporting each failure as
 //! its `Deployed` condition.
 
+use crate::backoff::RestartBackoff;
 use crate::{Sink, SourceContext, SourceEnv};
 use herald_core::{Check, Resource};
 use std::sync::Arc;
@@ -21,8 +22,10 @@ pub async fn supervise(
     health: watch::Sender<Check>,
 ) {
     let (kind, key) = (resource.kind(), resource.key());
-    let mut backoff = RESTART_BACKOFF.0;
+    let mut backoff = RestartBackoff::new(RESTART_BACKOFF.0, RESTART_BACKOFF.1);
+    let restarts = env.metrics.of(kind, &key).restarts;
     loop {
+        let started = std::time::Instant::now();
         let source = match crate::build(&resource) {
             Some(Ok(s)) => s,
             Some(Err(e)) => {
@@ -39,17 +42,19 @@ pub async fn supervise(
             health: health.clone(),
             env: env.clone(),
         };
-        match source.run(ctx).await {
+        let wait = match source.run(ctx).await {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(%kind, %key, error = %e, ?backoff, "source failed; starting it again");
+                let wait = backoff.after_run(started.elapsed());
+                tracing::warn!(%kind, %key, error = %e, ?wait, "source failed; starting it again");
                 health.send_replace(Check::failed("SourceFailed", e.to_string()));
+                wait
             }
-        }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.cancelled() => return,
         }
-        backoff = (backoff * 2).min(RESTART_BACKOFF.1);
+        restarts.inc();
     }
 }

@@ -519,3 +519,97 @@ async fn channels_and_sequences_run_on_nats_when_their_template_says_so() {
         .unwrap();
     server.shutdown().await;
 }
+
+/// Herald's own channel kind: a Channel whose template names HeraldChannel, and a
+/// `messaging.herald.dev/v1alpha1` HeraldChannel itself, are kept on the server's default
+/// backend (sled here) and serve their Subscriptions, while a Channel templated on
+/// InMemoryChannel stays in memory.
+#[tokio::test]
+async fn herald_channels_use_the_server_default_and_in_memory_channels_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.channels.default = herald_channels::BackendKind::Sled;
+    config.channels.sled.data_dir = dir.path().to_path_buf();
+    let server = start_with("", config).await;
+    let channels = [
+        (
+            "templated",
+            "apiVersion: messaging.knative.dev/v1\nkind: Channel",
+            "spec:\n  channelTemplate: {apiVersion: messaging.herald.dev/v1alpha1, kind: HeraldChannel}\n",
+        ),
+        (
+            "own",
+            "apiVersion: messaging.herald.dev/v1alpha1\nkind: HeraldChannel",
+            "",
+        ),
+        (
+            "work",
+            "apiVersion: messaging.knative.dev/v1\nkind: Channel",
+            "spec:\n  channelTemplate: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel}\n",
+        ),
+    ];
+    let mut subscribers = Vec::new();
+    for (name, kind, spec) in channels {
+        apply(
+            &server,
+            &format!("{kind}\nmetadata: {{name: {name}, namespace: ns}}\n{spec}"),
+        )
+        .await;
+        let (api_version, kind) = {
+            let mut lines = kind.lines();
+            let api = lines.next().unwrap().trim_start_matches("apiVersion: ");
+            (
+                api.to_string(),
+                lines
+                    .next()
+                    .unwrap()
+                    .trim_start_matches("kind: ")
+                    .to_string(),
+            )
+        };
+        let sub = Subscriber::start().await;
+        apply(
+            &server,
+            &format!(
+                "apiVersion: messaging.knative.dev/v1\nkind: Subscription\nmetadata: {{name: to-{name}, namespace: ns}}\n\
+                 spec:\n  channel: {{apiVersion: {api_version}, kind: {kind}, name: {name}}}\n  subscriber: {{uri: \"{}\"}}\n",
+                sub.url()
+            ),
+        )
+        .await;
+        assert_eq!(
+            ready(&server, Kind::Subscription, &format!("to-{name}")).await["status"],
+            "True",
+            "{name}"
+        );
+        assert_eq!(ready(&server, Kind::Channel, name).await["status"], "True");
+        subscribers.push((name, sub));
+    }
+    for (name, sub) in &subscribers {
+        let url = channel_url(&server, "ns", name);
+        for i in 0..3 {
+            accept(&url, &event(&format!("{name}-{i}"), "t")).await;
+        }
+        let got = sub.wait_for(3, DEADLINE).await;
+        assert!(got.iter().all(|e| e.id().starts_with(name)), "{name}");
+    }
+    let used: Vec<String> = server
+        .plane()
+        .health()
+        .await
+        .backends
+        .iter()
+        .map(|b| b.kind.to_string())
+        .collect();
+    assert!(used.contains(&"sled".to_string()), "{used:?}");
+    assert!(used.contains(&"memory".to_string()), "{used:?}");
+    // The HeraldChannel is shown as the kind it was written as.
+    let own = server
+        .plane()
+        .get(Kind::Channel, &ResourceKey::new("ns", "own"))
+        .await
+        .unwrap();
+    assert_eq!(own.object["kind"], "HeraldChannel");
+    assert_eq!(own.object["apiVersion"], "messaging.herald.dev/v1alpha1");
+    server.shutdown().await;
+}

@@ -97,6 +97,7 @@ impl LogOwner<'_> {
                 Some("InMemoryChannel") => Some(BackendKind::Memory),
                 Some("KafkaChannel") => Some(BackendKind::Kafka),
                 Some("NatsJetStreamChannel") => Some(BackendKind::Nats),
+                // HeraldChannel (and no template): the server's default backend.
                 _ => None,
             },
         }

@@ -11,9 +11,18 @@ use std::sync::Arc;
 
 #[derive(Args)]
 pub struct SendArgs {
-    /// Broker URL, e.g. http://127.0.0.1:8080/default/default
-    #[arg(long, default_value = "http://127.0.0.1:8080/default/default")]
+    /// Broker URL, e.g. http://127.0.0.1:8080/default/default; inside a ContainerSource,
+    /// its sink (`K_SINK`).
+    #[arg(
+        long,
+        env = "K_SINK",
+        default_value = "http://127.0.0.1:8080/default/default"
+    )]
     pub to: String,
+    /// Extensions to set on every event, as Knative's `{"extensions": {"name": "value"}}`;
+    /// inside a ContainerSource, its `ceOverrides` (`K_CE_OVERRIDES`).
+    #[arg(long, env = "K_CE_OVERRIDES")]
+    pub ce_overrides: Option<String>,
     /// A CloudEvent in JSON format (or an array, sent as a batch) instead of the flags below.
     #[arg(long, conflicts_with_all = ["ty", "source", "data"])]
     pub file: Option<PathBuf>,
@@ -89,6 +98,10 @@ pub async fn send(a: SendArgs) -> anyhow::Result<()> {
             extensions: a.extensions,
         })?],
     };
+    let mut events = events;
+    if let Some(overrides) = &a.ce_overrides {
+        send::apply_overrides(&mut events, overrides)?;
+    }
     let count = events.len();
     let token = a.token.as_deref().filter(|t| !t.is_empty());
     let (status, body) = send::send(&a.to, events, a.structured, token)

@@ -191,6 +191,8 @@ pub struct DataPlane {
     engine: DeliveryEngine,
     config: PlaneConfig,
     source_env: Arc<herald_sources::SourceEnv>,
+    /// Feeds `source_env.leadership`.
+    source_leadership: tokio::sync::watch::Sender<herald_sources::Leadership>,
     metrics: Arc<herald_core::metrics::Metrics>,
 }
 
@@ -206,6 +208,12 @@ impl DataPlane {
                 internal_tokens.clone(),
             )));
         }
+        let (source_leadership, leadership) =
+            tokio::sync::watch::channel(herald_sources::Leadership::Unelected);
+        let source_env = herald_sources::SourceEnv {
+            leadership,
+            ..source_env(&config, &metrics)
+        };
         Ok(Arc::new(Self {
             state: Mutex::new(State {
                 backends: Backends::new(config.channels.clone()),
@@ -232,7 +240,8 @@ impl DataPlane {
             internal_tokens,
             resolver: Resolver::new(ingress_base),
             engine,
-            source_env: Arc::new(source_env(&config)),
+            source_env: Arc::new(source_env),
+            source_leadership,
             config,
             metrics,
         }))
@@ -258,6 +267,12 @@ impl DataPlane {
     /// ingress must accept.
     pub fn internal_tokens(&self) -> InternalTokens {
         self.internal_tokens.clone()
+    }
+
+    /// Whether this replica runs leader-only sources (ApiServerSource) now; the Kubernetes
+    /// feed sets it from the controller's Lease. Until set, they run.
+    pub fn set_source_leadership(&self, leadership: herald_sources::Leadership) {
+        self.source_leadership.send_replace(leadership);
     }
 
     /// The GitHubSources receiving webhooks (`/sources/github/{ns}/{name}`).
@@ -457,8 +472,12 @@ pub enum PlaneError {
 }
 
 /// What sources get from this server: its NATS (shared tick ledger when NATS is the default
-/// backend), a state directory beside sled's when sled is, and the catch-up window.
-fn source_env(config: &PlaneConfig) -> herald_sources::SourceEnv {
+/// backend), a state directory beside sled's when sled is, the catch-up window, and the
+/// per-source counters on this server's `/metrics`.
+fn source_env(
+    config: &PlaneConfig,
+    metrics: &herald_core::metrics::Metrics,
+) -> herald_sources::SourceEnv {
     use herald_channels::BackendKind;
     let channels = &config.channels;
     herald_sources::SourceEnv {
@@ -467,6 +486,7 @@ fn source_env(config: &PlaneConfig) -> herald_sources::SourceEnv {
         state_dir: (channels.default == BackendKind::Sled)
             .then(|| channels.sled.data_dir.join("sources")),
         ping_catch_up: config.ping_catch_up,
+        metrics: herald_sources::SourceMetrics::register(metrics),
         #[cfg(feature = "kubernetes")]
         kubernetes: config.cluster.clone(),
         ..Default::default()

@@ -111,7 +111,8 @@ impl DataPlane {
                             &delivery,
                             dls.clone(),
                             overrides.map(|o| o.extensions.clone()).unwrap_or_default(),
-                        );
+                        )
+                        .with_metrics(&self.source_env.metrics);
                         let counts = sink.counts();
                         let stop = CancellationToken::new();
                         let (health_tx, health) =

@@ -7,8 +7,8 @@ use super::addressable::Addressables;
 use super::{KnativeKind, Plane};
 use crate::resources::{
     ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
-    InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
-    Subscription, Trigger,
+    HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource,
+    Sequence, Subscription, Trigger,
 };
 use futures::StreamExt;
 use herald_core::{Kind, Resource, ResourceKey};
@@ -85,7 +85,8 @@ pub async fn run(
             Kind::Channel => {
                 snapshots.push(reflect::<Channel>(&client, c.clone(), s.clone()));
                 snapshots.push(reflect::<InMemoryChannel>(&client, c.clone(), s.clone()));
-                snapshots.push(reflect::<KafkaChannel>(&client, c, s));
+                snapshots.push(reflect::<KafkaChannel>(&client, c.clone(), s.clone()));
+                snapshots.push(reflect::<HeraldChannel>(&client, c, s));
             }
             Kind::Subscription => snapshots.push(reflect::<Subscription>(&client, c, s)),
             Kind::Sequence => snapshots.push(reflect::<Sequence>(&client, c, s)),

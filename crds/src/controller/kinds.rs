@@ -6,8 +6,8 @@ use super::BROKER_CLASS;
 use crate::mapping::ToResource;
 use crate::resources::{
     ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
-    InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
-    Subscription, Trigger,
+    HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource,
+    Sequence, Subscription, Trigger,
 };
 use async_trait::async_trait;
 use herald_core::{Status, BROKER_CLASS_ANNOTATION};
@@ -58,6 +58,7 @@ plain_kind!(
     Channel,
     InMemoryChannel,
     KafkaChannel,
+    HeraldChannel,
     Subscription,
     Sequence,
     Parallel,

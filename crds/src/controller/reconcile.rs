@@ -7,8 +7,8 @@ use super::addressable::Unresolved;
 use super::{Context, Error, KnativeKind, PlaneError, FINALIZER};
 use crate::resources::{
     ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
-    InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
-    Subscription, Trigger,
+    HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource,
+    Sequence, Subscription, Trigger,
 };
 use futures::StreamExt;
 use herald_core::{Check, Kind, ResourceKey};
@@ -207,6 +207,7 @@ pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
             Kind::Channel => {
                 tasks.spawn(run_kind::<InMemoryChannel>(ctx.clone(), stop.clone()));
                 tasks.spawn(run_kind::<KafkaChannel>(ctx.clone(), stop.clone()));
+                tasks.spawn(run_kind::<HeraldChannel>(ctx.clone(), stop.clone()));
                 tasks.spawn(run_kind::<Channel>(ctx, stop))
             }
             Kind::Subscription => tasks.spawn(run_kind::<Subscription>(ctx, stop)),
