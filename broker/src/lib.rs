@@ -7,6 +7,7 @@ pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod display;
+pub mod header_limits;
 pub mod ingress;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
@@ -14,6 +15,7 @@ mod listener;
 pub mod plane;
 pub mod send;
 pub mod serve;
+pub mod tls;
 pub mod transform_endpoint;
 pub mod watch;
 

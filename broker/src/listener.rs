@@ -3,10 +3,16 @@
 //! a cap on open connections — and a shutdown that is itself bounded: connections are asked
 //! to finish, and whatever has not finished by the deadline is closed.
 //!
+//! With TLS, the handshake runs inside the same accept loop and connection slot, under its
+//! own timeout, before any HTTP: the cap and every timeout hold for TLS connections too. A
+//! plaintext HTTP request to a TLS port is answered with a plaintext 400 saying so.
+//!
 //! Each connection is watched by its own task: hyper's own header timeout also fires on a
 //! kept-alive connection between requests, so the two timeouts are told apart here, from
 //! whether a request is in flight and whether bytes arrived since the last response.
 
+use crate::header_limits::HeaderLimits;
+use crate::tls::ServerTls;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -33,6 +39,11 @@ pub struct ConnectionLimits {
     /// Open connections at most. At the cap, the connection idle the longest is closed to
     /// make room; when none is idle, new connections wait in the listen backlog.
     pub max_connections: usize,
+    /// A TLS client must finish its handshake within this time of connecting.
+    pub tls_handshake_timeout: Duration,
+    /// Header fields and bytes per request: checked exactly by [`HeaderLimits::enforce`]
+    /// (431 with a message), and loosely by hyper as a backstop.
+    pub headers: HeaderLimits,
 }
 
 impl Default for ConnectionLimits {
@@ -41,6 +52,8 @@ impl Default for ConnectionLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            tls_handshake_timeout: Duration::from_secs(10),
+            headers: HeaderLimits::default(),
         }
     }
 }
@@ -99,6 +112,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<ServerTls>>,
     stop: CancellationToken,
     grace: impl Fn() -> Duration,
 ) {
@@ -142,8 +156,16 @@ pub async fn serve(
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, state.clone());
         let (app, limits, stop, open) = (app.clone(), limits.clone(), stop.clone(), open.clone());
+        let tls = tls.clone();
         tasks.spawn(async move {
-            serve_connection(stream, app, &limits, state, &open, stop).await;
+            match tls {
+                None => serve_connection(stream, app, &limits, state, &open, stop).await,
+                Some(tls) => {
+                    if let Some(stream) = handshake(stream, &tls, &limits, &state, &stop).await {
+                        serve_connection(stream, app, &limits, state, &open, stop).await;
+                    }
+                }
+            }
             tracing::trace!(%peer, "connection closed");
             open.conns
                 .lock()
@@ -171,14 +193,74 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection(
+/// The TLS handshake, cut at the handshake timeout, on eviction (the cap) and on shutdown.
+async fn handshake(
     stream: TcpStream,
+    tls: &ServerTls,
+    limits: &ConnectionLimits,
+    state: &ConnState,
+    stop: &CancellationToken,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let limit = limits.tls_handshake_timeout;
+    let work = async {
+        if speaks_plain_http(&stream).await {
+            refuse_plain_http(stream).await;
+            return None;
+        }
+        match tls.acceptor().accept(stream).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS handshake failed: connection closed");
+                None
+            }
+        }
+    };
+    tokio::select! {
+        done = tokio::time::timeout(limit, work) => done.unwrap_or_else(|_| {
+            tracing::debug!(?limit, "TLS handshake not completed in time: connection closed");
+            None
+        }),
+        _ = state.evict.cancelled() => None,
+        _ = stop.cancelled() => None,
+    }
+}
+
+/// Whether the client's first byte starts an HTTP method rather than a TLS record (22, a
+/// handshake).
+async fn speaks_plain_http(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(stream.peek(&mut first).await, Ok(1) if first[0].is_ascii_uppercase())
+}
+
+/// Answers a plaintext request on a TLS port in plaintext, so the client sees why.
+async fn refuse_plain_http(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let message = "this port serves HTTPS (TLS): send the request to an https:// URL\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{message}",
+        message.len()
+    );
+    tracing::debug!("plaintext HTTP on a TLS port: answered 400");
+    if stream.write_all(answer.as_bytes()).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    // Read what the client sent until it closes: closing with unread bytes would reset the
+    // connection, and the client might lose the answer. Bounded by the handshake timeout.
+    let mut sink = [0u8; 4096];
+    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+}
+
+async fn serve_connection<S>(
+    stream: S,
     app: Router,
     limits: &ConnectionLimits,
     state: Arc<ConnState>,
     open: &Open,
     stop: CancellationToken,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(WatchedStream {
         inner: stream,
         reads: state.clone(),
@@ -200,7 +282,14 @@ async fn serve_connection(
                 response
             }
         });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .max_headers(limits.headers.hyper_max_headers())
+        .max_buf_size(limits.headers.hyper_max_buf());
+    builder
+        .http2()
+        .max_header_list_size(limits.headers.hyper_max_header_list());
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let tick = (limits.header_read_timeout.min(limits.idle_timeout) / 4)
@@ -263,14 +352,14 @@ async fn serve_connection(
     }
 }
 
-/// A TCP stream that counts reads that returned bytes, so the watcher sees a request head
-/// arriving.
-struct WatchedStream {
-    inner: TcpStream,
+/// A connection's stream (TCP, or TLS over it) that counts reads that returned bytes, so the
+/// watcher sees a request head arriving.
+struct WatchedStream<S> {
+    inner: S,
     reads: Arc<ConnState>,
 }
 
-impl AsyncRead for WatchedStream {
+impl<S: AsyncRead + Unpin> AsyncRead for WatchedStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -285,7 +374,7 @@ impl AsyncRead for WatchedStream {
     }
 }
 
-impl AsyncWrite for WatchedStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -113,9 +113,14 @@ pub async fn send(
     url: &str,
     events: Vec<WireEvent>,
     structured: bool,
+    roots: Vec<reqwest::Certificate>,
     token: Option<&str>,
 ) -> Result<(u16, String), SendError> {
-    let client = reqwest::Client::new();
+    let mut builder = reqwest::Client::builder();
+    for ca in roots {
+        builder = builder.add_root_certificate(ca);
+    }
+    let client = builder.build()?;
     let request = if events.len() == 1 && !structured {
         let event = events.into_iter().next().expect("one event");
         // Percent-encoded ce- headers, as Herald delivers: any attribute value arrives as sent.

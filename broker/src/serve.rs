@@ -11,6 +11,7 @@ use crate::ingress::{router, IngressState};
 use crate::listener;
 pub use crate::listener::ConnectionLimits;
 use crate::plane::{ApplyError, DataPlane, Owner, PlaneConfig, PlaneError};
+use crate::tls::{ServerTls, TlsError, TlsFiles};
 use crate::watch::ConfigWatcher;
 use herald_core::{DeliverySpec, Resolver, ResourceKey, ResourceSet};
 use herald_dispatcher::EngineConfig;
@@ -63,6 +64,14 @@ pub struct ServeConfig {
     /// The base URL Brokers and Channels are addressed at (`status.address.url`); the
     /// listener's own address when unset. On Kubernetes, the ingress Service's URL.
     pub ingress_url: Option<Url>,
+    /// How long a parked event is kept before it expires (a Trigger's
+    /// `herald.dev/dlq-retention` overrides it).
+    pub dlq_retention: Duration,
+    /// TLS for ingress: its certificate and key, reloaded when they change; plaintext when
+    /// unset.
+    pub tls: Option<TlsFiles>,
+    /// TLS for the admin API, on its own (the admin listener does not follow `tls`).
+    pub admin_tls: Option<TlsFiles>,
     /// The API server ApiServerSources watch (`herald serve --kubernetes`'s); unset, each
     /// infers one.
     #[cfg(feature = "kubernetes")]
@@ -98,6 +107,9 @@ impl Default for ServeConfig {
             admin_token: None,
             ping_catch_up: Duration::from_secs(3600),
             ingress_url: None,
+            dlq_retention: Duration::from_secs(7 * 24 * 3600),
+            tls: None,
+            admin_tls: None,
             #[cfg(feature = "kubernetes")]
             cluster: None,
             auth: AuthConfig::default(),
@@ -120,6 +132,8 @@ pub enum ServeError {
     Plane(#[from] PlaneError),
     #[error("ingress authentication: {0}")]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot watch {path}: {source}")]
     Watch {
         path: PathBuf,
@@ -137,21 +151,23 @@ pub struct RunningServer {
     /// Resources that are not ready after the initial apply (unknown Broker, unresolvable
     /// subscriber), each with where it came from and why.
     pub warnings: Vec<String>,
+    /// Whether ingress and the admin API speak TLS (their URLs are `https://`).
+    tls: bool,
+    admin_tls: bool,
     plane: Arc<DataPlane>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
-    /// Base URL of the ingress, e.g. `http://127.0.0.1:8080`.
+    /// Base URL of the ingress, e.g. `http://127.0.0.1:8080` (`https://` with TLS).
     pub fn url(&self) -> Url {
-        Url::parse(&format!("http://{}", self.addr)).expect("socket address is a valid host")
+        base_url(self.tls, self.addr)
     }
 
     /// Base URL of the admin API, e.g. `http://127.0.0.1:8081`, when it is served.
     pub fn admin_url(&self) -> Option<Url> {
-        self.admin_addr
-            .map(|a| Url::parse(&format!("http://{a}")).expect("socket address is a valid host"))
+        self.admin_addr.map(|a| base_url(self.admin_tls, a))
     }
 
     pub fn broker_url(&self, namespace: &str, name: &str) -> Url {
@@ -189,9 +205,13 @@ pub async fn start(
         None => None,
     };
     let admin_addr = admin_listener.as_ref().map(|(_, a)| *a);
-    let base = config.ingress_url.clone().unwrap_or_else(|| {
-        Url::parse(&format!("http://{addr}")).expect("socket address is a valid host")
-    });
+    // Read before anything runs: a pair that does not load stops the start, naming the file.
+    let tls = config.tls.clone().map(ServerTls::load).transpose()?;
+    let admin_tls = config.admin_tls.clone().map(ServerTls::load).transpose()?;
+    let base = config
+        .ingress_url
+        .clone()
+        .unwrap_or_else(|| base_url(tls.is_some(), addr));
     let plane = DataPlane::new(
         PlaneConfig {
             channels: config.channels.clone(),
@@ -232,6 +252,15 @@ pub async fn start(
     }
 
     let shutdown = CancellationToken::new();
+    for t in tls.iter().chain(admin_tls.iter()) {
+        t.watch(shutdown.clone())?;
+    }
+    let (serves_tls, admin_serves_tls) = (tls.is_some(), admin_tls.is_some());
+    let expiry = tokio::spawn(
+        plane
+            .clone()
+            .expire_parked_until(config.dlq_retention, shutdown.clone()),
+    );
     let watcher = match &config.watch {
         Some(path) => Some(
             ConfigWatcher::spawn(path, config.watch_debounce, plane.clone(), shutdown.clone())
@@ -260,6 +289,8 @@ pub async fn start(
         config.resync_interval,
         shutdown.clone(),
     ));
+    // Outermost on both listeners: an oversized head is refused before any handler runs.
+    let headers = config.connections.headers;
     let app = router(IngressState {
         brokers: plane.ingress(),
         channels: plane.channel_ingress(),
@@ -274,9 +305,11 @@ pub async fn start(
     .merge(herald_sources::github::router(plane.webhooks()))
     .merge(admin::probes(plane.clone()))
     // A body that stops arriving ends the request.
-    .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
+    .layer(RequestBodyTimeoutLayer::new(config.body_timeout))
+    .layer(axum::middleware::from_fn(move |r, n| headers.enforce(r, n)));
     let admin_app = admin::router(plane.clone(), config.admin_token.clone())
-        .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
+        .layer(RequestBodyTimeoutLayer::new(config.body_timeout))
+        .layer(axum::middleware::from_fn(move |r, n| headers.enforce(r, n)));
     // Open event streams end as Herald stops; else the listener would wait out its grace for them.
     tokio::spawn({
         let (plane, stop) = (plane.clone(), shutdown.clone());
@@ -304,6 +337,7 @@ pub async fn start(
             listener,
             app,
             limits.clone(),
+            tls,
             stop.clone(),
             grace(deadline.clone()),
         );
@@ -313,6 +347,7 @@ pub async fn start(
                     admin_listener,
                     admin_app,
                     limits,
+                    admin_tls,
                     stop,
                     grace(deadline.clone()),
                 )
@@ -327,6 +362,7 @@ pub async fn start(
             let _ = w.await;
         }
         let _ = resync.await;
+        let _ = expiry.await;
         let left = deadline
             .get()
             .map(|d: &tokio::time::Instant| {
@@ -341,10 +377,17 @@ pub async fn start(
         addr,
         admin_addr,
         warnings,
+        tls: serves_tls,
+        admin_tls: admin_serves_tls,
         plane,
         shutdown,
         task,
     })
+}
+
+fn base_url(tls: bool, addr: SocketAddr) -> Url {
+    let scheme = if tls { "https" } else { "http" };
+    Url::parse(&format!("{scheme}://{addr}")).expect("socket address is a valid host")
 }
 
 async fn bind(at: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {

@@ -45,17 +45,7 @@ async fn admin_is_apart_and_replay_refuses_past_the_head(channel: &str, args: &[
     let _stream = (channel == "nats").then(|| StreamCleanup::new(NATS_URL, stream_name(&ns, "b")));
     let sink = Sink::start((0, 0)).await;
     let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(
-        config.join("herald.yaml"),
-        format!(
-            "{}---\n{}",
-            broker_yaml(&ns, "b", &[]),
-            trigger_yaml(&ns, "t", "b", &sink.url, &[("type", EVENT_TYPE)])
-        ),
-    )
-    .unwrap();
+    let config = one_trigger_config(work.path(), &ns, &sink.url);
     let mut all = vec!["--channel", channel];
     all.extend_from_slice(args);
     let server = Replica::start(

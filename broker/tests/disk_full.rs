@@ -9,50 +9,15 @@
 
 mod replicas;
 
+use herald_test_support::disk::SmallDisk;
 use replicas::admin::*;
 use replicas::*;
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A tmpfs of `size`, unmounted on drop.
-struct SmallDisk {
-    mnt: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().unwrap();
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&mnt)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            assert!(
-                !in_ci(),
-                "cannot mount a tmpfs for the disk-full test (needs root) and CI=true"
-            );
-            println!("SKIPPED: cannot mount a tmpfs (needs root)");
-            return None;
-        }
-        Some(SmallDisk { mnt, _dir: dir })
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
-    }
-}
 
 #[test]
 fn a_full_disk_answers_503_and_herald_serve_recovers_by_itself() {
-    let Some(disk) = SmallDisk::mount("4m") else {
+    let Some(disk) = SmallDisk::mount(module_path!(), "4m") else {
         return;
     };
     run(async move {
@@ -70,7 +35,7 @@ fn a_full_disk_answers_503_and_herald_serve_recovers_by_itself() {
         let herald = Replica::start(
             "herald",
             config.path(),
-            &disk.mnt.join("data"),
+            &disk.path().join("data"),
             ("df", "b"),
             &["--channel", "sled"],
         )
@@ -78,7 +43,7 @@ fn a_full_disk_answers_503_and_herald_serve_recovers_by_itself() {
         Admin::new(&herald.admin)
             .wait_ready("triggers", "df", "t", Duration::from_secs(60))
             .await;
-        let filler = disk.mnt.join("filler");
+        let filler = disk.path().join("filler");
         std::fs::write(&filler, vec![0u8; 3 << 20]).unwrap();
 
         let http = reqwest::Client::new();

@@ -340,8 +340,8 @@ async fn deleting_a_broker_removes_its_nats_stream_before_the_finalizer_goes() {
     };
     assert_eq!(
         streams(js.clone(), prefix.clone()).await.len(),
-        1,
-        "the Broker's stream exists"
+        2,
+        "the Broker's stream and its parking stream exist"
     );
 
     brokers
@@ -358,7 +358,7 @@ async fn deleting_a_broker_removes_its_nats_stream_before_the_finalizer_goes() {
     }
     assert!(
         streams(js.clone(), prefix.clone()).await.is_empty(),
-        "the stream outlived its Broker"
+        "a stream outlived its Broker"
     );
     herald.stop().await;
 }

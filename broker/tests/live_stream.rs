@@ -214,43 +214,22 @@ fn tail_prints_accepted_events_and_replies_lossless_and_filtered() {
         // Sending through the admin listener: ingress's answers, ingress's checks.
         let send = format!("{}/admin/v1/brokers/{ns}/b/events", server.admin);
         let event = json!({"specversion": "1.0", "id": "via-admin", "source": "/ui", "type": "com.example.ui"});
-        let accepted = http
-            .post(&send)
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/cloudevents+json")
-            .body(event.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(accepted.status().as_u16(), 202);
-        let invalid = http
-            .post(&send)
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/cloudevents+json")
-            .body(json!({"specversion": "1.0", "id": "x"}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(invalid.status().as_u16(), 400);
-        let nowhere = http
-            .post(format!(
-                "{}/admin/v1/brokers/{ns}/nope/events",
-                server.admin
-            ))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/cloudevents+json")
-            .body(event.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(nowhere.status().as_u16(), 404);
-        let unauthorized = http
-            .post(&send)
-            .header("content-type", "application/cloudevents+json")
-            .body(event.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(unauthorized.status().as_u16(), 401);
+        // A structured event POSTed to `url`, with the admin token or without.
+        let post = |url: String, body: String, token: bool| {
+            let mut request = http
+                .post(url)
+                .header("content-type", "application/cloudevents+json")
+                .body(body);
+            if token {
+                request = request.bearer_auth(TOKEN);
+            }
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(post(send.clone(), event.to_string(), true).await, 202);
+        let invalid = json!({"specversion": "1.0", "id": "x"}).to_string();
+        assert_eq!(post(send.clone(), invalid, true).await, 400);
+        let nowhere = format!("{}/admin/v1/brokers/{ns}/nope/events", server.admin);
+        assert_eq!(post(nowhere, event.to_string(), true).await, 404);
+        assert_eq!(post(send.clone(), event.to_string(), false).await, 401);
     });
 }

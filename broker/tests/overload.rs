@@ -64,17 +64,7 @@ async fn overload(channel: &str, args: &[&str]) {
     let _stream = (channel == "nats").then(|| StreamCleanup::new(NATS_URL, stream_name(&ns, "b")));
     let sink = Sink::start((5, 5)).await;
     let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(
-        config.join("herald.yaml"),
-        format!(
-            "{}---\n{}",
-            broker_yaml(&ns, "b", &[]),
-            trigger_yaml(&ns, "t", "b", &sink.url, &[("type", EVENT_TYPE)])
-        ),
-    )
-    .unwrap();
+    let config = one_trigger_config(work.path(), &ns, &sink.url);
     let channels = work.path().join("channels.yaml");
     std::fs::write(
         &channels,

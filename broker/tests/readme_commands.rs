@@ -15,7 +15,9 @@
 //! (tests/cli.rs runs the quickstart script), `herald replay --from <offset>` and
 //! `--from <RFC 3339>` (tests/durability.rs), `herald apply -f FILE_OR_DIR` and
 //! `herald get triggers [NAME] [-o yaml|json] [-A]` (tests/admin_cli.rs), `herald dlq list|show|
-//! redrive --broker B --trigger T [ID...]` (tests/dlq.rs),
+//! redrive --broker B --trigger T [ID...]` and `herald dlq delete ... ID... | --all`
+//! (tests/dlq.rs), `herald serve --tls-cert ... --tls-key ...` and `herald send --to https://...
+//! --ca-file ca.pem` (tests/tls.rs),
 //! `herald tail --broker B --filter "type LIKE 'com.example.%'" [-o json]` (tests/live_stream.rs),
 //! `herald-conformance --broker URL --adapter herald --admin URL` (tests/conformance.rs), the
 //! Authentication section's `herald serve --ingress-tokens`, `--oidc-jwks --oidc-issuer`,

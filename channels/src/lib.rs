@@ -74,8 +74,9 @@ pub trait Channel: Send + Sync + 'static {
     /// Each subscription sees every event; deliveries within one are shared by its readers.
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError>;
 
-    /// The channel's own durable parking area for undeliverable events, if it has one (sled);
-    /// `None`: the data plane keeps them in a [`MemoryParkingLot`] (lost on restart).
+    /// The channel's own durable parking area for undeliverable events, if it has one (sled,
+    /// NATS, Kafka); `None`: the data plane keeps them in a [`MemoryParkingLot`] (lost on
+    /// restart).
     fn parking(&self) -> Option<Arc<dyn ParkingLot>> {
         None
     }
@@ -99,8 +100,8 @@ pub trait Channel: Send + Sync + 'static {
     async fn delete_subscription(&self, subscription: &str) -> Result<(), ChannelError>;
 
     /// Deletes the channel and everything it holds from the backend (its Broker was
-    /// deleted), after `close`. NATS: the stream; Kafka: the topic and the groups of its
-    /// subscriptions; sled: the log and its subscriptions' state; memory: everything.
+    /// deleted), after `close`. NATS: the stream and its parking stream; Kafka: the topic,
+    /// its parking topic and the groups of its subscriptions; sled: the log and its subscriptions' state; memory: everything.
     /// Idempotent.
     async fn delete(&self) -> Result<(), ChannelError>;
 

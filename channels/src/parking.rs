@@ -5,7 +5,9 @@
 //!
 //! One trait, [`ParkingLot`]; [`MemoryParkingLot`] keeps entries in the process (for the
 //! volatile channels and any backend without a durable one: lost on restart, bounded), the
-//! sled backend keeps them on disk next to the log (`SledChannel::parking`).
+//! sled backend keeps them on disk next to the log (`SledChannel::parking`), NATS in a
+//! JetStream stream and Kafka in a compacted topic beside the Broker's (`nats::parking`,
+//! `kafka::parking`).
 
 use crate::event::{json, WireEvent};
 use crate::ChannelError;

@@ -8,157 +8,16 @@ use herald_channels::{
     Channel, ChannelError, Delivery, KafkaBackend, KafkaChannel, KafkaConfig, Position,
     Subscription,
 };
+use herald_test_support::tansu::Tansu;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-fn tansu_binary() -> PathBuf {
-    if let Ok(bin) = std::env::var("TANSU_BIN") {
-        return bin.into();
-    }
-    let home_bin = std::env::var("HOME")
-        .map(|h| PathBuf::from(h).join(".cargo/bin/tansu"))
-        .ok();
-    match home_bin {
-        Some(p) if p.exists() => p,
-        _ => "tansu".into(),
-    }
-}
-
-/// A private tansu broker; killed when dropped.
-struct Tansu {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Tansu {
-    /// Starts one, or returns None (skip) outside CI when it cannot be started.
-    async fn start(test: &str) -> Option<Tansu> {
-        let result = async {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map_err(|e| e.to_string())?
-                .port();
-            let mut tansu = Tansu {
-                child: None,
-                port,
-                dir,
-            };
-            tansu.launch().await?;
-            Ok::<_, String>(tansu)
-        }
-        .await;
-        match result {
-            Ok(t) => Some(t),
-            Err(e) if in_ci() => panic!("{test}: tansu is required in CI: {e}"),
-            Err(e) => {
-                eprintln!("skipping {test}: cannot start tansu ({e}); install it with `cargo install tansu`");
-                None
-            }
-        }
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Runs tansu on the port and store, and waits until it accepts connections.
-    async fn launch(&mut self) -> Result<(), String> {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("tansu.log"))
-            .map_err(|e| e.to_string())?;
-        let child = Command::new(tansu_binary())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            // tansu resolves a sqlite path relative to its working directory.
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("{}: {e}", tansu_binary().display()))?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                return Err(format!("tansu exited with {status}: {}", self.log()));
-            }
-            if Instant::now() > deadline {
-                return Err(format!("tansu did not listen within 15s: {}", self.log()));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
-    }
-
-    fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Kills and restarts it on the same port and store.
-    async fn restart(&mut self) {
-        self.kill();
-        self.launch().await.expect("tansu restarts");
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        self.kill();
-        if std::env::var_os("KEEP_TANSU").is_some() {
-            eprintln!("tansu store and log kept in {}", self.dir.path().display());
-            std::mem::forget(std::mem::replace(
-                &mut self.dir,
-                tempfile::tempdir().unwrap(),
-            ));
-        }
-    }
-}
 
 fn config(tansu: &Tansu) -> KafkaConfig {
     KafkaConfig {

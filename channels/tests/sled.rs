@@ -4,6 +4,7 @@
 
 use cloudevents::{EventBuilder, EventBuilderV10};
 use herald_channels::{Channel, Delivery, Position, SledConfig, SledStore, Subscription};
+use herald_test_support::disk::SmallDisk;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -474,50 +475,15 @@ async fn the_store_shrinks_once_a_backlog_is_delivered() {
     );
 }
 
-/// A tmpfs of `size`, unmounted on drop. Mounting needs root (CI runs as root here); without
-/// it the disk-full test cannot run honestly, so it fails under CI and says so elsewhere.
-struct SmallDisk {
-    mnt: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().unwrap();
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&mnt)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            assert!(
-                std::env::var("CI").is_err(),
-                "cannot mount a tmpfs for the disk-full test (needs root)"
-            );
-            println!("skipping: cannot mount a tmpfs (needs root)");
-            return None;
-        }
-        Some(SmallDisk { mnt, _dir: dir })
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
-    }
-}
-
 /// The disk fills up: publishes answer Unavailable (503 with Retry-After at ingress) naming
 /// the full disk, nothing half-written surfaces, and once space is freed publishing works
 /// again without a restart; every accepted event is delivered, in order, exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_publishes_then_recovers_by_itself() {
-    let Some(disk) = SmallDisk::mount("3m") else {
+    let Some(disk) = SmallDisk::mount(module_path!(), "3m") else {
         return;
     };
-    let data = disk.mnt.join("data");
+    let data = disk.path().join("data");
     let config = SledConfig {
         retry_after: Duration::from_secs(2),
         ..quick()
@@ -526,7 +492,7 @@ async fn a_full_disk_refuses_publishes_then_recovers_by_itself() {
     let ch = store.channel("ns/b").unwrap();
     let mut sub = ch.subscribe("t").await.unwrap();
     // Most of the disk taken by something else.
-    let filler = disk.mnt.join("filler");
+    let filler = disk.path().join("filler");
     std::fs::write(&filler, vec![0u8; 2 << 20]).unwrap();
     let mut accepted = Vec::new();
     let err = loop {

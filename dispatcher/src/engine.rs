@@ -20,6 +20,9 @@ pub struct EngineConfig {
     pub default_timeout: Duration,
     /// Idle keep-alive connections kept per subscriber host.
     pub pool_max_idle_per_host: usize,
+    /// CAs trusted for https subscribers and sinks besides the public roots (a private CA,
+    /// `herald serve --ca-file`).
+    pub root_certificates: Vec<reqwest::Certificate>,
 }
 
 impl Default for EngineConfig {
@@ -27,6 +30,7 @@ impl Default for EngineConfig {
         Self {
             default_timeout: Duration::from_secs(30),
             pool_max_idle_per_host: 256,
+            root_certificates: Vec::new(),
         }
     }
 }
@@ -81,12 +85,15 @@ pub struct EngineError(#[from] reqwest::Error);
 
 impl DeliveryEngine {
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             // A 3xx is a failed delivery (the data-plane table), never a hop elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .tcp_nodelay(true)
-            .build()?;
+            .tcp_nodelay(true);
+        for ca in &config.root_certificates {
+            builder = builder.add_root_certificate(ca.clone());
+        }
+        let client = builder.build()?;
         Ok(Self {
             client,
             config,

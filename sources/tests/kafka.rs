@@ -13,7 +13,7 @@ use herald_sources::SourceEnv;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tansu::Tansu;
+use tansu::{KafkaClients, Tansu};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -162,14 +162,7 @@ async fn nothing_is_committed_while_the_sink_refuses_and_all_arrives_once_it_acc
     let Some(tansu) = Tansu::start("kafka_sink_down").await else {
         return;
     };
-    let topic = unique("down");
-    tansu.create_topic(&topic, 1).await;
-    let producer = tansu.producer();
-    for i in 0..3 {
-        producer
-            .send(&topic, 0, None, &[], Some(format!("r{i}").as_bytes()))
-            .await;
-    }
+    let topic = plain_records(&tansu, "down", 3).await;
     let mut sink = TestSink::start().await;
     sink.refuse(Refusing::Everything);
     let group = unique("g");
@@ -211,14 +204,7 @@ async fn unordered_commits_only_the_contiguous_accepted_prefix() {
     let Some(tansu) = Tansu::start("kafka_unordered").await else {
         return;
     };
-    let topic = unique("unordered");
-    tansu.create_topic(&topic, 1).await;
-    let producer = tansu.producer();
-    for i in 0..5 {
-        producer
-            .send(&topic, 0, None, &[], Some(format!("r{i}").as_bytes()))
-            .await;
-    }
+    let topic = plain_records(&tansu, "unordered", 5).await;
     let mut sink = TestSink::start().await;
     let stuck = "partition:0/offset:1".to_string();
     sink.refuse(Refusing::Ids(HashSet::from([stuck.clone()])));
@@ -426,4 +412,17 @@ async fn a_missing_topic_is_reported_by_name() {
         "{message}"
     );
     running.stop().await;
+}
+
+/// A new one-partition topic holding `n` plain records `r0`, `r1`, …; returns its name.
+async fn plain_records(tansu: &Tansu, prefix: &str, n: usize) -> String {
+    let topic = unique(prefix);
+    tansu.create_topic(&topic, 1).await;
+    let producer = tansu.producer();
+    for i in 0..n {
+        producer
+            .send(&topic, 0, None, &[], Some(format!("r{i}").as_bytes()))
+            .await;
+    }
+    topic
 }

@@ -18,7 +18,7 @@
 mod common;
 
 use cloudevents::{EventBuilder, EventBuilderV10};
-use common::tansu::Tansu;
+use common::tansu::{kafka_channels, Tansu};
 use common::*;
 use herald_broker::backends::BackendsConfig;
 use herald_broker::serve::ServeConfig;
@@ -462,8 +462,8 @@ async fn fidelity_on_the_nats_channel() {
 
 #[tokio::test]
 async fn fidelity_on_the_kafka_channel() {
-    let Some(tansu) = Tansu::start().await else {
+    let Some(tansu) = Tansu::start(module_path!()).await else {
         return;
     };
-    check_channel("kafka", tansu.channels()).await;
+    check_channel("kafka", kafka_channels(&tansu)).await;
 }

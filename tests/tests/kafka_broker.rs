@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::tansu::Tansu;
+use common::tansu::{kafka_channels, Tansu};
 use common::*;
 use herald_broker::serve::ServeConfig;
 use std::time::Duration;
@@ -12,14 +12,14 @@ use std::time::Duration;
 /// Test ServeConfig with Kafka on `tansu`.
 fn on_kafka(tansu: &Tansu) -> ServeConfig {
     ServeConfig {
-        channels: tansu.channels(),
+        channels: kafka_channels(tansu),
         ..config()
     }
 }
 
 #[tokio::test]
 async fn a_kafka_class_broker_routes_events_to_its_triggers() {
-    let Some(tansu) = Tansu::start().await else {
+    let Some(tansu) = Tansu::start(module_path!()).await else {
         return;
     };
     let (orders, payments) = (Subscriber::start().await, Subscriber::start().await);
@@ -71,7 +71,7 @@ async fn a_kafka_class_broker_routes_events_to_its_triggers() {
 /// A KafkaChannel is a Channel on the Kafka backend: its Subscriptions get every event.
 #[tokio::test]
 async fn a_kafka_channel_fans_out_to_its_subscriptions() {
-    let Some(tansu) = Tansu::start().await else {
+    let Some(tansu) = Tansu::start(module_path!()).await else {
         return;
     };
     let (a, b) = (Subscriber::start().await, Subscriber::start().await);

@@ -21,6 +21,8 @@ pub enum ClientError {
     },
     #[error("unexpected answer from {url}: {detail}")]
     Unexpected { url: String, detail: String },
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
 }
 
 pub struct AdminClient {
@@ -38,6 +40,24 @@ impl AdminClient {
             http: reqwest::Client::new(),
             token,
         }
+    }
+
+    /// Like `new`, trusting `roots` (a private CA, `--ca-file`) besides the public roots for
+    /// an `https://` server.
+    pub fn trusting(
+        server: &str,
+        token: Option<String>,
+        roots: Vec<reqwest::Certificate>,
+    ) -> Result<Self, ClientError> {
+        let mut builder = reqwest::Client::builder();
+        for ca in roots {
+            builder = builder.add_root_certificate(ca);
+        }
+        Ok(Self {
+            base: server.trim_end_matches('/').to_string(),
+            http: builder.build().map_err(ClientError::Client)?,
+            token,
+        })
     }
 
     fn collection(&self, kind: Kind, namespace: Option<&str>) -> String {
@@ -212,6 +232,24 @@ impl AdminClient {
     ) -> Result<serde_json::Value, ClientError> {
         let url = format!("{}/redrive", self.dlq_entry(broker, trigger, id));
         let response = self.send(&url, self.http.post(&url)).await?;
+        Self::json(&url, response).await
+    }
+
+    /// Discards one parked event (`Some(id)`) or all of the Trigger's: `{trigger, deleted}`.
+    pub async fn dlq_delete(
+        &self,
+        broker: &ResourceKey,
+        trigger: &str,
+        id: Option<u64>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = match id {
+            Some(id) => self.dlq_entry(broker, trigger, id),
+            None => format!(
+                "{}{DLQ_PATH}/{}/{}/{trigger}",
+                self.base, broker.namespace, broker.name
+            ),
+        };
+        let response = self.send(&url, self.http.delete(&url)).await?;
         Self::json(&url, response).await
     }
 

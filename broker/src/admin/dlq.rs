@@ -5,13 +5,16 @@
 //!   Broker's Triggers (or of one);
 //! - `GET  /admin/v1/dlq/{namespace}/{broker}/{trigger}/{id}`: one, with the whole event;
 //! - `POST /admin/v1/dlq/{namespace}/{broker}/{trigger}/{id}/redrive`: delivers it to that
-//!   Trigger again and, once delivered or dead-lettered, removes it from the list.
+//!   Trigger again and, once delivered or dead-lettered, removes it from the list;
+//! - `DELETE /admin/v1/dlq/{namespace}/{broker}/{trigger}/{id}`: discards it (`404` for an
+//!   unknown id);
+//! - `DELETE /admin/v1/dlq/{namespace}/{broker}/{trigger}`: discards all of the Trigger's.
 
-use crate::plane::{DataPlane, ParkedError, ParkedList, Redriven};
+use crate::plane::{DataPlane, Discarded, ParkedError, ParkedList, Redriven};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use herald_channels::ParkedEvent;
 use herald_core::ResourceKey;
@@ -24,8 +27,12 @@ pub(super) fn router() -> Router<Arc<DataPlane>> {
     Router::new()
         .route(&format!("{DLQ_PATH}/{{namespace}}/{{broker}}"), get(list))
         .route(
+            &format!("{DLQ_PATH}/{{namespace}}/{{broker}}/{{trigger}}"),
+            delete(discard_all),
+        )
+        .route(
             &format!("{DLQ_PATH}/{{namespace}}/{{broker}}/{{trigger}}/{{id}}"),
-            get(show),
+            get(show).delete(discard),
         )
         .route(
             &format!("{DLQ_PATH}/{{namespace}}/{{broker}}/{{trigger}}/{{id}}/redrive"),
@@ -83,6 +90,36 @@ async fn show(
     );
     plane
         .parked_event(&broker, &trigger, id)
+        .await
+        .map(Json)
+        .map_err(Refused)
+}
+
+async fn discard(
+    State(plane): State<Arc<DataPlane>>,
+    Path((namespace, broker, trigger, id)): OnePath,
+) -> Result<Json<Discarded>, Refused> {
+    let (broker, trigger) = (
+        ResourceKey::new(&namespace, broker),
+        ResourceKey::new(&namespace, trigger),
+    );
+    plane
+        .discard(&broker, &trigger, id)
+        .await
+        .map(Json)
+        .map_err(Refused)
+}
+
+async fn discard_all(
+    State(plane): State<Arc<DataPlane>>,
+    Path((namespace, broker, trigger)): Path<(String, String, String)>,
+) -> Result<Json<Discarded>, Refused> {
+    let (broker, trigger) = (
+        ResourceKey::new(&namespace, broker),
+        ResourceKey::new(&namespace, trigger),
+    );
+    plane
+        .discard_all(&broker, &trigger)
         .await
         .map(Json)
         .map_err(Refused)

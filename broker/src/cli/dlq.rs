@@ -1,4 +1,4 @@
-//! `herald dlq list|show|redrive`: the events a running Herald parked for a Trigger because
+//! `herald dlq list|show|redrive|delete`: the events a running Herald parked for a Trigger because
 //! neither its subscriber nor its dead-letter sink took them (and copies of dead-lettered
 //! ones, where the Trigger asks).
 
@@ -19,6 +19,9 @@ pub enum DlqCommand {
     /// Deliver parked events to their Trigger again; delivered (or dead-lettered) ones leave
     /// the list. All of the Trigger's (or Broker's) when no id is given.
     Redrive(RedriveArgs),
+    /// Discard parked events of a Trigger without delivering them: the ids given, or all
+    /// with --all.
+    Delete(DeleteArgs),
 }
 
 #[derive(Args)]
@@ -63,13 +66,25 @@ pub struct RedriveArgs {
     pub ids: Vec<u64>,
 }
 
+#[derive(Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Ids to discard.
+    #[arg(required_unless_present = "all")]
+    pub ids: Vec<u64>,
+    /// Discard every parked event of the Trigger.
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+}
+
 impl Target {
     fn broker(&self) -> ResourceKey {
         parse_key(&self.broker, DEFAULT_NAMESPACE)
     }
 
-    fn client(&self) -> AdminClient {
-        AdminClient::new(&self.server.server, self.server.token.clone())
+    fn client(&self) -> anyhow::Result<AdminClient> {
+        self.server.client()
     }
 }
 
@@ -78,6 +93,7 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
         DlqCommand::List(a) => list(a).await,
         DlqCommand::Show(a) => show(a).await,
         DlqCommand::Redrive(a) => redrive(a).await,
+        DlqCommand::Delete(a) => delete(a).await,
     }
 }
 
@@ -102,7 +118,7 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
     let broker = a.target.broker();
     let lists = a
         .target
-        .client()
+        .client()?
         .dlq_list(&broker, a.target.trigger.as_deref())
         .await?;
     if matches!(a.output, ListOutput::Json) {
@@ -149,15 +165,34 @@ async fn show(a: ShowArgs) -> anyhow::Result<()> {
     };
     let entry = a
         .target
-        .client()
+        .client()?
         .dlq_show(&a.target.broker(), trigger, a.id)
         .await?;
     println!("{}", serde_yaml::to_string(&entry)?.trim_end());
     Ok(())
 }
 
+async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
+    let Some(trigger) = &a.target.trigger else {
+        bail!("give --trigger: parked events are discarded per Trigger");
+    };
+    let (broker, client) = (a.target.broker(), a.target.client()?);
+    let ids: Vec<Option<u64>> = if a.all {
+        vec![None]
+    } else {
+        a.ids.iter().copied().map(Some).collect()
+    };
+    let mut deleted = 0;
+    for id in ids {
+        let answer = client.dlq_delete(&broker, trigger, id).await?;
+        deleted += answer["deleted"].as_array().map_or(0, Vec::len);
+    }
+    println!("deleted {deleted} parked event(s) of Trigger {trigger}");
+    Ok(())
+}
+
 async fn redrive(a: RedriveArgs) -> anyhow::Result<()> {
-    let (broker, client) = (a.target.broker(), a.target.client());
+    let (broker, client) = (a.target.broker(), a.target.client()?);
     let targets: Vec<(String, u64)> = match (&a.target.trigger, a.ids.is_empty()) {
         (None, false) => bail!("give --trigger with ids: ids are per Trigger"),
         (Some(t), false) => a.ids.iter().map(|id| (t.clone(), *id)).collect(),

@@ -1,7 +1,7 @@
 //! Event commands: `herald send` (post CloudEvents to a Broker), `herald display` (an
 //! event-display subscriber) and `herald replay` (re-deliver retained events to a Trigger).
 
-use crate::admin::{self, client::AdminClient};
+use crate::admin;
 use crate::{display, send};
 use anyhow::{bail, Context};
 use clap::Args;
@@ -48,6 +48,9 @@ pub struct SendArgs {
     /// Bearer token for an ingress that requires one (a static token or a JWT).
     #[arg(long, env = "HERALD_INGRESS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of CAs to trust for an https:// --to besides the public roots.
+    #[arg(long, env = "HERALD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -74,6 +77,9 @@ pub struct ReplayArgs {
     /// The admin token, when the server was started with one.
     #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of CAs to trust for an https:// --server besides the public roots.
+    #[arg(long, env = "HERALD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Broker, as namespace/name or name (namespace "default").
     #[arg(long)]
     pub broker: String,
@@ -103,8 +109,12 @@ pub async fn send(a: SendArgs) -> anyhow::Result<()> {
         send::apply_overrides(&mut events, overrides)?;
     }
     let count = events.len();
+    let roots = match &a.ca_file {
+        Some(path) => crate::tls::ca_certificates(path)?,
+        None => Vec::new(),
+    };
     let token = a.token.as_deref().filter(|t| !t.is_empty());
-    let (status, body) = send::send(&a.to, events, a.structured, token)
+    let (status, body) = send::send(&a.to, events, a.structured, roots, token)
         .await
         .with_context(|| format!("sending to {}", a.to))?;
     if !(200..300).contains(&status) {
@@ -144,7 +154,7 @@ pub async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         trigger: a.trigger,
         from: a.from,
     };
-    let response = AdminClient::new(&a.server, a.token)
+    let response = super::resources::admin_client(&a.server, a.token, a.ca_file.as_deref())?
         .replay(&request)
         .await?;
     println!(

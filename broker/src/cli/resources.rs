@@ -14,6 +14,29 @@ pub struct ServerArgs {
     /// The admin token, when the server was started with one.
     #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of CAs to trust for an https:// --server besides the public roots.
+    #[arg(long, env = "HERALD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The admin API client these flags describe.
+    pub fn client(&self) -> anyhow::Result<AdminClient> {
+        admin_client(&self.server, self.token.clone(), self.ca_file.as_deref())
+    }
+}
+
+/// An admin API client, trusting the CAs of `ca_file` when given.
+pub fn admin_client(
+    server: &str,
+    token: Option<String>,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<AdminClient> {
+    let roots = match ca_file {
+        Some(path) => crate::tls::ca_certificates(path)?,
+        None => Vec::new(),
+    };
+    Ok(AdminClient::trusting(server, token, roots)?)
 }
 
 #[derive(Args)]
@@ -99,7 +122,7 @@ fn label(kind: Kind, name: &str) -> String {
 
 pub async fn apply(a: ApplyArgs) -> anyhow::Result<()> {
     let resources = load(&a.file, a.namespace.as_deref())?;
-    let client = AdminClient::new(&a.server.server, a.server.token.clone());
+    let client = a.server.client()?;
     let mut failed = 0;
     for r in &resources {
         match client.apply(r).await {
@@ -133,7 +156,7 @@ pub async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
         }
         (None, None) => bail!("give a kind and names, or -f FILE"),
     };
-    let client = AdminClient::new(&a.server.server, a.server.token.clone());
+    let client = a.server.client()?;
     let mut failed = 0;
     for (kind, key) in &targets {
         match client.delete(*kind, key).await {
@@ -151,7 +174,7 @@ pub async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
 }
 
 pub async fn get(a: GetArgs) -> anyhow::Result<()> {
-    let client = AdminClient::new(&a.server.server, a.server.token.clone());
+    let client = a.server.client()?;
     let (items, single) = match &a.name {
         Some(name) => {
             let key = ResourceKey::new(&a.namespace, name);

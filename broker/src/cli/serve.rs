@@ -25,17 +25,26 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_ADMIN_ADDR", default_value = "127.0.0.1:8081")]
     pub admin_addr: SocketAddr,
     /// Largest accepted request body, in bytes (larger ones get 413).
-    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Most events in one batch request (longer batches get 413).
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, env = "HERALD_MAX_BATCH_EVENTS", default_value_t = 1_000)]
     pub max_batch_events: usize,
+    /// Most header fields in one request, ingress and admin (more get 431).
+    #[arg(long, env = "HERALD_MAX_HEADER_COUNT", default_value_t = 100)]
+    pub max_header_count: usize,
+    /// Most bytes of header names and values in one request, ingress and admin (more get 431).
+    #[arg(long, env = "HERALD_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
     /// Seconds a client has to send a request's headers (and a new connection its first).
     #[arg(long, default_value_t = 10)]
     pub header_read_timeout: u64,
     /// Seconds a client has to send a whole request body (408 after it).
     #[arg(long, default_value_t = 30)]
     pub body_timeout: u64,
+    /// Seconds a TLS client has to finish its handshake.
+    #[arg(long, env = "HERALD_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    pub tls_handshake_timeout: u64,
     /// Seconds a kept-alive connection may sit without a request.
     #[arg(long, default_value_t = 60)]
     pub idle_timeout: u64,
@@ -52,6 +61,10 @@ pub struct ServeArgs {
     /// `/healthz` stay open. Prefer the environment variable to keep it out of `ps`.
     #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// How long a parked (undeliverable) event is kept for `herald dlq` before it expires,
+    /// ISO-8601 (a Trigger's annotation `herald.dev/dlq-retention` overrides it).
+    #[arg(long, env = "HERALD_DLQ_RETENTION", default_value = "P7D")]
+    pub dlq_retention: herald_core::IsoDuration,
     /// Seconds a PingSource tick missed while Herald was down may be old and still be
     /// emitted once on start.
     #[arg(long, default_value_t = 3600)]
@@ -62,6 +75,8 @@ pub struct ServeArgs {
     pub ingress_url: Option<url::Url>,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     #[cfg(feature = "kubernetes")]
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
@@ -113,6 +128,34 @@ impl AuthArgs {
             default_mode: self.default_authorization_mode,
         }
     }
+}
+
+#[derive(Args)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsArgs {
+    /// PEM certificate chain of the ingress listener (HTTPS); reloaded when the file changes.
+    #[arg(long, env = "HERALD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "HERALD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM certificate chain of the admin listener (its own: it does not follow --tls-cert).
+    #[arg(long, env = "HERALD_ADMIN_TLS_CERT", requires = "admin_tls_key")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// PEM private key of --admin-tls-cert.
+    #[arg(long, env = "HERALD_ADMIN_TLS_KEY", requires = "admin_tls_cert")]
+    pub admin_tls_key: Option<PathBuf>,
+    /// PEM file of CAs trusted for https subscribers, sinks and replies besides the public
+    /// roots (a private CA).
+    #[arg(long, env = "HERALD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> Option<crate::tls::TlsFiles> {
+    Some(crate::tls::TlsFiles {
+        cert: cert?,
+        key: key?,
+    })
 }
 
 #[cfg(feature = "kubernetes")]
@@ -167,6 +210,11 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
             header_read_timeout: Duration::from_secs(a.header_read_timeout),
             idle_timeout: Duration::from_secs(a.idle_timeout),
             max_connections: a.max_connections.max(1),
+            tls_handshake_timeout: Duration::from_secs(a.tls_handshake_timeout),
+            headers: crate::header_limits::HeaderLimits {
+                max_count: a.max_header_count,
+                max_bytes: a.max_header_bytes,
+            },
         },
         channels: a.channels.into_config()?,
         max_in_flight: a.max_in_flight,
@@ -174,8 +222,18 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         watch: if a.no_watch { None } else { a.config.clone() },
         admin_token: a.admin_token.filter(|t| !t.is_empty()),
         ping_catch_up: Duration::from_secs(a.ping_catch_up),
+        dlq_retention: a.dlq_retention.as_duration(),
         ingress_url: a.ingress_url,
         auth: a.auth.into_config(),
+        tls: tls_files(a.tls.tls_cert, a.tls.tls_key),
+        admin_tls: tls_files(a.tls.admin_tls_cert, a.tls.admin_tls_key),
+        engine: herald_dispatcher::EngineConfig {
+            root_certificates: match &a.tls.ca_file {
+                Some(path) => crate::tls::ca_certificates(path)?,
+                None => Vec::new(),
+            },
+            ..Default::default()
+        },
         #[cfg(feature = "kubernetes")]
         cluster: cluster.clone(),
         ..Default::default()

@@ -2,7 +2,7 @@
 //! from the admin API's event stream (Server-Sent Events, see `admin::stream`).
 
 use super::resources::ServerArgs;
-use crate::admin::{client::AdminClient, parse_key};
+use crate::admin::parse_key;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use herald_channels::event::json;
@@ -32,7 +32,7 @@ pub struct TailArgs {
 
 pub async fn run(a: TailArgs) -> anyhow::Result<()> {
     let broker = parse_key(&a.broker, DEFAULT_NAMESPACE);
-    let client = AdminClient::new(&a.server.server, a.server.token.clone());
+    let client = a.server.client()?;
     let mut stream = client.watch(&broker, a.filter.as_deref()).await?;
     let tail = async {
         while let Some(message) = stream.next().await.context("reading the event stream")? {

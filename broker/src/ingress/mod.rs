@@ -333,7 +333,7 @@ async fn read_body(
     let too_large = || {
         Rejection::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body exceeds the limit of {limit} bytes"),
+            format!("request body exceeds the limit of {limit} bytes (--max-body-bytes)"),
         )
     };
     let declared = headers

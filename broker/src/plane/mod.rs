@@ -20,6 +20,7 @@
 
 mod brokers;
 mod channels;
+mod expiry;
 mod flows;
 mod metrics;
 mod parked;
@@ -33,7 +34,7 @@ mod transforms;
 mod triggers;
 mod view;
 
-pub use parked::{ParkedError, ParkedList, Redriven};
+pub use parked::{Discarded, ParkedError, ParkedList, Redriven};
 pub use status::{Health, NotReady};
 pub use tap::{Seen, Watch, TAP_CAPACITY};
 pub use transforms::{CompiledTransform, Transforms};

@@ -2,7 +2,8 @@
 //! the subscriber nor the dead-letter sink took them (and, when the Trigger asks, copies of
 //! dead-lettered ones). Listed, shown and redriven here: a redrive delivers the event to that
 //! Trigger alone, under its current delivery spec, and removes it from the list once
-//! delivered or dead-lettered.
+//! delivered or dead-lettered. Discarded on request, and expired after the retention
+//! (`herald serve --dlq-retention`, or the Trigger's `herald.dev/dlq-retention`).
 
 use super::DataPlane;
 use herald_channels::{ChannelError, ParkedEvent, ParkingLot};
@@ -46,6 +47,15 @@ pub struct ParkedList {
     /// Whether the list survives a restart (the durable channel's does).
     pub durable: bool,
     pub items: Vec<ParkedEvent>,
+}
+
+/// What a discard removed.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Discarded {
+    pub trigger: String,
+    /// The ids removed.
+    pub deleted: Vec<u64>,
 }
 
 /// What a redrive did.
@@ -163,6 +173,57 @@ impl DataPlane {
             trigger: trigger.to_string(),
             id,
             disposition: name,
+        })
+    }
+
+    /// Removes parked event `id` of `trigger` without delivering it.
+    pub async fn discard(
+        &self,
+        broker: &ResourceKey,
+        trigger: &ResourceKey,
+        id: u64,
+    ) -> Result<Discarded, ParkedError> {
+        let lot = {
+            let state = self.state.lock().await;
+            self.check_broker(&state, trigger, broker)?;
+            Self::lot(&state, broker)?
+        };
+        let subscription = RouteId::trigger(trigger.clone()).subscription_name();
+        if !lot.remove(&subscription, id).await? {
+            return Err(ParkedError::NoEvent {
+                trigger: trigger.clone(),
+                id,
+            });
+        }
+        tracing::info!(%trigger, parked = id, "parked event discarded");
+        Ok(Discarded {
+            trigger: trigger.to_string(),
+            deleted: vec![id],
+        })
+    }
+
+    /// Removes every parked event of `trigger` without delivering them.
+    pub async fn discard_all(
+        &self,
+        broker: &ResourceKey,
+        trigger: &ResourceKey,
+    ) -> Result<Discarded, ParkedError> {
+        let lot = {
+            let state = self.state.lock().await;
+            self.check_broker(&state, trigger, broker)?;
+            Self::lot(&state, broker)?
+        };
+        let subscription = RouteId::trigger(trigger.clone()).subscription_name();
+        let mut deleted = Vec::new();
+        for entry in lot.list(&subscription).await? {
+            if lot.remove(&subscription, entry.id).await? {
+                deleted.push(entry.id);
+            }
+        }
+        tracing::info!(%trigger, count = deleted.len(), "parked events discarded");
+        Ok(Discarded {
+            trigger: trigger.to_string(),
+            deleted,
         })
     }
 

@@ -363,6 +363,30 @@ pub fn trigger_yaml_with_spec(namespace: &str, name: &str, spec: &str) -> String
     )
 }
 
+/// Writes `dir/config/herald.yaml` with Broker `b` in `namespace` and Trigger `t` on it sending
+/// the events of type [`EVENT_TYPE`](super::EVENT_TYPE) to `subscriber`; returns the config
+/// directory.
+pub fn one_trigger_config(dir: &Path, namespace: &str, subscriber: &str) -> std::path::PathBuf {
+    let config = dir.join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("herald.yaml"),
+        format!(
+            "{}---\n{}",
+            broker_yaml(namespace, "b", &[]),
+            trigger_yaml(
+                namespace,
+                "t",
+                "b",
+                subscriber,
+                &[("type", super::EVENT_TYPE)]
+            )
+        ),
+    )
+    .unwrap();
+    config
+}
+
 fn metadata(namespace: &str, name: &str, annotations: &[(&str, &str)]) -> String {
     let mut meta = format!("metadata:\n  name: {name}\n  namespace: {namespace}\n");
     if !annotations.is_empty() {

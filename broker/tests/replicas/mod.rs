@@ -42,9 +42,7 @@ pub fn run(test: impl Future<Output = ()>) {
         .block_on(test)
 }
 
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+pub use herald_test_support::in_ci;
 
 /// Polls `done` every 20 ms until it holds; panics with `what()` after `limit`.
 pub async fn until(limit: Duration, mut done: impl FnMut() -> bool, what: impl FnOnce() -> String) {
@@ -198,7 +196,8 @@ impl Replica {
         let line = proc
             .wait_line(&format!("Broker {}/{}:", broker.0, broker.1))
             .await;
-        let start = line.find("http://").expect("the Broker line has a URL");
+        // http:// or https://
+        let start = line.find("http").expect("the Broker line has a URL");
         let broker_url = line[start..].split_whitespace().next().unwrap().to_string();
         let path = format!("/{}/{}", broker.0, broker.1);
         let base = broker_url
@@ -218,8 +217,8 @@ impl Replica {
     /// the address it serves on (`broker_url` stays empty; see `url_of`).
     pub async fn serve(name: &str, config: &Path, data_dir: &Path, args: &[&str]) -> Replica {
         let mut proc = Proc::spawn(name, HERALD, &serve_args(config, data_dir, args));
-        let line = proc.wait_line("herald serving on http://").await;
-        let start = line.find("http://").expect("the line has a URL");
+        let line = proc.wait_line("herald serving on http").await;
+        let start = line.find("http").expect("the line has a URL");
         let base = line[start..]
             .split_whitespace()
             .next()
@@ -243,8 +242,8 @@ impl Replica {
 
 /// The admin API's base URL, from the line `herald serve` prints.
 pub async fn admin_url(proc: &mut Proc) -> String {
-    let line = proc.wait_line("herald admin API on http://").await;
-    let start = line.find("http://").expect("the line has a URL");
+    let line = proc.wait_line("herald admin API on http").await;
+    let start = line.find("http").expect("the line has a URL");
     line[start..]
         .split_whitespace()
         .next()

@@ -70,6 +70,13 @@ impl StreamCleanup {
                     let js = async_nats::jetstream::new(client);
                     let _ = tokio::time::timeout(Duration::from_secs(5), js.delete_stream(&stream))
                         .await;
+                    // The Broker's parking stream beside it.
+                    if let Some(rest) = stream.strip_prefix("HERALD_") {
+                        let parked = format!("HERALD_PARKED_{rest}");
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(5), js.delete_stream(parked))
+                                .await;
+                    }
                 }
             })
         })

@@ -16,6 +16,7 @@ pub mod codec;
 mod config;
 mod lag;
 mod offsets;
+mod parking;
 mod producer;
 mod reader;
 mod seek;
@@ -26,11 +27,12 @@ use crate::backlog::BacklogGate;
 use crate::name::kafka_group;
 use crate::registry::{Backend, BackendHealth, BackendKind, ChannelOptions};
 use crate::WireEvent;
-use crate::{Channel, ChannelError, ChannelName, Position, Subscription};
+use crate::{Channel, ChannelError, ChannelName, ParkingLot, Position, Subscription};
 use async_trait::async_trait;
 use blocking::{blocking, bounded, OffRuntime};
 use circuit::Circuit;
 use offsets::GroupOffsets;
+use parking::KafkaParkingLot;
 use producer::{publish_error, ProducerSlot};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -157,39 +159,20 @@ impl KafkaBackend {
     ) -> Result<Arc<KafkaChannel>, ChannelError> {
         let name = name.into();
         let topic = name.kafka_topic(&self.config.topic_prefix);
-        let new_topic = NewTopic::new(
-            &topic,
-            self.config.partitions,
-            TopicReplication::Fixed(self.config.replication_factor),
+        let replication = || TopicReplication::Fixed(self.config.replication_factor);
+        let new_topic = NewTopic::new(&topic, self.config.partitions, replication());
+        self.create_topic(&name, &topic, new_topic).await?;
+        let parked_topic = parking_topic(&name, &self.config.topic_prefix);
+        let parked = NewTopic::new(&parked_topic, 1, replication())
+            // Tombstones remove entries; nothing goes by age (Herald expires them itself).
+            .set("cleanup.policy", "compact");
+        self.create_topic(&name, &parked_topic, parked).await?;
+        let parking = KafkaParkingLot::new(
+            parked_topic,
+            name.as_str(),
+            self.config.clone(),
+            self.producer.clone(),
         );
-        let options = AdminOptions::new().operation_timeout(Some(self.config.request_timeout));
-        let created = self
-            .admin
-            .create_topics([&new_topic], &options)
-            .await
-            .map_err(|e| {
-                ChannelError::unavailable(
-                    name.as_str(),
-                    format!("cannot create topic {topic}"),
-                    self.config.retry_after,
-                )
-                .caused_by(e)
-            })?;
-        for result in created {
-            match result {
-                Ok(_) => {
-                    tracing::info!(%topic, partitions = self.config.partitions, "created topic")
-                }
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => {
-                    return Err(ChannelError::backend(
-                        name.as_str(),
-                        format!("cannot create topic {topic}"),
-                    )
-                    .caused_by(KafkaError::AdminOp(code)))
-                }
-            }
-        }
         let closed = CancellationToken::new();
         let backlog = BacklogGate::new(
             name.as_str(),
@@ -210,12 +193,57 @@ impl KafkaBackend {
             config: self.config.clone(),
             admin: self.admin.clone(),
             producer: self.producer.clone(),
+            parking: Arc::new(parking),
             circuit: Circuit::new(self.config.retry_after),
             backlog,
             subscriptions: Mutex::new(HashMap::new()),
             closed,
         }))
     }
+}
+
+impl KafkaBackend {
+    /// Creates `topic`; one that exists already is fine.
+    async fn create_topic(
+        &self,
+        name: &ChannelName,
+        topic: &str,
+        new_topic: NewTopic<'_>,
+    ) -> Result<(), ChannelError> {
+        let options = AdminOptions::new().operation_timeout(Some(self.config.request_timeout));
+        let created = self
+            .admin
+            .create_topics([&new_topic], &options)
+            .await
+            .map_err(|e| {
+                ChannelError::unavailable(
+                    name.as_str(),
+                    format!("cannot create topic {topic}"),
+                    self.config.retry_after,
+                )
+                .caused_by(e)
+            })?;
+        for result in created {
+            match result {
+                Ok(_) => tracing::info!(%topic, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => {
+                    return Err(ChannelError::backend(
+                        name.as_str(),
+                        format!("cannot create topic {topic}"),
+                    )
+                    .caused_by(KafkaError::AdminOp(code)))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The topic of a channel's parking lot: `<prefix>-parked.<namespace>.<broker>`, which no
+/// Broker's topic (`<prefix>.<namespace>.<broker>`) can be.
+fn parking_topic(name: &ChannelName, prefix: &str) -> String {
+    name.kafka_topic(&format!("{prefix}-parked"))
 }
 
 /// How often the slowest consumer group's lag is read for admission (a group listing plus an
@@ -229,6 +257,8 @@ pub struct KafkaChannel {
     config: Arc<KafkaConfig>,
     admin: Arc<OffRuntime<AdminClient<DefaultClientContext>>>,
     producer: Arc<ProducerSlot>,
+    /// Undeliverable events, in a topic of their own (see [`parking`]).
+    parking: Arc<KafkaParkingLot>,
     /// Per channel, not per backend: a failure may concern one topic or partition leader, and
     /// one sick Broker must not make every other Broker answer 503.
     circuit: Circuit,
@@ -436,6 +466,10 @@ impl Channel for KafkaChannel {
         outcome
     }
 
+    fn parking(&self) -> Option<Arc<dyn ParkingLot>> {
+        Some(self.parking.clone())
+    }
+
     /// Joins the Trigger's consumer group. A brand-new group first gets the current end of
     /// every partition committed, so the Trigger starts at the head as of this call (not as
     /// of whenever its first reader finishes joining).
@@ -579,9 +613,10 @@ impl Channel for KafkaChannel {
         }
         let groups = self.subscription_groups().await;
         let options = AdminOptions::new().operation_timeout(Some(self.config.request_timeout));
+        let parked = parking_topic(&self.name, &self.config.topic_prefix);
         let deleted = self
             .admin
-            .delete_topics(&[&self.topic], &options)
+            .delete_topics(&[&self.topic, &parked], &options)
             .await
             .map_err(|e| self.unavailable("cannot delete the topic").caused_by(e))?;
         for result in deleted {

@@ -5,14 +5,15 @@
 //! holding it dies.
 
 mod codec;
+mod parking;
 
 use crate::backlog::BacklogGate;
 use crate::name::nats_durable;
 use crate::registry::{Backend, BackendHealth, BackendKind, ChannelOptions};
 use crate::WireEvent;
 use crate::{
-    Acknowledge, Cause, Channel, ChannelError, ChannelName, Delivery, Position, Settlement,
-    Subscription,
+    Acknowledge, Cause, Channel, ChannelError, ChannelName, Delivery, ParkingLot, Position,
+    Settlement, Subscription,
 };
 use async_nats::jetstream::context::{DeleteStreamErrorKind, PublishError, PublishErrorKind};
 use async_nats::jetstream::stream::ConsumerErrorKind;
@@ -20,6 +21,7 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use async_trait::async_trait;
 use futures::StreamExt;
+use parking::NatsParkingLot;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -165,6 +167,10 @@ impl NatsBackend {
         let name = name.into();
         let stream_name = name.nats_stream(&self.config.stream_prefix);
         let subject = name.nats_subject(&self.config.stream_prefix);
+        let storage = match self.config.storage {
+            NatsStorage::File => stream::StorageType::File,
+            NatsStorage::Memory => stream::StorageType::Memory,
+        };
         let stream_config = stream::Config {
             name: stream_name.clone(),
             subjects: vec![subject.clone()],
@@ -173,10 +179,7 @@ impl NatsBackend {
             max_bytes: self.config.max_bytes.unwrap_or(-1),
             // Never discard unconsumed events to make room: refuse new ones instead.
             discard: stream::DiscardPolicy::New,
-            storage: match self.config.storage {
-                NatsStorage::File => stream::StorageType::File,
-                NatsStorage::Memory => stream::StorageType::Memory,
-            },
+            storage,
             num_replicas: self.config.replicas,
             ..Default::default()
         };
@@ -192,6 +195,15 @@ impl NatsBackend {
                 )
                 .caused_by(e)
             })?;
+        let parking = NatsParkingLot::open(
+            &self.js,
+            &name,
+            &self.config.stream_prefix,
+            storage,
+            self.config.replicas,
+            self.config.retry_after,
+        )
+        .await?;
         let closed = CancellationToken::new();
         let backlog = BacklogGate::new(
             name.as_str(),
@@ -208,6 +220,7 @@ impl NatsBackend {
             subject,
             js: self.js.clone(),
             stream,
+            parking: Arc::new(parking),
             config: self.config.clone(),
             closed,
             backlog,
@@ -222,6 +235,8 @@ pub struct NatsChannel {
     subject: String,
     js: jetstream::Context,
     stream: stream::Stream,
+    /// Undeliverable events, in a stream of their own (see [`parking`]).
+    parking: Arc<NatsParkingLot>,
     config: NatsConfig,
     closed: CancellationToken,
     backlog: Arc<BacklogGate>,
@@ -344,6 +359,10 @@ impl Channel for NatsChannel {
                 self.config.publish_timeout
             ))),
         }
+    }
+
+    fn parking(&self) -> Option<Arc<dyn ParkingLot>> {
+        Some(self.parking.clone())
     }
 
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError> {
@@ -473,18 +492,24 @@ impl Channel for NatsChannel {
         }
     }
 
+    /// Deletes the Broker's stream and its parking stream.
     async fn delete(&self) -> Result<(), ChannelError> {
         self.closed.cancel();
-        match self.js.delete_stream(self.stream_name()).await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(e.kind(), DeleteStreamErrorKind::JetStream(api)
-                if api.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
-            {
-                Ok(())
+        let parked = parking::lot_stream(&self.name, &self.config.stream_prefix);
+        for stream in [self.stream_name(), parked.as_str()] {
+            match self.js.delete_stream(stream).await {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(e.kind(), DeleteStreamErrorKind::JetStream(api)
+                    if api.error_code() == ErrorCode::STREAM_NOT_FOUND) => {}
+                Err(e) => {
+                    return Err(self
+                        .unavailable(format!("cannot delete stream {stream}"))
+                        .caused_by(e))
+                }
             }
-            Err(e) => Err(self.unavailable("cannot delete the stream").caused_by(e)),
         }
+        Ok(())
     }
 
     async fn close(&self) {

@@ -17,8 +17,8 @@ use url::Url;
 
 pub use subscription::{subscription_route, SubscriptionRouteError};
 pub use trigger::{
-    check_trigger, trigger_route, RouteError, DEAD_LETTER_COPIES_ANNOTATION,
-    DELIVERY_ORDER_ANNOTATION,
+    check_trigger, dlq_retention, trigger_route, RouteError, DEAD_LETTER_COPIES_ANNOTATION,
+    DELIVERY_ORDER_ANNOTATION, DLQ_RETENTION_ANNOTATION,
 };
 
 /// Who a route belongs to: the resource kind and its key, e.g. `Trigger default/orders`.

@@ -13,6 +13,9 @@ use std::time::Duration;
 pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
 /// Trigger annotation: `"true"` parks a copy of each dead-lettered event as well.
 pub const DEAD_LETTER_COPIES_ANNOTATION: &str = "herald.dev/dead-letter-copies";
+/// Trigger annotation: how long its parked events are kept (ISO-8601, e.g. `P7D`) before
+/// they expire; the server's `--dlq-retention` without it.
+pub const DLQ_RETENTION_ANNOTATION: &str = "herald.dev/dlq-retention";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -32,6 +35,12 @@ pub enum RouteError {
     DeliveryOrder { trigger: ResourceKey, value: String },
     #[error("Trigger {trigger}: annotation {DEAD_LETTER_COPIES_ANNOTATION}: expected \"true\" or \"false\", got {value:?}")]
     DeadLetterCopies { trigger: ResourceKey, value: String },
+    #[error("Trigger {trigger}: annotation {DLQ_RETENTION_ANNOTATION}: {source}")]
+    DlqRetention {
+        trigger: ResourceKey,
+        #[source]
+        source: herald_core::duration::DurationError,
+    },
     #[error("Trigger {trigger}: {field}.deadLetterSink: {source}")]
     DeadLetterSink {
         trigger: ResourceKey,
@@ -47,7 +56,10 @@ impl RouteError {
     pub fn is_invalid(&self) -> bool {
         matches!(
             self,
-            Self::Filter { .. } | Self::DeliveryOrder { .. } | Self::DeadLetterCopies { .. }
+            Self::Filter { .. }
+                | Self::DeliveryOrder { .. }
+                | Self::DeadLetterCopies { .. }
+                | Self::DlqRetention { .. }
         )
     }
 
@@ -56,7 +68,9 @@ impl RouteError {
         match self {
             Self::Filter { .. } => "spec.filters",
             Self::Subscriber { .. } => "spec.subscriber",
-            Self::DeliveryOrder { .. } | Self::DeadLetterCopies { .. } => "metadata.annotations",
+            Self::DeliveryOrder { .. }
+            | Self::DeadLetterCopies { .. }
+            | Self::DlqRetention { .. } => "metadata.annotations",
             Self::DeadLetterSink { .. } => "spec.delivery.deadLetterSink",
         }
     }
@@ -85,7 +99,25 @@ pub fn check_trigger(trigger: &Trigger) -> Result<(Filter, DeliveryOrder), Route
         }
     };
     dead_letter_copies(trigger)?;
+    dlq_retention(trigger)?;
     Ok((filter, order))
+}
+
+/// How long the Trigger's parked events are kept, when its annotation says.
+pub fn dlq_retention(trigger: &Trigger) -> Result<Option<std::time::Duration>, RouteError> {
+    trigger
+        .metadata
+        .annotations
+        .get(DLQ_RETENTION_ANNOTATION)
+        .map(|text| {
+            text.parse::<herald_core::IsoDuration>()
+                .map(|d| d.as_duration())
+                .map_err(|source| RouteError::DlqRetention {
+                    trigger: trigger.key(),
+                    source,
+                })
+        })
+        .transpose()
 }
 
 /// Whether the Trigger asks for copies of dead-lettered events.

@@ -188,9 +188,7 @@ fn supervised(resource: Resource, sink: Sink, env: Arc<SourceEnv>) -> Running {
     }
 }
 
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
+pub use herald_test_support::in_ci;
 
 /// Whether NATS listens on 127.0.0.1:4222; in CI its absence fails the test.
 pub async fn nats_up() -> bool {

@@ -27,10 +27,7 @@ use url::Url;
 
 pub mod tansu;
 
-/// With CI=true a test whose server is missing fails instead of skipping.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
+pub use herald_test_support::in_ci;
 
 /// Channels on the durable (sled) backend, its store in `dir`.
 pub fn sled_channels(dir: &Path) -> herald_broker::backends::BackendsConfig {
