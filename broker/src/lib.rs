@@ -3,6 +3,7 @@
 //! and the `serve` path that wires them together.
 
 pub mod admin;
+pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod display;

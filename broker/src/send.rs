@@ -106,13 +106,15 @@ pub fn read_events(path: &PathBuf) -> Result<Vec<WireEvent>, SendError> {
     }
 }
 
-/// POSTs the events: one in binary mode (or structured when asked), several as a batch.
-/// Returns the HTTP status and the response body.
+/// POSTs the events: one in binary mode (or structured when asked), several as a batch,
+/// with `Authorization: Bearer <token>` when given. Returns the HTTP status and the
+/// response body.
 pub async fn send(
     url: &str,
     events: Vec<WireEvent>,
     structured: bool,
     roots: Vec<reqwest::Certificate>,
+    token: Option<&str>,
 ) -> Result<(u16, String), SendError> {
     let mut builder = reqwest::Client::builder();
     for ca in roots {
@@ -138,6 +140,10 @@ pub async fn send(
             .post(url)
             .header("content-type", crate::ingress::BATCH_CONTENT_TYPE)
             .body(batch)
+    };
+    let request = match token {
+        Some(t) => request.bearer_auth(t),
+        None => request,
     };
     let response = request.send().await?;
     let status = response.status().as_u16();

@@ -5,6 +5,7 @@
 //! accepting, drain, then stop).
 
 use crate::admin;
+use crate::auth::{AuthConfig, AuthError, IngressAuth};
 use crate::backends::BackendsConfig;
 use crate::ingress::{router, IngressState};
 use crate::listener;
@@ -75,6 +76,9 @@ pub struct ServeConfig {
     /// infers one.
     #[cfg(feature = "kubernetes")]
     pub cluster: Option<herald_sources::apiserver::Cluster>,
+    /// Ingress authentication (bearer tokens, JWTs) and EventPolicy enforcement; off unless a
+    /// token source is configured.
+    pub auth: AuthConfig,
 }
 
 impl Default for ServeConfig {
@@ -108,6 +112,7 @@ impl Default for ServeConfig {
             admin_tls: None,
             #[cfg(feature = "kubernetes")]
             cluster: None,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -125,6 +130,8 @@ pub enum ServeError {
     Config(String),
     #[error(transparent)]
     Plane(#[from] PlaneError),
+    #[error("ingress authentication: {0}")]
+    Auth(#[from] AuthError),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("cannot watch {path}: {source}")]
@@ -215,9 +222,17 @@ pub async fn start(
             ping_catch_up: config.ping_catch_up,
             #[cfg(feature = "kubernetes")]
             cluster: config.cluster.clone(),
+            authorization: config.auth.enabled().then_some(config.auth.default_mode),
         },
         base,
     )?;
+    let auth = match config.auth.enabled() {
+        true => Some(IngressAuth::load(
+            config.auth.clone(),
+            plane.internal_tokens(),
+        )?),
+        false => None,
+    };
     plane
         .apply_set(resources, Owner::Files)
         .await
@@ -256,6 +271,19 @@ pub async fn start(
         ),
         None => None,
     };
+    let credentials_watch = match &auth {
+        Some(a) => crate::auth::reload::spawn(a.clone(), config.watch_debounce, shutdown.clone())
+            .map_err(|source| ServeError::Watch {
+            path: a
+                .config()
+                .tokens_file
+                .clone()
+                .or(a.config().jwks_file.clone())
+                .unwrap_or_default(),
+            source,
+        })?,
+        None => None,
+    };
     let resync = tokio::spawn(resync_loop(
         plane.clone(),
         config.resync_interval,
@@ -270,6 +298,8 @@ pub async fn start(
         max_batch_events: config.max_batch_events,
         body_timeout: config.body_timeout,
         metrics: plane.metrics().clone(),
+        auth,
+        authorizations: plane.authorizations(),
     })
     .merge(crate::transform_endpoint::router(plane.transforms()))
     .merge(herald_sources::github::router(plane.webhooks()))
@@ -327,6 +357,9 @@ pub async fn start(
         tokio::join!(ingress, admin);
         if let Some(w) = watcher {
             w.stop().await;
+        }
+        if let Some(w) = credentials_watch {
+            let _ = w.await;
         }
         let _ = resync.await;
         let _ = expiry.await;

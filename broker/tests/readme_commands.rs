@@ -19,7 +19,9 @@
 //! (tests/dlq.rs), `herald serve --tls-cert ... --tls-key ...` and `herald send --to https://...
 //! --ca-file ca.pem` (tests/tls.rs),
 //! `herald tail --broker B --filter "type LIKE 'com.example.%'" [-o json]` (tests/live_stream.rs),
-//! `herald-conformance --broker URL --adapter herald --admin URL` (tests/conformance.rs). The
+//! `herald-conformance --broker URL --adapter herald --admin URL` (tests/conformance.rs), the
+//! Authentication section's `herald serve --ingress-tokens`, `--oidc-jwks --oidc-issuer`,
+//! `herald send --token` and its EventPolicy (tests/ingress_auth.rs). The
 //! Development section's recipes (`herald-bench`, `scripts/bench.sh`, `scripts/fuzz.sh` with
 //! its `cargo install cargo-fuzz`) are benchmarks and fuzzing runs of minutes, not tests;
 //! `scripts/profile.sh` runs here briefly with each tool.

@@ -5,6 +5,7 @@ pub mod duration;
 pub mod loader;
 pub mod messaging;
 pub mod metrics;
+pub mod policy;
 pub mod resolve;
 pub mod resources;
 #[cfg(feature = "schema")]
@@ -15,6 +16,7 @@ pub mod status;
 pub use duration::IsoDuration;
 pub use loader::{load_path, load_resource, load_str, LoadError, Loaded, Origin, ResourceSet};
 pub use messaging::*;
+pub use policy::{AuthorizationMode, EventPolicy, EventPolicySpec};
 pub use resolve::{ResolveError, Resolver};
 pub use resources::*;
 pub use sources::*;

@@ -2,6 +2,7 @@
 //! [`ResourceSet`]. Every problem is reported with its file, document, resource and field.
 
 use crate::messaging::{Channel, ChannelFlavor, EventTransform, Parallel, Sequence, Subscription};
+use crate::policy::EventPolicy;
 use crate::resources::{Broker, FieldError, Resource, ResourceKey, Trigger};
 use crate::sources::{
     ApiServerSource, ContainerSource, GitHubSource, KafkaSource, NatsSource, PingSource,
@@ -50,6 +51,8 @@ pub struct ResourceSet {
     /// PingSources, GitHubSources, KafkaSources, ContainerSources, NatsSources and
     /// ApiServerSources.
     pub sources: Vec<Loaded<Resource>>,
+    /// EventPolicies.
+    pub policies: Vec<Loaded<EventPolicy>>,
     pub deferred: Vec<Deferred>,
 }
 
@@ -76,7 +79,15 @@ impl ResourceSet {
             .iter()
             .map(|m| (m.resource.clone(), &m.origin));
         let sources = self.sources.iter().map(|m| (m.resource.clone(), &m.origin));
-        brokers.chain(triggers).chain(messaging).chain(sources)
+        let policies = self
+            .policies
+            .iter()
+            .map(|p| (Resource::EventPolicy(p.resource.clone()), &p.origin));
+        brokers
+            .chain(triggers)
+            .chain(messaging)
+            .chain(sources)
+            .chain(policies)
     }
 }
 
@@ -357,6 +368,19 @@ impl Builder {
                     self.add_messaging(Resource::EventTransform(r), origin, &label);
                 }
             }
+            ("eventing.knative.dev/v1alpha1", "EventPolicy") => {
+                if let Some(p) = self.typed::<EventPolicy>(&origin, &label, value) {
+                    let errors = p.validate();
+                    if self.report(&origin, &label, errors)
+                        && self.unique("EventPolicy", p.key(), &origin, &label)
+                    {
+                        self.set.policies.push(Loaded {
+                            resource: p,
+                            origin,
+                        });
+                    }
+                }
+            }
             ("sources.knative.dev/v1", "PingSource") => {
                 if let Some(r) = self.typed::<PingSource>(&origin, &label, value) {
                     self.add_source(Resource::PingSource(r), origin, &label);
@@ -597,6 +621,35 @@ spec:
                 .contains("unsupported resource example.com/v1 Widget"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn loads_event_policies_and_names_their_bad_fields() {
+        let policy = r#"
+apiVersion: eventing.knative.dev/v1alpha1
+kind: EventPolicy
+metadata: {name: only-alice, namespace: shop}
+spec:
+  to:
+  - ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+  from:
+  - sub: alice
+  filters:
+  - exact: {type: order.created}
+"#;
+        let set = load(policy).unwrap();
+        assert_eq!(set.policies.len(), 1);
+        let p = &set.policies[0].resource;
+        assert_eq!(p.key(), ResourceKey::new("shop", "only-alice"));
+        assert!(p.allows("alice"));
+        assert_eq!(set.resources().count(), 1);
+        let err = load(&policy.replace("sub: alice", "sub: 'al*ce'")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("test.yaml (document 1)"), "{msg}");
+        assert!(msg.contains("EventPolicy shop/only-alice"), "{msg}");
+        assert!(msg.contains("spec.from[0].sub"), "{msg}");
+        let err = load(&policy.replace("from:", "form:")).unwrap_err();
+        assert!(err.to_string().contains("form"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::duration::IsoDuration;
 use crate::messaging::{Channel, EventTransform, Parallel, Sequence, Subscription};
+use crate::policy::EventPolicy;
 use crate::sources::{
     ApiServerSource, ContainerSource, GitHubSource, KafkaSource, NatsSource, PingSource,
 };
@@ -52,6 +53,7 @@ pub enum Resource {
     Sequence(Sequence),
     Parallel(Parallel),
     EventTransform(EventTransform),
+    EventPolicy(EventPolicy),
     PingSource(PingSource),
     GitHubSource(GitHubSource),
     KafkaSource(KafkaSource),
@@ -70,6 +72,7 @@ pub enum Kind {
     Sequence,
     Parallel,
     EventTransform,
+    EventPolicy,
     PingSource,
     GitHubSource,
     KafkaSource,
@@ -79,7 +82,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Broker,
         Kind::Trigger,
         Kind::Channel,
@@ -87,6 +90,7 @@ impl Kind {
         Kind::Sequence,
         Kind::Parallel,
         Kind::EventTransform,
+        Kind::EventPolicy,
         Kind::PingSource,
         Kind::GitHubSource,
         Kind::KafkaSource,
@@ -118,6 +122,7 @@ impl Kind {
             Kind::Sequence => "Sequence",
             Kind::Parallel => "Parallel",
             Kind::EventTransform => "EventTransform",
+            Kind::EventPolicy => "EventPolicy",
             Kind::PingSource => "PingSource",
             Kind::GitHubSource => "GitHubSource",
             Kind::KafkaSource => "KafkaSource",
@@ -137,6 +142,7 @@ impl Kind {
             Kind::Sequence => "sequences",
             Kind::Parallel => "parallels",
             Kind::EventTransform => "eventtransforms",
+            Kind::EventPolicy => "eventpolicies",
             Kind::PingSource => "pingsources",
             Kind::GitHubSource => "githubsources",
             Kind::KafkaSource => "kafkasources",
@@ -152,6 +158,7 @@ impl Kind {
             Kind::Channel | Kind::Subscription => crate::messaging::MESSAGING_API_VERSION,
             Kind::Sequence | Kind::Parallel => crate::messaging::FLOWS_API_VERSION,
             Kind::EventTransform => crate::messaging::TRANSFORM_API_VERSION,
+            Kind::EventPolicy => crate::policy::EVENT_POLICY_API_VERSION,
             Kind::PingSource => crate::sources::PING_API_VERSION,
             Kind::GitHubSource => crate::sources::GITHUB_API_VERSION,
             Kind::KafkaSource => crate::sources::KAFKA_API_VERSION,
@@ -219,6 +226,7 @@ macro_rules! each_resource {
             Resource::Sequence($r) => $body,
             Resource::Parallel($r) => $body,
             Resource::EventTransform($r) => $body,
+            Resource::EventPolicy($r) => $body,
             Resource::PingSource($r) => $body,
             Resource::GitHubSource($r) => $body,
             Resource::KafkaSource($r) => $body,
@@ -239,6 +247,7 @@ impl Resource {
             Resource::Sequence(_) => Kind::Sequence,
             Resource::Parallel(_) => Kind::Parallel,
             Resource::EventTransform(_) => Kind::EventTransform,
+            Resource::EventPolicy(_) => Kind::EventPolicy,
             Resource::PingSource(_) => Kind::PingSource,
             Resource::GitHubSource(_) => Kind::GitHubSource,
             Resource::KafkaSource(_) => Kind::KafkaSource,

@@ -55,6 +55,10 @@ knative_kind!(
     EventTransformSpec(herald_core::EventTransformSpec) => "eventing.knative.dev" / "v1alpha1", "EventTransform", "eventtransforms", "et"
 );
 knative_kind!(
+    /// `eventing.knative.dev/v1alpha1` EventPolicy: who may send to which Brokers and Channels.
+    EventPolicySpec(herald_core::EventPolicySpec) => "eventing.knative.dev" / "v1alpha1", "EventPolicy", "eventpolicies", "ep"
+);
+knative_kind!(
     /// `messaging.knative.dev/v1` Channel (its `channelTemplate` names the concrete kind).
     ChannelSpec(herald_core::ChannelSpec) => "messaging.knative.dev" / "v1", "Channel", "channels", "kchannel"
 );

@@ -4,9 +4,9 @@
 use herald_core::Resource;
 use herald_crds::mapping::ToResource;
 use herald_crds::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventTransform, GitHubSource, HeraldChannel,
-    InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource, Sequence,
-    Subscription, Trigger,
+    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
+    HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource,
+    Sequence, Subscription, Trigger,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -149,6 +149,7 @@ fn mapped(doc: &Value) -> Option<Resource> {
         "Broker" => via::<Broker>(doc),
         "Trigger" => via::<Trigger>(doc),
         "EventTransform" => via::<EventTransform>(doc),
+        "EventPolicy" => via::<EventPolicy>(doc),
         "Channel" => via::<Channel>(doc),
         "InMemoryChannel" => via::<InMemoryChannel>(doc),
         "KafkaChannel" => via::<KafkaChannel>(doc),

@@ -56,20 +56,37 @@ pub fn is_retryable(status: u16) -> bool {
     matches!(status, 404 | 408 | 409 | 429) || status >= 500
 }
 
-/// Sends `event` to `url` once, in binary or structured mode per `format`. With
-/// `want_reply`, the request carries `Prefer: reply` and a 200 response holding a CloudEvent
-/// is returned as the reply.
-pub async fn send(
-    client: &reqwest::Client,
-    url: &Url,
-    event: &WireEvent,
-    format: DeliveryFormat,
-    timeout: Duration,
-    want_reply: bool,
-) -> Outcome {
+/// One delivery attempt's request.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub url: &'a Url,
+    pub event: &'a WireEvent,
+    pub format: DeliveryFormat,
+    pub timeout: Duration,
+    /// Ask for a reply (`Prefer: reply`).
+    pub want_reply: bool,
+    /// The `Authorization` header, when the sender presents credentials.
+    pub authorization: Option<&'a str>,
+}
+
+/// Sends the event once, in binary or structured mode per `format`. With `want_reply`, the
+/// request carries `Prefer: reply` and a 200 response holding a CloudEvent is returned as
+/// the reply.
+pub async fn send(client: &reqwest::Client, r: &Request<'_>) -> Outcome {
+    let Request {
+        url,
+        event,
+        format,
+        timeout,
+        want_reply,
+        authorization,
+    } = *r;
     let mut request = client.post(url.clone()).timeout(timeout);
     if want_reply {
         request = request.header("Prefer", "reply");
+    }
+    if let Some(value) = authorization {
+        request = request.header(http::header::AUTHORIZATION, value);
     }
     let request = match format {
         DeliveryFormat::Binary => binary_request(request, event),

@@ -3,11 +3,11 @@
 //! HTTP client) serves every route, whatever kind of subscription it came from.
 
 use crate::dead_letter::dead_letter_event;
-use crate::delivery::{send, Failure, Outcome};
+use crate::delivery::{send, Failure, Outcome, Request};
 use crate::redact::{self, Redacted};
 use crate::reply::{prepare_reply, take_ttl, TTL_EXTENSION};
 use crate::retry::RetryPolicy;
-use crate::route::{DeliveryFormat, ReplyTarget, Route, TtlHandling};
+use crate::route::{DeliveryFormat, ReplyTarget, Route, RouteId, TtlHandling};
 use herald_channels::{Channel, ParkedWhy, Parking, WireEvent};
 use herald_core::metrics::{code_class, millis, FilterLabels, Metrics, RouteLabels};
 use std::sync::Arc;
@@ -69,6 +69,14 @@ pub struct DeliveryEngine {
     client: reqwest::Client,
     config: EngineConfig,
     metrics: Arc<Metrics>,
+    credentials: Option<Arc<dyn Credentials>>,
+}
+
+/// What a sender presents where it delivers (Herald's own ingress tokens, so its senders
+/// get through when its ingress requires authentication).
+pub trait Credentials: Send + Sync {
+    /// The `Authorization` header `sender` sends to `url`, if any.
+    fn authorization(&self, sender: &RouteId, url: &Url) -> Option<String>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +98,14 @@ impl DeliveryEngine {
             client,
             config,
             metrics: Metrics::new(),
+            credentials: None,
         })
+    }
+
+    /// Presents `credentials` on every delivery.
+    pub fn with_credentials(mut self, credentials: Arc<dyn Credentials>) -> Self {
+        self.credentials = Some(credentials);
+        self
     }
 
     /// Records into `metrics` (a server's) rather than a registry of its own.
@@ -148,6 +163,7 @@ impl DeliveryEngine {
         let started = Instant::now();
         let delivered = self
             .with_retries(
+                &route.id,
                 &labels,
                 &route.policy,
                 route.format,
@@ -188,7 +204,15 @@ impl DeliveryEngine {
         };
         let dead = dead_letter_event(&event, &route.subscriber, &failure);
         match self
-            .with_retries(&labels, &route.policy, route.format, dls, &dead, None)
+            .with_retries(
+                &route.id,
+                &labels,
+                &route.policy,
+                route.format,
+                dls,
+                &dead,
+                None,
+            )
             .await
         {
             Ok(_) => {
@@ -222,8 +246,10 @@ impl DeliveryEngine {
     /// Attempts delivery up to `1 + policy.retry` times; the status the recipient accepted
     /// with. With `reply`, the request asks for a reply, and a reply is handed on before the
     /// attempt counts as successful. Retries count under `labels`.
+    #[allow(clippy::too_many_arguments)]
     async fn with_retries(
         &self,
+        sender: &RouteId,
         labels: &RouteLabels,
         policy: &RetryPolicy,
         format: DeliveryFormat,
@@ -232,32 +258,44 @@ impl DeliveryEngine {
         reply: Option<ReplyTo<'_>>,
     ) -> Result<u16, Failure> {
         let want_reply = reply.is_some_and(|r| !matches!(r.target, ReplyTarget::Discard));
+        let authorization = self
+            .credentials
+            .as_ref()
+            .and_then(|c| c.authorization(sender, url));
+        let request = Request {
+            url,
+            event,
+            format,
+            timeout: policy.timeout,
+            want_reply,
+            authorization: authorization.as_deref(),
+        };
         let mut retry = 0;
         loop {
-            let failure =
-                match send(&self.client, url, event, format, policy.timeout, want_reply).await {
-                    Outcome::Delivered {
-                        status,
-                        reply: Some(answer),
-                    } if want_reply => {
-                        match self
-                            .hand_on_reply(
-                                labels,
-                                *answer,
-                                reply.expect("wanted"),
-                                event,
-                                policy,
-                                format,
-                            )
-                            .await
-                        {
-                            Ok(()) => return Ok(status),
-                            Err(f) => f,
-                        }
+            let failure = match send(&self.client, &request).await {
+                Outcome::Delivered {
+                    status,
+                    reply: Some(answer),
+                } if want_reply => {
+                    match self
+                        .hand_on_reply(
+                            sender,
+                            labels,
+                            *answer,
+                            reply.expect("wanted"),
+                            event,
+                            policy,
+                            format,
+                        )
+                        .await
+                    {
+                        Ok(()) => return Ok(status),
+                        Err(f) => f,
                     }
-                    Outcome::Delivered { status, .. } => return Ok(status),
-                    Outcome::Failed(f) => f,
-                };
+                }
+                Outcome::Delivered { status, .. } => return Ok(status),
+                Outcome::Failed(f) => f,
+            };
             if !failure.retryable || retry >= policy.retry {
                 return Err(failure);
             }
@@ -269,8 +307,10 @@ impl DeliveryEngine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn hand_on_reply(
         &self,
+        sender: &RouteId,
         labels: &RouteLabels,
         mut answer: WireEvent,
         reply: ReplyTo<'_>,
@@ -300,7 +340,7 @@ impl DeliveryEngine {
             // The reply is a delivery of its own: retried under the same policy, and its own
             // answer is not routed further.
             ReplyTarget::Url(url) => {
-                Box::pin(self.with_retries(labels, policy, format, url, &answer, None))
+                Box::pin(self.with_retries(sender, labels, policy, format, url, &answer, None))
                     .await
                     .map(|_| ())
             }

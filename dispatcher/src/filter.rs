@@ -37,13 +37,7 @@ impl Filter {
     /// Compiles a Trigger's filter; `filters` wins over the legacy `filter` when non-empty.
     pub fn compile(spec: &TriggerSpec) -> Result<Filter, FilterError> {
         if !spec.filters.is_empty() {
-            let all = spec
-                .filters
-                .iter()
-                .enumerate()
-                .map(|(i, f)| compile_one(f, &format!("spec.filters[{i}]")))
-                .collect::<Result<Vec<_>, _>>()?;
-            return Ok(Filter::All(all));
+            return Self::compile_all(&spec.filters, "spec.filters");
         }
         match &spec.filter {
             Some(f) if !f.attributes.is_empty() => Ok(Filter::Attributes(
@@ -54,6 +48,20 @@ impl Filter {
             )),
             _ => Ok(Filter::Everything),
         }
+    }
+
+    /// Compiles a `filters` list (at `field`, for errors) that matches when all of them do,
+    /// as a Trigger's or an EventPolicy's.
+    pub fn compile_all(
+        filters: &[SubscriptionsApiFilter],
+        field: &str,
+    ) -> Result<Filter, FilterError> {
+        let all = filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| compile_one(f, &format!("{field}[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Filter::All(all))
     }
 
     /// CESQL functions this filter calls that do not exist (`NAME/arity`).

@@ -19,7 +19,7 @@ pub mod route;
 pub mod transform;
 
 pub use consumer::{ConsumerControl, RouteConsumer};
-pub use engine::{DeliveryEngine, Disposition, EngineConfig};
+pub use engine::{Credentials, DeliveryEngine, Disposition, EngineConfig};
 pub use fanout::{Fanout, FanoutStats};
 pub use filter::{Filter, FilterError};
 pub use retry::RetryPolicy;

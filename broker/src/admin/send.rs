@@ -27,6 +27,9 @@ pub(super) async fn send(
         max_batch_events: 100,
         body_timeout: Duration::from_secs(30),
         metrics: plane.metrics().clone(),
+        // The admin API authenticated the request already (its own token).
+        auth: None,
+        authorizations: plane.authorizations(),
     });
     let (mut parts, body) = request.into_parts();
     // Path segments came percent-decoded; they are re-encoded for the inner route.

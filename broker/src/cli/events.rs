@@ -45,6 +45,9 @@ pub struct SendArgs {
     /// Send in structured mode instead of binary mode.
     #[arg(long)]
     pub structured: bool,
+    /// Bearer token for an ingress that requires one (a static token or a JWT).
+    #[arg(long, env = "HERALD_INGRESS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// PEM file of CAs to trust for an https:// --to besides the public roots.
     #[arg(long, env = "HERALD_CA_FILE")]
     pub ca_file: Option<PathBuf>,
@@ -110,7 +113,8 @@ pub async fn send(a: SendArgs) -> anyhow::Result<()> {
         Some(path) => crate::tls::ca_certificates(path)?,
         None => Vec::new(),
     };
-    let (status, body) = send::send(&a.to, events, a.structured, roots)
+    let token = a.token.as_deref().filter(|t| !t.is_empty());
+    let (status, body) = send::send(&a.to, events, a.structured, roots, token)
         .await
         .with_context(|| format!("sending to {}", a.to))?;
     if !(200..300).contains(&status) {

@@ -228,6 +228,7 @@ fn table(kind: Kind, items: &[serde_json::Value], namespaces: bool) -> String {
         }
         Kind::Trigger => header.extend(["BROKER", "SUBSCRIBER_URI"]),
         Kind::Subscription => header.extend(["CHANNEL", "SUBSCRIBER_URI", "REPLY_URI"]),
+        Kind::EventPolicy => header.push("FROM"),
         // kn source list: the sink.
         _ => header.push("SINK"),
     }
@@ -264,6 +265,14 @@ fn table(kind: Kind, items: &[serde_json::Value], namespaces: bool) -> String {
                 };
                 row.push(broker);
                 row.push(s(&item["status"]["subscriberUri"]));
+            }
+            Kind::EventPolicy => {
+                let from = item["status"]["from"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let from: Vec<String> = from.iter().map(s).collect();
+                row.push(from.join(","));
             }
             _ => row.push(s(&item["status"]["sinkUri"])),
         }

@@ -74,12 +74,60 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_INGRESS_URL")]
     pub ingress_url: Option<url::Url>,
     #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
     pub tls: TlsArgs,
     #[cfg(feature = "kubernetes")]
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
     #[command(flatten)]
     pub channels: ChannelArgs,
+}
+
+/// Ingress authentication and authorization (Knative's OIDC mode and EventPolicies).
+#[derive(Args)]
+#[command(next_help_heading = "Ingress authentication")]
+pub struct AuthArgs {
+    /// A file of `<token> <subject>` lines: a request bearing one of the tokens is sent by
+    /// that subject. Reloaded when it changes. Turns ingress authentication on.
+    #[arg(long, env = "HERALD_INGRESS_TOKENS_FILE")]
+    pub ingress_tokens: Option<PathBuf>,
+    /// The same `<token> <subject>` pairs inline, separated by commas or newlines.
+    #[arg(
+        long,
+        env = "HERALD_INGRESS_TOKENS",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub ingress_tokens_inline: Option<String>,
+    /// A JWKS file (JSON Web Key Set): JWTs signed by one of its keys (RS256, ES256) for
+    /// the target's audience are accepted, their `sub` the sender. Reloaded when it
+    /// changes. Turns ingress authentication on; needs --oidc-issuer.
+    #[arg(long, env = "HERALD_OIDC_JWKS", requires = "oidc_issuer")]
+    pub oidc_jwks: Option<PathBuf>,
+    /// The `iss` accepted JWTs must carry.
+    #[arg(long, env = "HERALD_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// Who may send to a Broker or Channel no EventPolicy applies to: allow-all,
+    /// allow-same-namespace (service accounts of its namespace) or deny-all.
+    #[arg(
+        long,
+        env = "HERALD_DEFAULT_AUTHORIZATION_MODE",
+        default_value = "allow-same-namespace"
+    )]
+    pub default_authorization_mode: herald_core::AuthorizationMode,
+}
+
+impl AuthArgs {
+    fn into_config(self) -> crate::auth::AuthConfig {
+        crate::auth::AuthConfig {
+            tokens_file: self.ingress_tokens,
+            tokens_env: self.ingress_tokens_inline.filter(|t| !t.trim().is_empty()),
+            jwks_file: self.oidc_jwks,
+            issuer: self.oidc_issuer,
+            default_mode: self.default_authorization_mode,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -176,6 +224,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         ping_catch_up: Duration::from_secs(a.ping_catch_up),
         dlq_retention: a.dlq_retention.as_duration(),
         ingress_url: a.ingress_url,
+        auth: a.auth.into_config(),
         tls: tls_files(a.tls.tls_cert, a.tls.tls_key),
         admin_tls: tls_files(a.tls.admin_tls_cert, a.tls.admin_tls_key),
         engine: herald_dispatcher::EngineConfig {

@@ -1,7 +1,9 @@
 //! HTTP ingress, shaped like Knative's multi-tenant broker: `POST /{namespace}/{broker}`
 //! accepts CloudEvents in binary, structured and batch mode and answers only once the
-//! Broker's channel holds them.
+//! Broker's channel holds them. With authentication on, a request's bearer token and the
+//! EventPolicies of its target are checked before its body is read (see [`crate::auth`]).
 
+use crate::auth::{Allowed, Authorizations, Denied, IngressAuth};
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -11,7 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use herald_channels::{Channel, ChannelError};
 use herald_core::metrics::{code_class, millis, IngressLabels, Metrics};
-use herald_core::ResourceKey;
+use herald_core::{Kind, ResourceKey};
 use herald_dispatcher::reply::{DEFAULT_TTL, TTL_EXTENSION};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +43,10 @@ pub struct IngressState {
     pub body_timeout: Duration,
     /// Where Broker ingress counts what it answered (Knative's `mt_broker_ingress_*`).
     pub metrics: Arc<Metrics>,
+    /// Checks bearer tokens and EventPolicies; `None`: anyone may send.
+    pub auth: Option<Arc<IngressAuth>>,
+    /// The EventPolicies of each Broker and Channel.
+    pub authorizations: Authorizations,
 }
 
 /// Path prefix of Channel addresses.
@@ -93,9 +99,23 @@ impl Rejection {
     }
 }
 
+impl From<Denied> for Rejection {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::Unauthenticated(m) => Rejection::new(StatusCode::UNAUTHORIZED, m),
+            Denied::Forbidden(m) => Rejection::new(StatusCode::FORBIDDEN, m),
+        }
+    }
+}
+
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let mut response = (self.status, format!("{}\n", self.message)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
@@ -182,9 +202,9 @@ async fn admit(
     request: Request,
     admitted: &mut Admitted,
 ) -> Result<StatusCode, Rejection> {
-    let (map, what) = match target {
-        Target::Broker => (&state.brokers, "broker"),
-        Target::Channel => (&state.channels, "channel"),
+    let (map, what, kind) = match target {
+        Target::Broker => (&state.brokers, "broker", Kind::Broker),
+        Target::Channel => (&state.channels, "channel", Kind::Channel),
     };
     let Some(channel) = map.load().get(key).cloned() else {
         return Err(Rejection::new(
@@ -193,6 +213,17 @@ async fn admit(
         ));
     };
     let (parts, body) = request.into_parts();
+    // Before the body is read: a refused request costs no more than its headers.
+    let allowed = match &state.auth {
+        Some(auth) => Some(check_access(
+            auth,
+            &state.authorizations,
+            kind,
+            key,
+            &parts.headers,
+        )?),
+        None => None,
+    };
     let body = read_body(
         body,
         &parts.headers,
@@ -209,6 +240,16 @@ async fn admit(
             String::new()
         };
         validate(event).map_err(|m| Rejection::new(StatusCode::BAD_REQUEST, format!("{at}{m}")))?;
+        if allowed.as_ref().is_some_and(|a| a.refuses(event)) {
+            return Err(Rejection::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{at}event {} of type {:?} does not match the filters of any EventPolicy that allows the sender to send to {kind} {key}",
+                    event.id(),
+                    event.ty()
+                ),
+            ));
+        }
         // The broker TTL stops reply loops through Brokers; a Channel carries events as sent.
         if target == Target::Broker && event.extension(TTL_EXTENSION).is_none() {
             event.set_extension(TTL_EXTENSION, DEFAULT_TTL);
@@ -228,6 +269,34 @@ async fn admit(
         }
         Err(e) => Err(channel_rejection(e)),
     }
+}
+
+/// Who sent the request (401 without a valid token) and whether they may send to `kind key`
+/// (403 if not).
+fn check_access(
+    auth: &IngressAuth,
+    authorizations: &Authorizations,
+    kind: Kind,
+    key: &ResourceKey,
+    headers: &HeaderMap,
+) -> Result<Allowed, Rejection> {
+    let targets = authorizations.load();
+    let target = targets.get(&(kind, key.clone()));
+    // A target the plane has not matched yet still has its audience.
+    let audience = match target {
+        Some(t) => t.audience.clone(),
+        None => herald_core::policy::oidc_audience(
+            kind.api_version(),
+            kind.name(),
+            &key.namespace,
+            &key.name,
+        ),
+    };
+    let subject = auth.authenticate(headers, &audience)?;
+    let what = format!("{kind} {key}");
+    let allowed = auth.authorize(&subject, &what, key, target.map(|t| t.as_ref()))?;
+    tracing::debug!(%subject, target = %what, "sender allowed");
+    Ok(allowed)
 }
 
 fn channel_rejection(e: ChannelError) -> Rejection {

@@ -24,6 +24,7 @@ mod expiry;
 mod flows;
 mod metrics;
 mod parked;
+mod policies;
 mod routes;
 mod sources;
 mod status;
@@ -39,14 +40,16 @@ pub use tap::{Seen, Watch, TAP_CAPACITY};
 pub use transforms::{CompiledTransform, Transforms};
 pub use view::ResourceView;
 
+use crate::auth::{Authorizations, InternalTokens};
 use crate::backends::{BackendError, Backends, BackendsConfig};
 use crate::ingress::Brokers;
 use arc_swap::ArcSwap;
 use brokers::LogEntry;
 use herald_channels::Channel;
 use herald_core::{
-    Broker, Channel as ChannelResource, DeliverySpec, EventTransform, Kind, Parallel, Resolver,
-    Resource, ResourceKey, ResourceSet, Sequence, Subscription, Trigger,
+    AuthorizationMode, Broker, Channel as ChannelResource, DeliverySpec, EventPolicy,
+    EventTransform, Kind, Parallel, Resolver, Resource, ResourceKey, ResourceSet, Sequence,
+    Subscription, Trigger,
 };
 use herald_dispatcher::RouteId;
 use herald_dispatcher::{DeliveryEngine, EngineConfig, RouteError};
@@ -88,6 +91,9 @@ pub struct PlaneConfig {
     /// The API server ApiServerSources watch; unset, each infers one.
     #[cfg(feature = "kubernetes")]
     pub cluster: Option<herald_sources::apiserver::Cluster>,
+    /// With ingress authentication on, the default authorization mode (what applies to a
+    /// Broker or Channel no EventPolicy applies to); `None`: authentication is off.
+    pub authorization: Option<AuthorizationMode>,
 }
 
 /// What an apply did, kubectl's words.
@@ -158,6 +164,7 @@ struct State {
     sequences: BTreeMap<ResourceKey, Entry<Sequence>>,
     parallels: BTreeMap<ResourceKey, Entry<Parallel>>,
     transforms: BTreeMap<ResourceKey, Entry<EventTransform>>,
+    policies: BTreeMap<ResourceKey, Entry<EventPolicy>>,
     /// PingSources, GitHubSources, ... by kind.
     sources: BTreeMap<Kind, BTreeMap<ResourceKey, Entry<Resource>>>,
     /// The task of each source that runs.
@@ -178,6 +185,9 @@ pub struct DataPlane {
     ingress: Brokers,
     channel_ingress: Brokers,
     transform_map: Transforms,
+    authorizations: Authorizations,
+    /// Mints the tokens this server's own senders present to its ingress.
+    internal_tokens: InternalTokens,
     resolver: Resolver,
     engine: DeliveryEngine,
     config: PlaneConfig,
@@ -191,7 +201,14 @@ impl DataPlane {
     /// A data plane whose Brokers are addressed at `ingress_base` (this server's ingress).
     pub fn new(config: PlaneConfig, ingress_base: Url) -> Result<Arc<Self>, PlaneError> {
         let metrics = herald_core::metrics::Metrics::new();
-        let engine = DeliveryEngine::new(config.engine.clone())?.with_metrics(metrics.clone());
+        let internal_tokens = InternalTokens::new();
+        let mut engine = DeliveryEngine::new(config.engine.clone())?.with_metrics(metrics.clone());
+        if config.authorization.is_some() {
+            engine = engine.with_credentials(Arc::new(crate::auth::OwnSenders::new(
+                ingress_base.clone(),
+                internal_tokens.clone(),
+            )));
+        }
         let (source_leadership, leadership) =
             tokio::sync::watch::channel(herald_sources::Leadership::Unelected);
         let source_env = herald_sources::SourceEnv {
@@ -208,6 +225,7 @@ impl DataPlane {
                 sequences: BTreeMap::new(),
                 parallels: BTreeMap::new(),
                 transforms: BTreeMap::new(),
+                policies: BTreeMap::new(),
                 sources: BTreeMap::new(),
                 source_runs: BTreeMap::new(),
                 consumers: BTreeMap::new(),
@@ -219,6 +237,8 @@ impl DataPlane {
             ingress: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             channel_ingress: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             transform_map: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            authorizations: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            internal_tokens,
             resolver: Resolver::new(ingress_base),
             engine,
             source_env: Arc::new(source_env),
@@ -236,6 +256,18 @@ impl DataPlane {
     /// The EventTransforms served at `/transforms/{ns}/{name}`, updated on every apply.
     pub fn transforms(&self) -> Transforms {
         self.transform_map.clone()
+    }
+
+    /// What ingress checks per Broker and Channel (their EventPolicies), updated on every
+    /// apply.
+    pub fn authorizations(&self) -> Authorizations {
+        self.authorizations.clone()
+    }
+
+    /// The key of the tokens this server's own senders present to its ingress, which
+    /// ingress must accept.
+    pub fn internal_tokens(&self) -> InternalTokens {
+        self.internal_tokens.clone()
     }
 
     /// Whether this replica runs leader-only sources (ApiServerSource) now; the Kubernetes
@@ -346,6 +378,7 @@ impl DataPlane {
         self.release_logs(state).await;
         self.flow_status(state);
         self.reconcile_transforms(state);
+        self.reconcile_policies(state);
         self.reconcile_sources(state).await;
         self.ingress.store(Arc::new(
             state.addressable(Kind::Broker, state.brokers.keys()),
@@ -480,6 +513,11 @@ fn validate(resource: &Resource) -> Result<(), ApplyError> {
                 .map(|_| ())
                 .map_err(|(field, e)| ApplyError::invalid(kind, key, field, e))
         }
+        Resource::EventPolicy(p) => {
+            return policies::compile(p)
+                .map(|_| ())
+                .map_err(|e| ApplyError::invalid(kind, key, e.field.clone(), e.message))
+        }
         r if kind.is_source() => {
             return match herald_sources::build(r) {
                 Some(Err(e)) => Err(ApplyError::invalid(kind, key, e.field, e.message)),
@@ -525,6 +563,9 @@ impl State {
                 owner,
                 Resource::EventTransform,
             ),
+            Resource::EventPolicy(r) => {
+                upsert(&mut self.policies, key, r, owner, Resource::EventPolicy)
+            }
             source => upsert(
                 self.sources.entry(source.kind()).or_default(),
                 key,
@@ -554,6 +595,7 @@ impl State {
             .chain(of(Kind::Sequence, &self.sequences, owner))
             .chain(of(Kind::Parallel, &self.parallels, owner))
             .chain(of(Kind::EventTransform, &self.transforms, owner))
+            .chain(of(Kind::EventPolicy, &self.policies, owner))
             .chain(
                 self.sources
                     .iter()
@@ -575,6 +617,7 @@ impl State {
             Kind::Sequence => self.sequences.remove(key).is_some(),
             Kind::Parallel => self.parallels.remove(key).is_some(),
             Kind::EventTransform => self.transforms.remove(key).is_some(),
+            Kind::EventPolicy => self.policies.remove(key).is_some(),
             source => {
                 if let Some(r) = self.source_runs.remove(&(source, key.clone())) {
                     r.retire(&mut self.retiring);

@@ -51,6 +51,7 @@ impl State {
             Kind::Sequence => all(kind, &self.sequences, Resource::Sequence),
             Kind::Parallel => all(kind, &self.parallels, Resource::Parallel),
             Kind::EventTransform => all(kind, &self.transforms, Resource::EventTransform),
+            Kind::EventPolicy => all(kind, &self.policies, Resource::EventPolicy),
             source => self
                 .sources
                 .get(&source)
