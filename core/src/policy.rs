@@ -6,6 +6,7 @@
 use crate::resources::{
     validate_name, FieldError, ObjectMeta, ResourceKey, SubscriptionsApiFilter,
 };
+use crate::sources::LabelSelectorRequirement;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -73,17 +74,6 @@ pub struct EventPolicySelector {
     pub match_labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub match_expressions: Vec<LabelSelectorRequirement>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LabelSelectorRequirement {
-    pub key: String,
-    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
-    pub operator: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub values: Vec<String>,
 }
 
 /// One sender: exactly one of `ref` (a source, whose identity is its OIDC service account)
@@ -287,37 +277,6 @@ impl EventPolicySelector {
             .iter()
             .all(|(k, v)| labels.get(k) == Some(v))
             && self.match_expressions.iter().all(|e| e.matches(labels))
-    }
-}
-
-impl LabelSelectorRequirement {
-    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(&self.key);
-        match self.operator.as_str() {
-            "In" => value.is_some_and(|v| self.values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !self.values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    }
-
-    fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
-        match self.operator.as_str() {
-            "In" | "NotIn" if self.values.is_empty() => errors.push(FieldError::new(
-                format!("{field}.values"),
-                format!("must not be empty for operator {}", self.operator),
-            )),
-            "Exists" | "DoesNotExist" if !self.values.is_empty() => errors.push(FieldError::new(
-                format!("{field}.values"),
-                format!("must be empty for operator {}", self.operator),
-            )),
-            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            other => errors.push(FieldError::new(
-                format!("{field}.operator"),
-                format!("{other:?} is not one of In, NotIn, Exists, DoesNotExist"),
-            )),
-        }
     }
 }
 

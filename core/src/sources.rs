@@ -599,21 +599,40 @@ impl LabelSelector {
 
     fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
         for (i, e) in self.match_expressions.iter().enumerate() {
-            let at = format!("{field}.matchExpressions[{i}]");
-            match e.operator.as_str() {
-                "In" | "NotIn" if e.values.is_empty() => {
-                    errors.push(FieldError::new(at, format!("{} needs values", e.operator)))
-                }
-                "Exists" | "DoesNotExist" if !e.values.is_empty() => errors.push(FieldError::new(
-                    at,
-                    format!("{} takes no values", e.operator),
-                )),
-                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-                other => errors.push(FieldError::new(
-                    format!("{at}.operator"),
-                    format!("{other:?} is not In, NotIn, Exists or DoesNotExist"),
-                )),
-            }
+            e.validate(&format!("{field}.matchExpressions[{i}]"), errors);
+        }
+    }
+}
+
+impl LabelSelectorRequirement {
+    /// Kubernetes' semantics of one expression over an object's labels.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let value = labels.get(&self.key);
+        match self.operator.as_str() {
+            "In" => value.is_some_and(|v| self.values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !self.values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    }
+
+    /// The operator is one of Kubernetes' four, with values exactly where it takes them.
+    pub fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
+        match self.operator.as_str() {
+            "In" | "NotIn" if self.values.is_empty() => errors.push(FieldError::new(
+                field,
+                format!("{} needs values", self.operator),
+            )),
+            "Exists" | "DoesNotExist" if !self.values.is_empty() => errors.push(FieldError::new(
+                field,
+                format!("{} takes no values", self.operator),
+            )),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => errors.push(FieldError::new(
+                format!("{field}.operator"),
+                format!("{other:?} is not one of In, NotIn, Exists, DoesNotExist"),
+            )),
         }
     }
 }
