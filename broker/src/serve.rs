@@ -223,6 +223,7 @@ pub async fn start(
             #[cfg(feature = "kubernetes")]
             cluster: config.cluster.clone(),
             authorization: config.auth.enabled().then_some(config.auth.default_mode),
+            internal_tokens: Some(config.auth.internal_tokens()?),
         },
         base,
     )?;

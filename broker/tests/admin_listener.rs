@@ -158,17 +158,13 @@ fn admin_is_apart_and_replay_refuses_past_the_head_on_nats() {
 #[test]
 fn admin_is_apart_and_replay_refuses_past_the_head_on_kafka() {
     const TEST: &str = "admin_is_apart_and_replay_refuses_past_the_head_on_kafka";
-    let Some(bin) = tansu_bin(TEST) else {
-        return;
-    };
     run(async {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let _tansu = start_tansu(&bin, port, dir.path()).await;
-        let bootstrap = format!("127.0.0.1:{port}");
+        let Some(tansu) = Tansu::start(TEST).await else {
+            return;
+        };
         admin_is_apart_and_replay_refuses_past_the_head(
             "kafka",
-            &["--kafka-bootstrap-servers", &bootstrap],
+            &["--kafka-bootstrap-servers", &tansu.bootstrap()],
         )
         .await;
     });

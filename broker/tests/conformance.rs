@@ -125,14 +125,11 @@ fn herald_conforms_on_nats() {
 #[cfg(feature = "kafka")]
 #[test]
 fn herald_conforms_on_kafka() {
-    let Some(bin) = tansu_bin("herald_conforms_on_kafka") else {
-        return;
-    };
     run(async {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut tansu = start_tansu(&bin, port, dir.path()).await;
-        let bootstrap = format!("127.0.0.1:{port}");
+        let Some(mut tansu) = Tansu::start("herald_conforms_on_kafka").await else {
+            return;
+        };
+        let bootstrap = tansu.bootstrap();
         conform(
             "kafka",
             &[
@@ -143,6 +140,6 @@ fn herald_conforms_on_kafka() {
             ],
         )
         .await;
-        assert!(tansu.alive(), "tansu died:\n{}", tansu.log_tail());
+        tansu.assert_alive();
     });
 }

@@ -486,14 +486,11 @@ fn on_nats_parked_events_are_kept_in_jetstream_deleted_redriven_and_expired() {
 #[test]
 fn on_kafka_parked_events_are_kept_in_a_topic_deleted_redriven_and_expired() {
     const TEST: &str = "on_kafka_parked_events_are_kept_in_a_topic_deleted_redriven_and_expired";
-    let Some(bin) = tansu_bin(TEST) else {
-        return;
-    };
     run(async {
-        let tansu_dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut tansu = start_tansu(&bin, port, tansu_dir.path()).await;
-        let bootstrap = format!("127.0.0.1:{port}");
+        let Some(mut tansu) = Tansu::start(TEST).await else {
+            return;
+        };
+        let bootstrap = tansu.bootstrap();
         parks_in_the_backend(
             "dlq-kafka",
             &[
@@ -504,7 +501,7 @@ fn on_kafka_parked_events_are_kept_in_a_topic_deleted_redriven_and_expired() {
             ],
         )
         .await;
-        assert!(tansu.alive(), "tansu died:\n{}", tansu.log_tail());
+        tansu.assert_alive();
     });
 }
 

@@ -616,13 +616,10 @@ async fn kill_9_mid_flight_loses_no_accepted_event_on_nats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_flight_loses_no_accepted_event_on_kafka() {
     const TEST: &str = "kill_9_mid_flight_loses_no_accepted_event_on_kafka";
-    let Some(bin) = replicas::servers::tansu_bin(TEST) else {
+    let Some(tansu) = replicas::servers::Tansu::start(TEST).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let port = replicas::free_port();
-    let _tansu = replicas::servers::start_tansu(&bin, port, dir.path()).await;
-    let bootstrap = format!("127.0.0.1:{port}");
+    let bootstrap = tansu.bootstrap();
     let events = env_usize("HERALD_CRASH_EVENTS").unwrap_or(0).max(3_000);
     let kills = env_usize("HERALD_CRASH_KILLS").unwrap_or(3).max(3);
     let args = [

@@ -7,7 +7,8 @@
 //!   a policy applied and removed at runtime changes the answer; the token file reloads
 //!   without a restart and a broken one keeps the last good tokens;
 //! - Herald's own senders (a Trigger delivering to another Broker) get through with their
-//!   Knative identity, checked against that Broker's policies;
+//!   Knative identity, checked against that Broker's policies; across replicas too, when
+//!   they share `--sender-key-file` (a key of its own is refused);
 //! - JWTs (`--oidc-jwks`, `--oidc-issuer`; keys made here with the openssl CLI): wrong
 //!   audience, issuer, expired, not yet valid or an unknown key → 401; deny-all default;
 //!   the JWKS reloads (a key added is accepted; a broken file keeps the last good set);
@@ -697,4 +698,117 @@ fn readme_authentication_commands() {
         );
         drop(server);
     });
+}
+
+/// Replicas behind one `--ingress-url`: a Trigger of one replica delivers to a Broker whose
+/// ingress is another's. With the same `--sender-key-file` the other replica accepts the
+/// Trigger's token (and its EventPolicy allows the Trigger's identity); with a key of its
+/// own the token is refused (401), so the event is dead-lettered instead.
+#[test]
+fn replicas_sharing_a_sender_key_accept_each_others_triggers() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens.txt");
+        std::fs::write(&tokens, TOKENS).unwrap();
+        let key = dir.path().join("sender.key");
+        std::fs::write(&key, "5d2e4f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c\n").unwrap();
+        let (key, tokens) = (key.to_str().unwrap(), tokens.to_str().unwrap());
+
+        // B serves the Broker `relay`, which only the Trigger `to-relay` may send to.
+        let relayed = Sink::start((0, 0)).await;
+        let b_config = dir.path().join("b");
+        std::fs::create_dir(&b_config).unwrap();
+        let b_resources = [
+            broker_with_labels("relay", ""),
+            trigger_yaml(NS, "relayed", "relay", &relayed.url, &[]),
+            policy(
+                "relay-from-trigger",
+                "  to:\n  - ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: relay}\n  from:\n  - sub: system:serviceaccount:shop:to-relay-oidc-eventing.knative.dev-trigger\n",
+            ),
+        ];
+        std::fs::write(b_config.join("all.yaml"), b_resources.join("---\n")).unwrap();
+        let b = Replica::start(
+            "b",
+            &b_config,
+            &dir.path().join("b-data"),
+            (NS, "relay"),
+            &["--ingress-tokens", tokens, "--sender-key-file", key],
+        )
+        .await;
+        Admin::new(&b.admin)
+            .wait_ready("triggers", NS, "relayed", WAIT)
+            .await;
+
+        // With the same key, A's Trigger gets through to B; with a key of its own, A2's is
+        // refused and its event dead-lettered.
+        let a = relay_through(dir.path(), "a", &b.base, &["--sender-key-file", key]).await;
+        relayed
+            .wait_for_or(
+                &["a-1".to_string()].into(),
+                WAIT,
+                "relayed through B",
+                || a.0.proc.log_tail(),
+            )
+            .await;
+        assert!(
+            a.1.records().is_empty(),
+            "dead-lettered: {:?}",
+            a.1.counts()
+        );
+        let a2 = relay_through(dir.path(), "a2", &b.base, &[]).await;
+        a2.1.wait_for_or(&["a2-1".to_string()].into(), WAIT, "dead-lettered", || {
+            a2.0.proc.log_tail()
+        })
+        .await;
+        assert_eq!(
+            relayed.counts().get("a2-1"),
+            None,
+            "B accepted a foreign token"
+        );
+    });
+}
+
+/// A replica serving Broker `orders`, whose Trigger relays to Broker `relay` at the ingress
+/// `b_base` (`--ingress-url`) with one attempt, dead letters to the returned sink; an event
+/// `{name}-1` is accepted on it.
+async fn relay_through(
+    dir: &Path,
+    name: &str,
+    b_base: &str,
+    extra: &[&str],
+) -> (Replica, std::sync::Arc<Sink>) {
+    let tokens = dir.join("tokens.txt");
+    let dead = Sink::start((0, 0)).await;
+    let config = dir.join(name);
+    std::fs::create_dir(&config).unwrap();
+    let spec = format!(
+        "  broker: orders\n  subscriber:\n    ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: relay}}\n  delivery:\n    retry: 0\n    deadLetterSink:\n      uri: {}\n",
+        dead.url
+    );
+    let resources = [
+        broker_with_labels("orders", ""),
+        trigger_yaml_with_spec(NS, "to-relay", &spec),
+    ];
+    std::fs::write(config.join("all.yaml"), resources.join("---\n")).unwrap();
+    let mut args = vec![
+        "--ingress-tokens",
+        tokens.to_str().unwrap(),
+        "--ingress-url",
+        b_base,
+    ];
+    args.extend_from_slice(extra);
+    let a = Replica::serve(name, &config, &dir.join(format!("{name}-data")), &args).await;
+    Admin::new(&a.admin)
+        .wait_ready("triggers", NS, "to-relay", WAIT)
+        .await;
+    let id = format!("{name}-1");
+    let (status, body, _) = post(
+        &a.url_of(NS, "orders"),
+        Some(&bearer("app-token")),
+        &id,
+        EVENT_TYPE,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{name}: {body}");
+    (a, dead)
 }

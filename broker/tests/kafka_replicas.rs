@@ -172,15 +172,14 @@ fn kafka_replicas_share_a_trigger_without_duplicates() {
     const TEST: &str = "kafka_replicas_share_a_trigger_without_duplicates";
     const REPLICAS: usize = 2;
     const EVENTS: usize = 800;
-    let Some(bin) = tansu_bin(TEST) else {
-        return;
-    };
     run(async {
+        let Some(mut tansu) = Tansu::start(TEST).await else {
+            return;
+        };
+        let port = tansu.port;
         let started = Instant::now();
         let broker = "share";
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut tansu = start_tansu(&bin, port, dir.path()).await;
         let sink = Sink::start((0, 0)).await;
         let config = write_config(dir.path(), broker, &sink.url);
         let mut replicas = Vec::new();
@@ -245,7 +244,7 @@ fn kafka_replicas_share_a_trigger_without_duplicates() {
             started.elapsed()
         );
         assert_all_alive(&mut replicas);
-        assert!(tansu.alive(), "tansu died:\n{}", tansu.log_tail());
+        tansu.assert_alive();
         assert!(stray.is_empty(), "unexpected ids delivered: {stray:?}");
         assert_eq!(dups, 0, "events delivered more than once");
         assert_eq!(load.len(), EVENTS, "every event exactly once");
@@ -279,10 +278,7 @@ fn kafka_replicas_share_a_trigger_without_duplicates() {
 #[ignore = "tansu 0.6.0 does not reassign an expired member's partitions (see the doc comment)"]
 fn killing_a_kafka_replica_mid_load_loses_nothing() {
     const TEST: &str = "killing_a_kafka_replica_mid_load_loses_nothing";
-    let Some(bin) = tansu_bin(TEST) else {
-        return;
-    };
-    run(kill_a_replica_mid_load(TEST, bin, None));
+    run(kill_a_replica_mid_load(TEST, None));
 }
 
 /// A replica is SIGKILLed mid-load and, as a Kubernetes Deployment would, a replacement
@@ -292,12 +288,8 @@ fn killing_a_kafka_replica_mid_load_loses_nothing() {
 #[test]
 fn killed_kafka_replica_replaced_mid_load_loses_nothing() {
     const TEST: &str = "killed_kafka_replica_replaced_mid_load_loses_nothing";
-    let Some(bin) = tansu_bin(TEST) else {
-        return;
-    };
     run(kill_a_replica_mid_load(
         TEST,
-        bin,
         Some(SESSION_TIMEOUT + Duration::from_secs(2)),
     ));
 }
@@ -305,13 +297,15 @@ fn killed_kafka_replica_replaced_mid_load_loses_nothing() {
 /// Two replicas share a Trigger; one is SIGKILLed while it has deliveries in flight; with
 /// `replace_after`, a third replica starts that long after the kill. Every accepted event
 /// must arrive, and some of the victim's in-flight deliveries must arrive again.
-async fn kill_a_replica_mid_load(test: &str, bin: PathBuf, replace_after: Option<Duration>) {
+async fn kill_a_replica_mid_load(test: &str, replace_after: Option<Duration>) {
     const EVENTS: usize = 600;
+    let Some(mut tansu) = Tansu::start(test).await else {
+        return;
+    };
+    let port = tansu.port;
     let started = Instant::now();
     let broker = "kill";
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut tansu = start_tansu(&bin, port, dir.path()).await;
     // Slow-ish subscriber and few deliveries per replica: the load lasts a while and the
     // victim always has deliveries in flight.
     let sink = Sink::start((10, 10)).await;
@@ -439,7 +433,7 @@ async fn kill_a_replica_mid_load(test: &str, bin: PathBuf, replace_after: Option
         started.elapsed()
     );
     assert_all_alive(&mut replicas[1..]);
-    assert!(tansu.alive(), "tansu died:\n{}", tansu.log_tail());
+    tansu.assert_alive();
     assert!(
         delivered_at_kill < accepted.len(),
         "the load was over before the kill"
@@ -458,15 +452,14 @@ async fn kill_a_replica_mid_load(test: &str, bin: PathBuf, replace_after: Option
 #[test]
 fn kafka_broker_restart_gives_503_then_recovers() {
     const TEST: &str = "kafka_broker_restart_gives_503_then_recovers";
-    let Some(bin) = tansu_bin(TEST) else {
-        return;
-    };
     run(async {
+        let Some(mut tansu) = Tansu::start(TEST).await else {
+            return;
+        };
+        let port = tansu.port;
         let started = Instant::now();
         let broker = "restart";
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut tansu = start_tansu(&bin, port, dir.path()).await;
         let sink = Sink::start((0, 0)).await;
         let config = write_config(dir.path(), broker, &sink.url);
         let mut herald = start_replica(
@@ -499,7 +492,7 @@ fn kafka_broker_restart_gives_503_then_recovers() {
         let refused = refused_while_down(&publisher, &mut herald, "Kafka").await;
 
         // Kafka comes back on the same port and store: herald recovers by itself.
-        let tansu = start_tansu(&bin, port, dir.path()).await;
+        tansu.restart().await;
         let outage_time = outage.elapsed();
         let back = Instant::now();
         let (first, retries_503) =

@@ -798,14 +798,12 @@ fn live_config_changes_on_nats() {
 #[test]
 fn live_config_changes_on_kafka() {
     const TEST: &str = "live_config_changes_on_kafka";
-    let Some(bin) = tansu_bin(TEST) else {
-        return;
-    };
     run(async {
+        let Some(mut tansu) = Tansu::start(TEST).await else {
+            return;
+        };
         let work = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut tansu = start_tansu(&bin, port, work.path()).await;
-        let bootstrap = format!("127.0.0.1:{port}");
+        let bootstrap = tansu.bootstrap();
         live_changes_lose_nothing(
             TEST,
             Channel::Kafka,
@@ -813,6 +811,6 @@ fn live_config_changes_on_kafka() {
             &["--kafka-bootstrap-servers", &bootstrap],
         )
         .await;
-        assert!(tansu.alive(), "tansu died:\n{}", tansu.log_tail());
+        tansu.assert_alive();
     });
 }

@@ -235,14 +235,11 @@ fn overload_on_nats_is_refused_bounded_and_loses_nothing() {
 
 #[test]
 fn overload_on_kafka_is_refused_bounded_and_loses_nothing() {
-    let Some(bin) = tansu_bin("overload_on_kafka_is_refused_bounded_and_loses_nothing") else {
-        return;
-    };
     run(async {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let _tansu = start_tansu_on(&bin, port, dir.path(), "memory://tansu/").await;
-        let bootstrap = format!("127.0.0.1:{port}");
-        overload("kafka", &["--kafka-bootstrap-servers", &bootstrap]).await;
+        const TEST: &str = "overload_on_kafka_is_refused_bounded_and_loses_nothing";
+        let Some(tansu) = Tansu::start_on(TEST, tansu::MEMORY).await else {
+            return;
+        };
+        overload("kafka", &["--kafka-bootstrap-servers", &tansu.bootstrap()]).await;
     });
 }

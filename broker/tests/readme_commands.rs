@@ -134,18 +134,16 @@ fn readme_serve_on_nats_with_display_and_send_ext() {
 #[test]
 fn readme_serve_on_kafka() {
     const TEST: &str = "readme_serve_on_kafka";
-    let Some(bin) = tansu_bin(TEST) else {
-        return;
-    };
     run(async {
+        let Some(mut tansu) = Tansu::start(TEST).await else {
+            return;
+        };
         let work = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut tansu = start_tansu(&bin, port, work.path()).await;
         let sink = Sink::start((0, 0)).await;
         let ns = namespace();
         let config = work.path().join("config");
         write_orders_config(&config, &ns, &sink.url);
-        let bootstrap = format!("127.0.0.1:{port}");
+        let bootstrap = tansu.bootstrap();
         let herald = Replica::start(
             "herald",
             &config,
@@ -175,7 +173,7 @@ fn readme_serve_on_kafka() {
             || herald.proc.log_tail(),
         )
         .await;
-        assert!(tansu.alive(), "tansu died:\n{}", tansu.log_tail());
+        tansu.assert_alive();
     });
 }
 

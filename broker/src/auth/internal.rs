@@ -4,8 +4,10 @@
 //! (`system:serviceaccount:<ns>:<name>-oidc-<group>-<kind>`, see
 //! [`herald_core::policy::oidc_subject`]) and is allowed or refused by EventPolicies like
 //! anyone else. A token is `herald.<subject, base64url>.<HMAC-SHA256 of it, base64url>` under
-//! a key made at start: only this process can mint one, and it is sent only to this
-//! server's own ingress address, never to a subscriber.
+//! a key made at start, so only this process can mint one, or read from `--sender-key-file`,
+//! so that replicas behind one `--ingress-url` accept each other's senders (a Trigger of one
+//! replica may reach another's ingress). A token is sent only to this server's own ingress
+//! address, never to a subscriber.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -17,10 +19,23 @@ use std::sync::Arc;
 use url::Url;
 
 const PREFIX: &str = "herald.";
+/// A shared key shorter than HMAC-SHA256's output would weaken it.
+pub const MIN_KEY_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the sender key has {0} bytes; at least {MIN_KEY_BYTES} are needed (e.g. `openssl rand -hex 32`)")]
+pub struct ShortKey(usize);
 
 #[derive(Clone)]
 pub struct InternalTokens {
     key: Arc<hmac::Key>,
+}
+
+/// Never shows the key.
+impl std::fmt::Debug for InternalTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InternalTokens(..)")
+    }
 }
 
 impl Default for InternalTokens {
@@ -35,6 +50,18 @@ impl InternalTokens {
         let rng = ring::rand::SystemRandom::new();
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("the system RNG works");
         Self { key: Arc::new(key) }
+    }
+
+    /// Tokens under a key shared by the replicas (the file's content, surrounding whitespace
+    /// trimmed, so a trailing newline does not count).
+    pub fn shared(secret: &[u8]) -> Result<Self, ShortKey> {
+        let secret = secret.trim_ascii();
+        if secret.len() < MIN_KEY_BYTES {
+            return Err(ShortKey(secret.len()));
+        }
+        Ok(Self {
+            key: Arc::new(hmac::Key::new(hmac::HMAC_SHA256, secret)),
+        })
     }
 
     /// The token of `subject`.
@@ -103,6 +130,25 @@ mod tests {
         let forged = token.replacen("herald.c3", "herald.c4", 1);
         assert_eq!(ours.subject(&forged), None);
         assert_eq!(ours.subject("herald.x"), None);
+    }
+
+    #[test]
+    fn replicas_sharing_a_key_accept_each_others_tokens() {
+        let secret = b"0123456789abcdef0123456789abcdef\n";
+        let (a, b) = (
+            InternalTokens::shared(secret).unwrap(),
+            InternalTokens::shared(secret.trim_ascii()).unwrap(),
+        );
+        let token = a.token("system:serviceaccount:shop:t-oidc-eventing.knative.dev-trigger");
+        assert!(b.subject(&token).is_some());
+        assert_eq!(InternalTokens::new().subject(&token), None);
+        let other = InternalTokens::shared(b"another key of thirty-two bytes!").unwrap();
+        assert_eq!(other.subject(&token), None);
+        let short = InternalTokens::shared(b"  short\n").err().unwrap();
+        assert_eq!(
+            short.to_string(),
+            "the sender key has 5 bytes; at least 32 are needed (e.g. `openssl rand -hex 32`)"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod jwt;
 pub mod reload;
 mod tokens;
 
-pub use internal::{InternalTokens, OwnSenders};
+pub use internal::{InternalTokens, OwnSenders, ShortKey};
 pub use jwt::{JwksError, JwtVerifier};
 pub use tokens::{StaticTokens, TokensError};
 
@@ -36,12 +36,29 @@ pub struct AuthConfig {
     pub issuer: Option<String>,
     /// What applies to a Broker or Channel no EventPolicy applies to.
     pub default_mode: AuthorizationMode,
+    /// The key of own-sender tokens, shared by replicas; unset, each process makes one.
+    pub sender_key_file: Option<PathBuf>,
 }
 
 impl AuthConfig {
     /// Whether any token source is configured (else ingress checks nothing).
     pub fn enabled(&self) -> bool {
         self.tokens_file.is_some() || self.tokens_env.is_some() || self.jwks_file.is_some()
+    }
+
+    /// The own-sender token key: `sender_key_file`'s, else a fresh one.
+    pub fn internal_tokens(&self) -> Result<InternalTokens, AuthError> {
+        let Some(path) = &self.sender_key_file else {
+            return Ok(InternalTokens::new());
+        };
+        let secret = std::fs::read(path).map_err(|source| AuthError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        InternalTokens::shared(&secret).map_err(|source| AuthError::SenderKey {
+            path: path.clone(),
+            source,
+        })
     }
 }
 
@@ -67,6 +84,12 @@ pub enum AuthError {
     },
     #[error("--oidc-jwks needs --oidc-issuer (the `iss` accepted tokens carry)")]
     NoIssuer,
+    #[error("--sender-key-file {path}: {source}")]
+    SenderKey {
+        path: PathBuf,
+        #[source]
+        source: ShortKey,
+    },
 }
 
 /// A compiled EventPolicy, as the ingress checks it.

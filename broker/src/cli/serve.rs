@@ -116,6 +116,11 @@ pub struct AuthArgs {
         default_value = "allow-same-namespace"
     )]
     pub default_authorization_mode: herald_core::AuthorizationMode,
+    /// A secret of 32 bytes or more (e.g. `openssl rand -hex 32`) that replicas behind one
+    /// --ingress-url share, so each accepts the tokens the others' Triggers, Subscriptions
+    /// and sources present to it. Without it each process makes its own key.
+    #[arg(long, env = "HERALD_SENDER_KEY_FILE")]
+    pub sender_key_file: Option<PathBuf>,
 }
 
 impl AuthArgs {
@@ -126,6 +131,7 @@ impl AuthArgs {
             jwks_file: self.oidc_jwks,
             issuer: self.oidc_issuer,
             default_mode: self.default_authorization_mode,
+            sender_key_file: self.sender_key_file,
         }
     }
 }

@@ -94,6 +94,8 @@ pub struct PlaneConfig {
     /// With ingress authentication on, the default authorization mode (what applies to a
     /// Broker or Channel no EventPolicy applies to); `None`: authentication is off.
     pub authorization: Option<AuthorizationMode>,
+    /// The key of own-sender tokens (shared by replicas); unset, a fresh one.
+    pub internal_tokens: Option<InternalTokens>,
 }
 
 /// What an apply did, kubectl's words.
@@ -201,7 +203,7 @@ impl DataPlane {
     /// A data plane whose Brokers are addressed at `ingress_base` (this server's ingress).
     pub fn new(config: PlaneConfig, ingress_base: Url) -> Result<Arc<Self>, PlaneError> {
         let metrics = herald_core::metrics::Metrics::new();
-        let internal_tokens = InternalTokens::new();
+        let internal_tokens = config.internal_tokens.clone().unwrap_or_default();
         let mut engine = DeliveryEngine::new(config.engine.clone())?.with_metrics(metrics.clone());
         if config.authorization.is_some() {
             engine = engine.with_credentials(Arc::new(crate::auth::OwnSenders::new(

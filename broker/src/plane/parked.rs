@@ -110,12 +110,8 @@ impl DataPlane {
         trigger: &ResourceKey,
         id: u64,
     ) -> Result<ParkedEvent, ParkedError> {
-        let lot = {
-            let state = self.state.lock().await;
-            self.check_broker(&state, trigger, broker)?;
-            Self::lot(&state, broker)?
-        };
-        lot.get(&RouteId::trigger(trigger.clone()).subscription_name(), id)
+        let (lot, subscription) = self.trigger_lot(broker, trigger).await?;
+        lot.get(&subscription, id)
             .await?
             .ok_or_else(|| ParkedError::NoEvent {
                 trigger: trigger.clone(),
@@ -183,12 +179,7 @@ impl DataPlane {
         trigger: &ResourceKey,
         id: u64,
     ) -> Result<Discarded, ParkedError> {
-        let lot = {
-            let state = self.state.lock().await;
-            self.check_broker(&state, trigger, broker)?;
-            Self::lot(&state, broker)?
-        };
-        let subscription = RouteId::trigger(trigger.clone()).subscription_name();
+        let (lot, subscription) = self.trigger_lot(broker, trigger).await?;
         if !lot.remove(&subscription, id).await? {
             return Err(ParkedError::NoEvent {
                 trigger: trigger.clone(),
@@ -208,12 +199,7 @@ impl DataPlane {
         broker: &ResourceKey,
         trigger: &ResourceKey,
     ) -> Result<Discarded, ParkedError> {
-        let lot = {
-            let state = self.state.lock().await;
-            self.check_broker(&state, trigger, broker)?;
-            Self::lot(&state, broker)?
-        };
-        let subscription = RouteId::trigger(trigger.clone()).subscription_name();
+        let (lot, subscription) = self.trigger_lot(broker, trigger).await?;
         let mut deleted = Vec::new();
         for entry in lot.list(&subscription).await? {
             if lot.remove(&subscription, entry.id).await? {
@@ -225,6 +211,19 @@ impl DataPlane {
             trigger: trigger.to_string(),
             deleted,
         })
+    }
+
+    /// The parking lot of `broker` and the subscription name under which `trigger` (which
+    /// must be one of its Triggers) parks.
+    async fn trigger_lot(
+        &self,
+        broker: &ResourceKey,
+        trigger: &ResourceKey,
+    ) -> Result<(Arc<dyn ParkingLot>, String), ParkedError> {
+        let state = self.state.lock().await;
+        self.check_broker(&state, trigger, broker)?;
+        let lot = Self::lot(&state, broker)?;
+        Ok((lot, RouteId::trigger(trigger.clone()).subscription_name()))
     }
 
     fn check_broker(

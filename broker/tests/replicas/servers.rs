@@ -1,11 +1,9 @@
 //! The backend servers the process tests need: the shared NATS JetStream (and its streams),
-//! and private tansu (Kafka API) brokers. A missing server fails a test under CI=true and
+//! and private tansu (Kafka API) brokers (herald-test-support's). A missing server fails a test under CI=true and
 //! skips it with a notice otherwise.
 
-use super::{in_ci, Proc, STARTUP};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use super::in_ci;
+use std::time::Duration;
 
 pub const NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const NATS_ADDR: &str = "127.0.0.1:4222";
@@ -90,79 +88,10 @@ impl Drop for StreamCleanup {
     }
 }
 
-/// The tansu binary, or None (after failing under CI=true, or printing a skip notice).
-pub fn tansu_bin(test: &str) -> Option<PathBuf> {
-    let candidates: Vec<PathBuf> = match std::env::var_os("TANSU_BIN") {
-        Some(bin) => vec![PathBuf::from(bin)],
-        None => {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            let mut c = vec![Path::new(&home).join(".cargo/bin/tansu")];
-            if let Some(path) = std::env::var_os("PATH") {
-                c.extend(std::env::split_paths(&path).map(|d| d.join("tansu")));
-            }
-            c
-        }
-    };
-    if let Some(bin) = candidates.into_iter().find(|p| p.is_file()) {
-        return Some(bin);
-    }
-    assert!(
-        !in_ci(),
-        "{test}: tansu is not available (TANSU_BIN, ~/.cargo/bin/tansu, PATH) and CI=true: \
-         failing instead of skipping"
-    );
-    eprintln!(
-        "SKIPPED {test}: tansu is not available; install it with `cargo install tansu` or set \
-         TANSU_BIN (set CI=true to make this a failure)"
-    );
-    None
-}
-
-/// A private tansu broker on `port`, storing in `dir/tansu.db` (sqlite; tansu resolves the
-/// path relative to its working directory), so a restart on the same port and directory
-/// keeps the topics, records and committed offsets.
-pub async fn start_tansu(bin: &Path, port: u16, dir: &Path) -> Proc {
-    start_tansu_on(bin, port, dir, "sqlite://tansu.db").await
-}
-
-/// A private tansu on `port` with the storage engine `storage` (`memory://tansu/` for
-/// throughput: it is fast, but skips the rest of a record batch when a consumer resumes inside
-/// one, so only for tests that never resume).
-pub async fn start_tansu_on(bin: &Path, port: u16, dir: &Path, storage: &str) -> Proc {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut command = Command::new(bin);
-    command
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", storage])
-        .current_dir(dir)
-        // tansu logs every request at info level: keep it to warnings unless asked for.
-        .env(
-            "RUST_LOG",
-            std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .env("NO_COLOR", "1");
-    let mut tansu = Proc::spawn_command("tansu", command);
-    let end = Instant::now() + STARTUP;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(tansu.alive(), "tansu exited:\n{}", tansu.log_tail());
-        assert!(
-            Instant::now() < end,
-            "tansu did not listen on {port} within {STARTUP:?}:\n{}",
-            tansu.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tansu
-}
+/// Private tansu (Kafka API) brokers: one per test, on a fresh store.
+// Each test binary uses a part of this module.
+#[allow(unused_imports)]
+pub use herald_test_support::tansu::{self, Tansu};
 
 /// Messages in the stream, and per consumer (pending, ack-pending).
 pub async fn stream_state(

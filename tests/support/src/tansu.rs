@@ -120,6 +120,18 @@ impl Tansu {
         Ok(())
     }
 
+    /// Whether the process is still running (a test asserts it did not die under it).
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Panics with its log tail when it died.
+    pub fn assert_alive(&mut self) {
+        assert!(self.alive(), "tansu died:\n{}", self.log_tail());
+    }
+
     /// The last 40 lines of its log.
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default();
