@@ -2,6 +2,7 @@
 //! handling and, when all attempts fail, the dead-letter sink. One engine (and one pooled
 //! HTTP client) serves every route, whatever kind of subscription it came from.
 
+use crate::client::{ClientError, HttpClient};
 use crate::dead_letter::dead_letter_event;
 use crate::delivery::{send, Failure, Outcome, Request};
 use crate::redact::{self, Redacted};
@@ -9,7 +10,8 @@ use crate::reply::{prepare_reply, take_ttl, TTL_EXTENSION};
 use crate::retry::RetryPolicy;
 use crate::route::{DeliveryFormat, ReplyTarget, Route, RouteId, TtlHandling};
 use herald_channels::{Channel, ParkedWhy, Parking, WireEvent};
-use herald_core::metrics::{code_class, millis, FilterLabels, Metrics, RouteLabels};
+use herald_core::metrics::{Metrics, RouteLabels};
+use rustls::pki_types::CertificateDer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use url::Url;
@@ -22,7 +24,7 @@ pub struct EngineConfig {
     pub pool_max_idle_per_host: usize,
     /// CAs trusted for https subscribers and sinks besides the public roots (a private CA,
     /// `herald serve --ca-file`).
-    pub root_certificates: Vec<reqwest::Certificate>,
+    pub root_certificates: Vec<CertificateDer<'static>>,
 }
 
 impl Default for EngineConfig {
@@ -66,7 +68,7 @@ struct ReplyTo<'a> {
 
 #[derive(Clone)]
 pub struct DeliveryEngine {
-    client: reqwest::Client,
+    client: HttpClient,
     config: EngineConfig,
     metrics: Arc<Metrics>,
     credentials: Option<Arc<dyn Credentials>>,
@@ -81,19 +83,12 @@ pub trait Credentials: Send + Sync {
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the HTTP client: {0}")]
-pub struct EngineError(#[from] reqwest::Error);
+pub struct EngineError(#[from] ClientError);
 
 impl DeliveryEngine {
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
-        let mut builder = reqwest::Client::builder()
-            // A 3xx is a failed delivery (the data-plane table), never a hop elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .tcp_nodelay(true);
-        for ca in &config.root_certificates {
-            builder = builder.add_root_certificate(ca.clone());
-        }
-        let client = builder.build()?;
+        // A 3xx is a failed delivery (the data-plane table): the client never follows one.
+        let client = HttpClient::new(&config.root_certificates, config.pool_max_idle_per_host)?;
         Ok(Self {
             client,
             config,
@@ -122,28 +117,6 @@ impl DeliveryEngine {
         &self.metrics
     }
 
-    /// Knative's broker filter `event_count` and `event_dispatch_latencies`, for a Trigger.
-    fn record_dispatch(&self, route: &Route, status: Option<u16>, took: Duration) {
-        let Some(p) = route.processing_labels() else {
-            return;
-        };
-        let code = status.unwrap_or(0);
-        let labels = FilterLabels {
-            namespace_name: p.namespace_name,
-            broker_name: p.broker_name,
-            trigger_name: p.trigger_name,
-            filter_type: p.filter_type,
-            response_code: code.to_string(),
-            response_code_class: code_class(code),
-        };
-        let filter = &self.metrics.filter;
-        filter.event_count.get_or_create(&labels).inc();
-        filter
-            .event_dispatch_latencies
-            .get_or_create(&labels)
-            .observe(millis(took));
-    }
-
     /// Delivers `event` for `route`, handing any reply to the route's reply target. Returns
     /// only when the event is delivered, dead-lettered or found undeliverable (then with the
     /// event as it arrived, to park), so the caller may settle it.
@@ -159,12 +132,10 @@ impl DeliveryEngine {
             target: &route.reply,
             ttl,
         };
-        let labels = route.metric_labels();
         let started = Instant::now();
         let delivered = self
             .with_retries(
                 &route.id,
-                &labels,
                 &route.policy,
                 route.format,
                 &route.subscriber,
@@ -176,7 +147,9 @@ impl DeliveryEngine {
             Ok(status) => Some(*status),
             Err(f) => f.status,
         };
-        self.record_dispatch(route, status, started.elapsed());
+        route
+            .dispatch_metrics
+            .record(route, &self.metrics, status.unwrap_or(0), started.elapsed());
         let failure = match delivered {
             Ok(_) => return Disposition::Delivered,
             Err(f) => f,
@@ -204,22 +177,14 @@ impl DeliveryEngine {
         };
         let dead = dead_letter_event(&event, &route.subscriber, &failure);
         match self
-            .with_retries(
-                &route.id,
-                &labels,
-                &route.policy,
-                route.format,
-                dls,
-                &dead,
-                None,
-            )
+            .with_retries(&route.id, &route.policy, route.format, dls, &dead, None)
             .await
         {
             Ok(_) => {
                 self.metrics
                     .herald
                     .dead_letters
-                    .get_or_create(&labels)
+                    .get_or_create(&route.metric_labels())
                     .inc();
                 Disposition::DeadLettered(
                     route
@@ -245,12 +210,10 @@ impl DeliveryEngine {
 
     /// Attempts delivery up to `1 + policy.retry` times; the status the recipient accepted
     /// with. With `reply`, the request asks for a reply, and a reply is handed on before the
-    /// attempt counts as successful. Retries count under `labels`.
-    #[allow(clippy::too_many_arguments)]
+    /// attempt counts as successful. Retries count under `sender`.
     async fn with_retries(
         &self,
         sender: &RouteId,
-        labels: &RouteLabels,
         policy: &RetryPolicy,
         format: DeliveryFormat,
         url: &Url,
@@ -280,7 +243,6 @@ impl DeliveryEngine {
                     match self
                         .hand_on_reply(
                             sender,
-                            labels,
                             *answer,
                             reply.expect("wanted"),
                             event,
@@ -300,7 +262,11 @@ impl DeliveryEngine {
                 return Err(failure);
             }
             retry += 1;
-            self.metrics.herald.retries.get_or_create(labels).inc();
+            self.metrics
+                .herald
+                .retries
+                .get_or_create(&route_labels(sender))
+                .inc();
             let wait = policy.delay(retry, failure.retry_after);
             tracing::debug!(url = %Redacted(url), retry, ?wait, reason = %failure.reason, "retrying delivery");
             tokio::time::sleep(wait).await;
@@ -311,7 +277,6 @@ impl DeliveryEngine {
     async fn hand_on_reply(
         &self,
         sender: &RouteId,
-        labels: &RouteLabels,
         mut answer: WireEvent,
         reply: ReplyTo<'_>,
         original: &WireEvent,
@@ -340,12 +305,22 @@ impl DeliveryEngine {
             // The reply is a delivery of its own: retried under the same policy, and its own
             // answer is not routed further.
             ReplyTarget::Url(url) => {
-                Box::pin(self.with_retries(sender, labels, policy, format, url, &answer, None))
+                Box::pin(self.with_retries(sender, policy, format, url, &answer, None))
                     .await
                     .map(|_| ())
             }
             ReplyTarget::Discard => Ok(()),
         }
+    }
+}
+
+/// The labels of Herald's own per-route metrics (as [`Route::metric_labels`]), built only
+/// when something is counted (a retry), not per dispatch.
+fn route_labels(id: &RouteId) -> RouteLabels {
+    RouteLabels {
+        kind: id.kind.to_string(),
+        namespace_name: id.key.namespace.clone(),
+        name: id.key.name.clone(),
     }
 }
 

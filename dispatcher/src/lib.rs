@@ -6,6 +6,7 @@
 //! HTTP) under [`retry`] (the DeliverySpec's policy) -> [`dead_letter`] or [`reply`].
 
 pub mod attributes;
+pub mod client;
 pub mod consumer;
 pub mod dead_letter;
 pub mod delivery;

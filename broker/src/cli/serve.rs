@@ -229,7 +229,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         admin_tls: tls_files(a.tls.admin_tls_cert, a.tls.admin_tls_key),
         engine: herald_dispatcher::EngineConfig {
             root_certificates: match &a.tls.ca_file {
-                Some(path) => crate::tls::ca_certificates(path)?,
+                Some(path) => crate::tls::ca_certificates_der(path)?,
                 None => Vec::new(),
             },
             ..Default::default()
