@@ -251,7 +251,7 @@ fn binary_to_event(headers: &HeaderMap, body: bytes::Bytes) -> Result<WireEvent,
             .to_string()
         })?;
         let typed = matches!(attr, "specversion" | "time" | "dataschema" | "schemaurl");
-        if typed && !(is_plain_header_text(&text) && !text.contains('\t')) {
+        if typed && (text.contains('\t') || !is_plain_header_text(&text)) {
             return Err(format!(
                 "attribute {attr} must be printable ASCII, got {text:?}"
             ));
