@@ -178,7 +178,10 @@ impl DeliveryEngine {
         };
         self.record_dispatch(route, status, started.elapsed());
         let failure = match delivered {
-            Ok(_) => return Disposition::Delivered,
+            Ok(_) => {
+                self.metrics.herald.delivered.get_or_create(&labels).inc();
+                return Disposition::Delivered;
+            }
             Err(f) => f,
         };
         tracing::warn!(

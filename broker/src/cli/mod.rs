@@ -1,6 +1,7 @@
 //! The `herald` command line: one module per group of commands; `main` only parses and
 //! calls [`run`].
 
+mod describe;
 mod dlq;
 mod events;
 mod resources;
@@ -29,6 +30,9 @@ enum Command {
     Apply(resources::ApplyArgs),
     /// Show resources of a running Herald, with their status.
     Get(resources::GetArgs),
+    /// Show one resource in detail: key spec fields, address, every condition, and what is
+    /// around it (a Broker's Triggers, a Trigger's counters and lag).
+    Describe(describe::DescribeArgs),
     /// Delete resources from a running Herald.
     Delete(resources::DeleteArgs),
     /// Build a CloudEvent and POST it to a Broker.
@@ -58,6 +62,7 @@ impl Cli {
             // Their own output is the point; Herald's info logs would drown it.
             Command::Apply(_)
             | Command::Get(_)
+            | Command::Describe(_)
             | Command::Delete(_)
             | Command::Dlq(_)
             | Command::Tail(_) => "warn",
@@ -71,6 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => serve::run(*a).await,
         Command::Apply(a) => resources::apply(a).await,
         Command::Get(a) => resources::get(a).await,
+        Command::Describe(a) => describe::describe(a).await,
         Command::Delete(a) => resources::delete(a).await,
         Command::Send(a) => events::send(a).await,
         Command::Display(a) => events::display(a).await,
