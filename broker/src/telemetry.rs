@@ -77,8 +77,14 @@ impl Telemetry {
             None => None,
         };
         let spans = provider.as_ref().map(|p| {
+            // Only the spans' own fields: no source location, thread, target or busy/idle
+            // timings, each an attribute (and for thread names an allocation) per span.
             tracing_opentelemetry::layer()
                 .with_tracer(p.tracer(SERVICE_NAME))
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                .with_tracked_inactivity(false)
                 .with_filter(span_filter())
         });
         tracing_subscriber::registry()

@@ -20,7 +20,10 @@ struct Lines {
 }
 
 impl Lines {
-    fn spawn(mut command: Command, stream: impl FnOnce(&mut Child) -> Box<dyn Read + Send>) -> Lines {
+    fn spawn(
+        mut command: Command,
+        stream: impl FnOnce(&mut Child) -> Box<dyn Read + Send>,
+    ) -> Lines {
         let mut child = command.spawn().expect("starts");
         let out = stream(&mut child);
         let (tx, lines) = channel();
@@ -42,7 +45,9 @@ impl Lines {
         while !self.seen.iter().any(|l| l.contains(needle)) {
             let left = end
                 .checked_duration_since(Instant::now())
-                .unwrap_or_else(|| panic!("no line with {needle:?}; saw:\n{}", self.seen.join("\n")));
+                .unwrap_or_else(|| {
+                    panic!("no line with {needle:?}; saw:\n{}", self.seen.join("\n"))
+                });
             match self.lines.recv_timeout(left) {
                 Ok(line) => self.seen.push(line),
                 Err(_) => panic!("no line with {needle:?}; saw:\n{}", self.seen.join("\n")),
@@ -80,7 +85,13 @@ impl Drop for Lines {
 fn serve(data: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Lines {
     let mut command = Command::new(HERALD);
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
         .arg("--data-dir")
         .arg(data)
         .args(extra)
@@ -105,7 +116,10 @@ fn assert_json_lines(lines: &[String]) -> Vec<serde_json::Value> {
             for key in ["timestamp", "level", "target"] {
                 assert!(v[key].is_string(), "no {key}: {line}");
             }
-            assert!(v["fields"]["message"].is_string(), "no fields.message: {line}");
+            assert!(
+                v["fields"]["message"].is_string(),
+                "no fields.message: {line}"
+            );
             v
         })
         .collect()
@@ -115,29 +129,51 @@ fn assert_json_lines(lines: &[String]) -> Vec<serde_json::Value> {
 fn json_logs_are_one_object_per_line_with_level_message_and_fields() {
     for (how, extra, env) in [
         ("--log-format json", &["--log-format", "json"][..], &[][..]),
-        ("HERALD_LOG_FORMAT=json", &[][..], &[("HERALD_LOG_FORMAT", "json")][..]),
+        (
+            "HERALD_LOG_FORMAT=json",
+            &[][..],
+            &[("HERALD_LOG_FORMAT", "json")][..],
+        ),
     ] {
         let data = tempfile::tempdir().unwrap();
         let mut herald = serve(data.path(), extra, env);
         herald.until("herald admin API on");
         let lines = herald.terminate().to_vec();
         let logs = assert_json_lines(&lines);
-        let warned = logs
-            .iter()
-            .any(|v| v["level"] == "WARN" && v["fields"]["message"].as_str().unwrap().contains("no --config given"));
-        assert!(warned, "{how}: no WARN about the missing config:\n{}", lines.join("\n"));
+        let warned = logs.iter().any(|v| {
+            v["level"] == "WARN"
+                && v["fields"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no --config given")
+        });
+        assert!(
+            warned,
+            "{how}: no WARN about the missing config:\n{}",
+            lines.join("\n")
+        );
         // The addresses it serves on are log events too, the address a field of its own.
         let serving = logs
             .iter()
-            .find(|v| v["fields"]["message"].as_str().unwrap().starts_with("herald serving on http://"))
+            .find(|v| {
+                v["fields"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("herald serving on http://")
+            })
             .unwrap_or_else(|| panic!("{how}: no serving line:\n{}", lines.join("\n")));
         assert_eq!(serving["level"], "INFO", "{how}");
         assert!(
-            serving["fields"]["url"].as_str().is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+            serving["fields"]["url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
             "{how}: {serving}"
         );
         assert!(
-            logs.iter().any(|v| v["fields"]["message"].as_str().unwrap().starts_with("shutting down")),
+            logs.iter().any(|v| v["fields"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("shutting down")),
             "{how}: {}",
             lines.join("\n")
         );
@@ -151,7 +187,10 @@ fn text_logs_on_a_pipe_have_no_colour_codes() {
     herald.until("herald admin API on");
     let lines = herald.terminate().to_vec();
     let text = lines.join("\n");
-    assert!(text.contains("WARN") && text.contains("no --config given"), "{text}");
+    assert!(
+        text.contains("WARN") && text.contains("no --config given"),
+        "{text}"
+    );
     assert!(!text.contains(ESC), "colour codes on a pipe:\n{text:?}");
 }
 
@@ -159,7 +198,10 @@ fn text_logs_on_a_pipe_have_no_colour_codes() {
 #[test]
 fn text_logs_on_a_terminal_are_coloured_unless_no_color() {
     if Command::new("script").arg("--version").output().is_err() {
-        assert!(!herald_test_support::in_ci(), "script (util-linux) is needed for a pty");
+        assert!(
+            !herald_test_support::in_ci(),
+            "script (util-linux) is needed for a pty"
+        );
         eprintln!("skipping: no `script` to run herald on a pty");
         return;
     }

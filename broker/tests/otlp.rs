@@ -25,10 +25,13 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const SENDER_SPAN: &str = "00f067aa0ba902b7";
 const TRACESTATE: &str = "rojo=00f067aa0ba902b7";
 
+/// One request's path, `traceparent` and `tracestate`.
+type Call = (String, Option<String>, Option<String>);
+
 /// What a subscriber path received: the `traceparent` and `tracestate` of each request.
 #[derive(Default)]
 struct Calls {
-    by_path: Mutex<Vec<(String, Option<String>, Option<String>)>>,
+    by_path: Mutex<Vec<Call>>,
     flaky_failed: Mutex<bool>,
 }
 
@@ -52,11 +55,11 @@ async fn subscriber() -> (String, Arc<Calls>) {
         headers: HeaderMap,
     ) -> axum::response::Response {
         let header = |n: &str| headers.get(n).map(|v| v.to_str().unwrap().to_string());
-        calls
-            .by_path
-            .lock()
-            .unwrap()
-            .push((path.clone(), header("traceparent"), header("tracestate")));
+        calls.by_path.lock().unwrap().push((
+            path.clone(),
+            header("traceparent"),
+            header("tracestate"),
+        ));
         match path.as_str() {
             "fn" => (
                 StatusCode::OK,
@@ -106,7 +109,13 @@ fn spans_continue_the_senders_trace_through_dispatch_and_reply() {
         let work = tempfile::tempdir().unwrap();
         let config = work.path().join("config");
         std::fs::create_dir_all(&config).unwrap();
-        let function = trigger_yaml(NS, "fn", "default", &format!("{sub}/fn"), &[("type", "order")]);
+        let function = trigger_yaml(
+            NS,
+            "fn",
+            "default",
+            &format!("{sub}/fn"),
+            &[("type", "order")],
+        );
         let flaky = trigger_yaml_with_spec(
             NS,
             "flaky",
@@ -114,10 +123,19 @@ fn spans_continue_the_senders_trace_through_dispatch_and_reply() {
                 "  broker: default\n  filter:\n    attributes:\n      type: order\n  subscriber:\n    uri: {sub}/flaky\n  delivery:\n    retry: 1\n    backoffDelay: PT0.05S\n"
             ),
         );
-        let replies = trigger_yaml(NS, "replies", "default", &format!("{sub}/replies"), &[("type", "reply")]);
+        let replies = trigger_yaml(
+            NS,
+            "replies",
+            "default",
+            &format!("{sub}/replies"),
+            &[("type", "reply")],
+        );
         std::fs::write(
             config.join("herald.yaml"),
-            format!("{}---\n{function}---\n{flaky}---\n{replies}", broker_yaml(NS, "default", &[])),
+            format!(
+                "{}---\n{function}---\n{flaky}---\n{replies}",
+                broker_yaml(NS, "default", &[])
+            ),
         )
         .unwrap();
         let mut server = Replica::start(
@@ -150,8 +168,17 @@ fn spans_continue_the_senders_trace_through_dispatch_and_reply() {
         .await;
         // The default batch delay is 5 s: what arrives now was flushed on shutdown.
         let pid = server.proc.pid().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        until(WAIT, || !server.proc.alive(), || "herald did not exit".into()).await;
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        until(
+            WAIT,
+            || !server.proc.alive(),
+            || "herald did not exit".into(),
+        )
+        .await;
         let spans = spans.lock().unwrap().clone();
         let show = || {
             spans
@@ -163,8 +190,12 @@ fn spans_continue_the_senders_trace_through_dispatch_and_reply() {
 
         let mut findings = Findings::default();
         for s in &spans {
-            findings.check(s.trace_id == TRACE_ID, || format!("{} in another trace: {s:?}", s.name));
-            findings.check(s.service.as_deref() == Some("herald"), || format!("service.name: {s:?}"));
+            findings.check(s.trace_id == TRACE_ID, || {
+                format!("{} in another trace: {s:?}", s.name)
+            });
+            findings.check(s.service.as_deref() == Some("herald"), || {
+                format!("service.name: {s:?}")
+            });
         }
         let find = |name: &str, key: &str, value: &str| -> Vec<Got> {
             spans
@@ -174,12 +205,22 @@ fn spans_continue_the_senders_trace_through_dispatch_and_reply() {
                 .collect()
         };
         let one = |found: Vec<Got>, what: &str| -> Got {
-            assert_eq!(found.len(), 1, "{what}: want one span, got {found:?}; all:\n{}", show());
+            assert_eq!(
+                found.len(),
+                1,
+                "{what}: want one span, got {found:?}; all:\n{}",
+                show()
+            );
             found.into_iter().next().unwrap()
         };
         // OTLP's SpanKind: 2 server, 3 client.
-        let ingress = one(find("ingress", "cloudevents.event_id", "e1"), "ingress of e1");
-        findings.check(ingress.parent == SENDER_SPAN, || format!("ingress parent: {ingress:?}"));
+        let ingress = one(
+            find("ingress", "cloudevents.event_id", "e1"),
+            "ingress of e1",
+        );
+        findings.check(ingress.parent == SENDER_SPAN, || {
+            format!("ingress parent: {ingress:?}")
+        });
         findings.check(ingress.kind == 2, || format!("ingress kind: {ingress:?}"));
         for (key, want) in [
             ("herald.namespace", NS),
@@ -187,12 +228,18 @@ fn spans_continue_the_senders_trace_through_dispatch_and_reply() {
             ("cloudevents.event_type", "order"),
             ("http.response.status_code", "202"),
         ] {
-            findings.check(ingress.attr(key) == Some(want), || format!("ingress {key}: {ingress:?}"));
+            findings.check(ingress.attr(key) == Some(want), || {
+                format!("ingress {key}: {ingress:?}")
+            });
         }
 
         let dispatch = one(find("dispatch", "herald.trigger", "fn"), "dispatch to fn");
-        findings.check(dispatch.parent == ingress.span_id, || format!("dispatch parent: {dispatch:?}"));
-        findings.check(dispatch.kind == 3, || format!("dispatch kind: {dispatch:?}"));
+        findings.check(dispatch.parent == ingress.span_id, || {
+            format!("dispatch parent: {dispatch:?}")
+        });
+        findings.check(dispatch.kind == 3, || {
+            format!("dispatch kind: {dispatch:?}")
+        });
         for (key, want) in [
             ("herald.broker", "default"),
             ("herald.destination", "subscriber"),
@@ -200,7 +247,9 @@ fn spans_continue_the_senders_trace_through_dispatch_and_reply() {
             ("cloudevents.event_id", "e1"),
             ("http.response.status_code", "200"),
         ] {
-            findings.check(dispatch.attr(key) == Some(want), || format!("dispatch {key}: {dispatch:?}"));
+            findings.check(dispatch.attr(key) == Some(want), || {
+                format!("dispatch {key}: {dispatch:?}")
+            });
         }
         findings.check(
             dispatch.attr("url.full") == Some(&format!("{sub}/fn")),
@@ -209,7 +258,11 @@ fn spans_continue_the_senders_trace_through_dispatch_and_reply() {
         // The subscriber got the dispatch span as its parent, and the sender's tracestate.
         let got_fn = calls.of("fn");
         findings.check(
-            got_fn == vec![(Some(traceparent(&dispatch.span_id)), Some(TRACESTATE.to_string()))],
+            got_fn
+                == vec![(
+                    Some(traceparent(&dispatch.span_id)),
+                    Some(TRACESTATE.to_string()),
+                )],
             || format!("/fn got {got_fn:?}, dispatch span {}", dispatch.span_id),
         );
 
@@ -218,33 +271,74 @@ fn spans_continue_the_senders_trace_through_dispatch_and_reply() {
         flaky.sort_by(|a, b| a.attr("herald.attempt").cmp(&b.attr("herald.attempt")));
         let statuses: Vec<_> = flaky
             .iter()
-            .map(|s| (s.attr("herald.attempt"), s.attr("http.response.status_code"), s.parent == ingress.span_id))
+            .map(|s| {
+                (
+                    s.attr("herald.attempt"),
+                    s.attr("http.response.status_code"),
+                    s.parent == ingress.span_id,
+                )
+            })
             .collect();
         findings.check(
-            statuses == vec![(Some("1"), Some("503"), true), (Some("2"), Some("202"), true)],
+            statuses
+                == vec![
+                    (Some("1"), Some("503"), true),
+                    (Some("2"), Some("202"), true),
+                ],
             || format!("flaky attempts: {flaky:?}"),
         );
         let errors: Vec<_> = flaky.iter().map(|s| s.status == 2).collect();
-        findings.check(errors == [true, false], || format!("only the 503 is an error: {flaky:?}"));
+        findings.check(errors == [true, false], || {
+            format!("only the 503 is an error: {flaky:?}")
+        });
         let got_flaky: Vec<_> = calls.of("flaky").into_iter().map(|(tp, _)| tp).collect();
-        let want_flaky: Vec<_> = flaky.iter().map(|s| Some(traceparent(&s.span_id))).collect();
-        findings.check(got_flaky == want_flaky, || format!("/flaky got {got_flaky:?}, spans {want_flaky:?}"));
+        let want_flaky: Vec<_> = flaky
+            .iter()
+            .map(|s| Some(traceparent(&s.span_id)))
+            .collect();
+        findings.check(got_flaky == want_flaky, || {
+            format!("/flaky got {got_flaky:?}, spans {want_flaky:?}")
+        });
 
         // The reply enters the Broker under the dispatch that got it, and goes on from there.
-        let reply_ingress = one(find("ingress", "cloudevents.event_id", "r1"), "ingress of the reply");
-        findings.check(reply_ingress.parent == dispatch.span_id, || format!("reply ingress parent: {reply_ingress:?}"));
-        findings.check(reply_ingress.attr("herald.reply") == Some("true"), || format!("herald.reply: {reply_ingress:?}"));
-        findings.check(reply_ingress.attr("herald.broker") == Some("default"), || format!("reply broker: {reply_ingress:?}"));
-        let reply_dispatch = one(find("dispatch", "herald.trigger", "replies"), "dispatch of the reply");
-        findings.check(reply_dispatch.parent == reply_ingress.span_id, || format!("reply dispatch parent: {reply_dispatch:?}"));
+        let reply_ingress = one(
+            find("ingress", "cloudevents.event_id", "r1"),
+            "ingress of the reply",
+        );
+        findings.check(reply_ingress.parent == dispatch.span_id, || {
+            format!("reply ingress parent: {reply_ingress:?}")
+        });
+        findings.check(reply_ingress.attr("herald.reply") == Some("true"), || {
+            format!("herald.reply: {reply_ingress:?}")
+        });
+        findings.check(
+            reply_ingress.attr("herald.broker") == Some("default"),
+            || format!("reply broker: {reply_ingress:?}"),
+        );
+        let reply_dispatch = one(
+            find("dispatch", "herald.trigger", "replies"),
+            "dispatch of the reply",
+        );
+        findings.check(reply_dispatch.parent == reply_ingress.span_id, || {
+            format!("reply dispatch parent: {reply_dispatch:?}")
+        });
         findings.check(
             reply_dispatch.attr("http.response.status_code") == Some("202"),
             || format!("reply dispatch status: {reply_dispatch:?}"),
         );
         let got_replies = calls.of("replies");
         findings.check(
-            got_replies == vec![(Some(traceparent(&reply_dispatch.span_id)), Some(TRACESTATE.to_string()))],
-            || format!("/replies got {got_replies:?}, reply dispatch {}", reply_dispatch.span_id),
+            got_replies
+                == vec![(
+                    Some(traceparent(&reply_dispatch.span_id)),
+                    Some(TRACESTATE.to_string()),
+                )],
+            || {
+                format!(
+                    "/replies got {got_replies:?}, reply dispatch {}",
+                    reply_dispatch.span_id
+                )
+            },
         );
         findings.assert_none();
     });
@@ -259,14 +353,36 @@ fn without_an_endpoint_the_senders_traceparent_goes_through_unchanged() {
         let work = tempfile::tempdir().unwrap();
         let config = work.path().join("config");
         std::fs::create_dir_all(&config).unwrap();
-        let function = trigger_yaml(NS, "fn", "default", &format!("{sub}/fn"), &[("type", "order")]);
-        let replies = trigger_yaml(NS, "replies", "default", &format!("{sub}/replies"), &[("type", "reply")]);
+        let function = trigger_yaml(
+            NS,
+            "fn",
+            "default",
+            &format!("{sub}/fn"),
+            &[("type", "order")],
+        );
+        let replies = trigger_yaml(
+            NS,
+            "replies",
+            "default",
+            &format!("{sub}/replies"),
+            &[("type", "reply")],
+        );
         std::fs::write(
             config.join("herald.yaml"),
-            format!("{}---\n{function}---\n{replies}", broker_yaml(NS, "default", &[])),
+            format!(
+                "{}---\n{function}---\n{replies}",
+                broker_yaml(NS, "default", &[])
+            ),
         )
         .unwrap();
-        let server = Replica::start("herald", &config, &work.path().join("data"), (NS, "default"), &[]).await;
+        let server = Replica::start(
+            "herald",
+            &config,
+            &work.path().join("data"),
+            (NS, "default"),
+            &[],
+        )
+        .await;
         let sent = reqwest::Client::new()
             .post(&server.broker_url)
             .header("ce-specversion", "1.0")
@@ -278,7 +394,12 @@ fn without_an_endpoint_the_senders_traceparent_goes_through_unchanged() {
             .await
             .unwrap();
         assert_eq!(sent.status(), 202);
-        until(WAIT, || !calls.of("replies").is_empty(), || server.proc.log_tail()).await;
+        until(
+            WAIT,
+            || !calls.of("replies").is_empty(),
+            || server.proc.log_tail(),
+        )
+        .await;
         let want = vec![(Some(traceparent(SENDER_SPAN)), None)];
         assert_eq!(calls.of("fn"), want);
         assert_eq!(calls.of("replies"), want);
@@ -300,7 +421,13 @@ fn the_standard_environment_variable_turns_export_on() {
         command
             .args(["serve", "--config"])
             .arg(&config)
-            .args(["--listen", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(work.path().join("data"))
             .args(["--log-format", "json"])
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)
@@ -321,7 +448,11 @@ fn the_standard_environment_variable_turns_export_on() {
             .unwrap();
         assert_eq!(sent.status(), 202);
         let pid = proc.pid().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         until(WAIT, || !proc.alive(), || "herald did not exit".into()).await;
         let spans = spans.lock().unwrap().clone();
         let ingress: Vec<_> = spans
@@ -329,6 +460,9 @@ fn the_standard_environment_variable_turns_export_on() {
             .filter(|s| s.name == "ingress" && s.attr("cloudevents.event_id") == Some("env1"))
             .collect();
         assert_eq!(ingress.len(), 1, "{spans:?}");
-        assert_eq!((ingress[0].trace_id.as_str(), ingress[0].parent.as_str()), (TRACE_ID, SENDER_SPAN));
+        assert_eq!(
+            (ingress[0].trace_id.as_str(), ingress[0].parent.as_str()),
+            (TRACE_ID, SENDER_SPAN)
+        );
     });
 }

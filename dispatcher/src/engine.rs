@@ -12,8 +12,8 @@ use crate::trace;
 use herald_channels::{Channel, ParkedWhy, Parking, TraceContext, WireEvent};
 use herald_core::metrics::{code_class, millis, FilterLabels, Metrics, RouteLabels};
 use std::sync::Arc;
-use tracing::Instrument;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 use url::Url;
 
 #[derive(Clone, Debug)]
@@ -340,16 +340,11 @@ impl DeliveryEngine {
             ReplyTarget::Channel(channel) => publish_reply(route, answer, channel.as_ref()).await,
             // The reply is a delivery of its own: retried under the same policy, and its own
             // answer is not routed further.
-            ReplyTarget::Url(url) => Box::pin(self.with_retries(
-                route,
-                labels,
-                Destination::Reply,
-                url,
-                &answer,
-                None,
-            ))
-            .await
-            .map(|_| ()),
+            ReplyTarget::Url(url) => {
+                Box::pin(self.with_retries(route, labels, Destination::Reply, url, &answer, None))
+                    .await
+                    .map(|_| ())
+            }
             ReplyTarget::Discard => Ok(()),
         }
     }

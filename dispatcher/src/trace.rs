@@ -10,9 +10,7 @@
 //! broker does; the distributed-tracing extension attributes are never touched.
 
 use herald_channels::{TraceContext, WireEvent};
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -154,7 +152,9 @@ fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<SpanContext> {
     let (version, trace_id, span_id, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let hex = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     };
     if !hex(version, 2) || version == "ff" || !hex(trace_id, 32) || !hex(span_id, 16) {
         return None;

@@ -183,7 +183,12 @@ fn same_trace(failures: &mut Vec<String>, got: Option<&str>, what: String) {
     let parts = |tp: &str| tp.split('-').map(str::to_string).collect::<Vec<_>>();
     let sent = parts(TRACEPARENT);
     match got.map(parts) {
-        Some(p) if p.len() == 4 && p[0] == "00" && p[1] == sent[1] && p[2] != sent[2] && p[3] == sent[3] => {}
+        Some(p)
+            if p.len() == 4
+                && p[0] == "00"
+                && p[1] == sent[1]
+                && p[2] != sent[2]
+                && p[3] == sent[3] => {}
         other => failures.push(format!(
             "{what}: traceparent {other:?} does not continue {TRACEPARENT} under a span of its own"
         )),
@@ -282,7 +287,11 @@ async fn check_channel(channel: &str, channels: BackendsConfig) {
             Some(SUBJECT_ENCODED),
             "{channel}: {id}"
         );
-        same_trace(&mut failures, r.header("traceparent"), format!("{channel}: {id}"));
+        same_trace(
+            &mut failures,
+            r.header("traceparent"),
+            format!("{channel}: {id}"),
+        );
         soft_eq!(
             failures,
             r.header("tracestate"),
@@ -340,7 +349,11 @@ async fn check_channel(channel: &str, channels: BackendsConfig) {
             Some(STRUCTURED),
             "{channel}: {id}"
         );
-        same_trace(&mut failures, r.header("traceparent"), format!("{channel}: {id}"));
+        same_trace(
+            &mut failures,
+            r.header("traceparent"),
+            format!("{channel}: {id}"),
+        );
         let text = std::str::from_utf8(&r.body).unwrap();
         soft!(
             failures,
@@ -385,7 +398,11 @@ async fn check_channel(channel: &str, channels: BackendsConfig) {
         Some("r1"),
         "{channel}"
     );
-    same_trace(&mut failures, got.first().and_then(|r| r.header("traceparent")), format!("{channel}: reply"));
+    same_trace(
+        &mut failures,
+        got.first().and_then(|r| r.header("traceparent")),
+        format!("{channel}: reply"),
+    );
 
     // 408 is retried: a second attempt arrives and succeeds.
     let got = arrived(
@@ -397,7 +414,11 @@ async fn check_channel(channel: &str, channels: BackendsConfig) {
     .await;
     soft_eq!(failures, got.len(), 2, "{channel}: 408 then 202");
     for r in &got {
-        same_trace(&mut failures, r.header("traceparent"), format!("{channel}: from the extension"));
+        same_trace(
+            &mut failures,
+            r.header("traceparent"),
+            format!("{channel}: from the extension"),
+        );
         soft_eq!(
             failures,
             r.header("ce-traceparent"),
@@ -463,7 +484,11 @@ async fn fidelity_on_the_sled_channel() {
 #[tokio::test]
 async fn fidelity_on_the_nats_channel() {
     // Its own streams when it runs beside the parent's test of the same name.
-    let prefix = if otlp::exporting() { "FIDELITY_OTLP" } else { "FIDELITY" };
+    let prefix = if otlp::exporting() {
+        "FIDELITY_OTLP"
+    } else {
+        "FIDELITY"
+    };
     let Some(channels) = nats_channels(prefix).await else {
         return;
     };
@@ -522,7 +547,10 @@ async fn fidelity_holds_with_otlp_export_on() {
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{test} with export on:\n{stdout}\n{stderr}");
+        assert!(
+            out.status.success(),
+            "{test} with export on:\n{stdout}\n{stderr}"
+        );
         // A skipped run (no NATS, no tansu, outside CI) prints no summary and exports nothing.
         if !stdout.contains("delivered byte- and string-exact") {
             eprintln!("{test}: skipped in the child:\n{stderr}");
@@ -539,10 +567,16 @@ async fn fidelity_holds_with_otlp_export_on() {
         // b1's ingress; its dispatches to the binary, json and filtered Triggers.
         assert_eq!(b1("ingress"), 1, "{test}: {spans:?}");
         assert_eq!(b1("dispatch"), 3, "{test}: {spans:?}");
-        let reply = spans
-            .iter()
-            .any(|s| s.name == "ingress" && s.trace_id == trace_id && s.attr("herald.reply") == Some("true"));
-        assert!(reply, "{test}: no ingress span of b1's reply in its trace: {spans:?}");
-        println!("{test}: fidelity holds with OTLP export on; {} spans in the trace", spans.len());
+        let reply = spans.iter().any(|s| {
+            s.name == "ingress" && s.trace_id == trace_id && s.attr("herald.reply") == Some("true")
+        });
+        assert!(
+            reply,
+            "{test}: no ingress span of b1's reply in its trace: {spans:?}"
+        );
+        println!(
+            "{test}: fidelity holds with OTLP export on; {} spans in the trace",
+            spans.len()
+        );
     }
 }

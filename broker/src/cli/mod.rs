@@ -29,7 +29,13 @@ pub struct Cli {
 struct TelemetryArgs {
     /// How logs are written to stderr: text (colour codes only on a terminal, none with
     /// NO_COLOR) or json (one object per line).
-    #[arg(long, global = true, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
     log_format: LogFormat,
     /// Export the data path's spans (ingress, each delivery attempt, replies) over OTLP/HTTP
     /// (protobuf) to this collector, e.g. http://127.0.0.1:4318 (spans go to /v1/traces).
