@@ -24,7 +24,9 @@
 //! `herald tail --broker B --filter "type LIKE 'com.example.%'" [-o json]` (tests/live_stream.rs),
 //! `herald-conformance --broker URL --adapter herald --admin URL` (tests/conformance.rs), the
 //! Authentication section's `herald serve --ingress-tokens`, `--oidc-jwks --oidc-issuer`,
-//! `herald send --token` and its EventPolicy (tests/ingress_auth.rs). The
+//! `herald send --token` and its EventPolicy (tests/ingress_auth.rs), `herald serve
+//! --otlp-endpoint URL --log-format json` and the Logs and traces paragraph's flags and variables
+//! (tests/otlp.rs, tests/logs.rs). The
 //! Development section's recipes (`herald-bench`, `scripts/bench.sh`, `scripts/fuzz.sh` with
 //! its `cargo install cargo-fuzz`) are benchmarks and fuzzing runs of minutes, not tests;
 //! `scripts/profile.sh` runs here briefly with each tool.

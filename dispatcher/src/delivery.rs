@@ -67,6 +67,9 @@ pub struct Request<'a> {
     pub want_reply: bool,
     /// The `Authorization` header, when the sender presents credentials.
     pub authorization: Option<&'a str>,
+    /// The trace context to send instead of the event's own (the hop's span, when spans are
+    /// exported: see [`crate::hop`]).
+    pub trace: Option<&'a TraceContext>,
 }
 
 /// Sends the event once, in binary or structured mode per `format`. With `want_reply`, the
@@ -80,6 +83,7 @@ pub async fn send(client: &reqwest::Client, r: &Request<'_>) -> Outcome {
         timeout,
         want_reply,
         authorization,
+        trace,
     } = *r;
     let mut request = client.post(url.clone()).timeout(timeout);
     if want_reply {
@@ -88,9 +92,11 @@ pub async fn send(client: &reqwest::Client, r: &Request<'_>) -> Outcome {
     if let Some(value) = authorization {
         request = request.header(http::header::AUTHORIZATION, value);
     }
-    let request = match format {
-        DeliveryFormat::Binary => binary_request(request, event),
-        DeliveryFormat::Json => structured_request(request, event),
+    let request = match (format, trace) {
+        (DeliveryFormat::Binary, None) => binary_request(request, event),
+        (DeliveryFormat::Json, None) => structured_request(request, event),
+        (DeliveryFormat::Binary, Some(t)) => binary_body(with_trace(request, t), event),
+        (DeliveryFormat::Json, Some(t)) => structured_body(with_trace(request, t), event),
     };
     let response = match request.send().await {
         Ok(r) => r,
@@ -128,10 +134,13 @@ pub async fn send(client: &reqwest::Client, r: &Request<'_>) -> Outcome {
 /// headers of their own (the SDK's request builder writes values verbatim); the body is the
 /// data as sent, under its (possibly implied) content type.
 pub fn binary_request(
-    mut request: reqwest::RequestBuilder,
+    request: reqwest::RequestBuilder,
     event: &WireEvent,
 ) -> reqwest::RequestBuilder {
-    request = with_trace(request, event);
+    binary_body(with_trace(request, &trace_of(event)), event)
+}
+
+fn binary_body(mut request: reqwest::RequestBuilder, event: &WireEvent) -> reqwest::RequestBuilder {
     for (name, value) in binding::attribute_headers(event) {
         request = request.header(name, value);
     }
@@ -146,7 +155,11 @@ pub fn structured_request(
     request: reqwest::RequestBuilder,
     event: &WireEvent,
 ) -> reqwest::RequestBuilder {
-    with_trace(request, event)
+    structured_body(with_trace(request, &trace_of(event)), event)
+}
+
+fn structured_body(request: reqwest::RequestBuilder, event: &WireEvent) -> reqwest::RequestBuilder {
+    request
         .header(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE)
         .body(json::to_vec(event))
 }
@@ -165,8 +178,11 @@ pub fn trace_of(event: &WireEvent) -> TraceContext {
     }
 }
 
-fn with_trace(mut request: reqwest::RequestBuilder, event: &WireEvent) -> reqwest::RequestBuilder {
-    for (name, value) in trace_of(event).headers() {
+fn with_trace(
+    mut request: reqwest::RequestBuilder,
+    trace: &TraceContext,
+) -> reqwest::RequestBuilder {
+    for (name, value) in trace.headers() {
         if let Ok(v) = http::HeaderValue::from_str(value) {
             request = request.header(name, v);
         }

@@ -9,7 +9,8 @@ mod serve;
 mod source;
 mod tail;
 
-use clap::{Parser, Subcommand};
+use crate::telemetry::{LogFormat, TelemetryConfig};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +21,27 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+}
+
+/// Logging and span export, for every command.
+#[derive(Args)]
+struct TelemetryArgs {
+    /// How logs are written to stderr: text (colour codes only on a terminal, none with
+    /// NO_COLOR) or json (one object per line).
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: LogFormat,
+    /// Export the data path's spans (ingress, each delivery attempt, replies) over OTLP/HTTP
+    /// (protobuf) to this collector, e.g. http://127.0.0.1:4318 (spans go to /v1/traces).
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<url::Url>,
 }
 
 #[derive(Subcommand)]
@@ -56,6 +78,15 @@ enum Command {
 }
 
 impl Cli {
+    /// The logging and export the command line asks for.
+    pub fn telemetry(&self) -> TelemetryConfig {
+        TelemetryConfig {
+            log_format: self.telemetry.log_format,
+            default_level: self.default_log_level(),
+            otlp_endpoint: self.telemetry.otlp_endpoint.clone(),
+        }
+    }
+
     /// The log level when RUST_LOG sets none.
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
@@ -73,7 +104,7 @@ impl Cli {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(a) => serve::run(*a).await,
+        Command::Serve(a) => serve::run(*a, cli.telemetry.log_format).await,
         Command::Apply(a) => resources::apply(a).await,
         Command::Get(a) => resources::get(a).await,
         Command::Describe(a) => describe::describe(a).await,
