@@ -71,6 +71,9 @@ pub struct Request<'a> {
     pub want_reply: bool,
     /// The `Authorization` header, when the sender presents credentials.
     pub authorization: Option<&'a str>,
+    /// The trace context to send instead of the event's own (the hop's span, when spans are
+    /// exported: see [`crate::hop`]).
+    pub trace: Option<&'a TraceContext>,
 }
 
 /// Sends the event once, in binary or structured mode per `format`. With `want_reply`, the
@@ -84,6 +87,7 @@ pub async fn send(client: &HttpClient, r: &Request<'_>) -> Outcome {
         timeout,
         want_reply,
         authorization,
+        trace,
     } = *r;
     let body = match format {
         DeliveryFormat::Binary => event.body_bytes().unwrap_or_default(),
@@ -115,9 +119,13 @@ pub async fn send(client: &HttpClient, r: &Request<'_>) -> Outcome {
             }
         }
     }
+    match trace {
+        Some(t) => write_trace(t, headers),
+        None => trace_headers(event, headers),
+    }
     match format {
-        DeliveryFormat::Binary => binary_headers(event, headers),
-        DeliveryFormat::Json => structured_headers(event, headers),
+        DeliveryFormat::Binary => attribute_headers(event, headers),
+        DeliveryFormat::Json => structured_content_type(headers),
     }
     match client.send(request, timeout).await {
         None => Outcome::Failed(Failure::transport(format!(
@@ -149,6 +157,10 @@ pub async fn send(client: &HttpClient, r: &Request<'_>) -> Outcome {
 /// with it as [`WireEvent::body_bytes`], under its (possibly implied) content type.
 pub fn binary_headers(event: &WireEvent, headers: &mut HeaderMap) {
     trace_headers(event, headers);
+    attribute_headers(event, headers);
+}
+
+fn attribute_headers(event: &WireEvent, headers: &mut HeaderMap) {
     binding::for_each_attribute_header(event, |name, value| {
         headers.append(name, value);
     });
@@ -158,6 +170,10 @@ pub fn binary_headers(event: &WireEvent, headers: &mut HeaderMap) {
 /// [`json::to_vec`]): the trace context and the content type.
 pub fn structured_headers(event: &WireEvent, headers: &mut HeaderMap) {
     trace_headers(event, headers);
+    structured_content_type(headers);
+}
+
+fn structured_content_type(headers: &mut HeaderMap) {
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static(STRUCTURED_CONTENT_TYPE),
@@ -213,6 +229,10 @@ fn trace_headers(event: &WireEvent, headers: &mut HeaderMap) {
         owned = trace_of(event);
         &owned
     };
+    write_trace(trace, headers);
+}
+
+fn write_trace(trace: &TraceContext, headers: &mut HeaderMap) {
     for (name, value) in trace.headers() {
         if let Ok(v) = HeaderValue::from_str(value) {
             headers.append(HeaderName::from_static(name), v);

@@ -4,16 +4,18 @@
 
 use crate::client::{ClientError, HttpClient};
 use crate::dead_letter::dead_letter_event;
-use crate::delivery::{send, Failure, Outcome, Request};
+use crate::delivery::{Failure, Outcome, Request};
+use crate::hop::{self, Destination};
 use crate::redact::{self, Redacted};
 use crate::reply::{prepare_reply, take_ttl, TTL_EXTENSION};
-use crate::retry::RetryPolicy;
-use crate::route::{DeliveryFormat, ReplyTarget, Route, RouteId, TtlHandling};
-use herald_channels::{Channel, ParkedWhy, Parking, WireEvent};
+use crate::route::{ReplyTarget, Route, RouteId, TtlHandling};
+use crate::trace;
+use herald_channels::{Channel, ParkedWhy, Parking, TraceContext, WireEvent};
 use herald_core::metrics::{Metrics, RouteLabels};
 use rustls::pki_types::CertificateDer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 use url::Url;
 
 #[derive(Clone, Debug)]
@@ -132,12 +134,13 @@ impl DeliveryEngine {
             target: &route.reply,
             ttl,
         };
+        let labels = route.metric_labels();
         let started = Instant::now();
         let delivered = self
             .with_retries(
-                &route.id,
-                &route.policy,
-                route.format,
+                route,
+                &labels,
+                Destination::Subscriber,
                 &route.subscriber,
                 &event,
                 Some(reply),
@@ -151,7 +154,10 @@ impl DeliveryEngine {
             .dispatch_metrics
             .record(route, &self.metrics, status.unwrap_or(0), started.elapsed());
         let failure = match delivered {
-            Ok(_) => return Disposition::Delivered,
+            Ok(_) => {
+                self.metrics.herald.delivered.get_or_create(&labels).inc();
+                return Disposition::Delivered;
+            }
             Err(f) => f,
         };
         tracing::warn!(
@@ -177,14 +183,21 @@ impl DeliveryEngine {
         };
         let dead = dead_letter_event(&event, &route.subscriber, &failure);
         match self
-            .with_retries(&route.id, &route.policy, route.format, dls, &dead, None)
+            .with_retries(
+                route,
+                &labels,
+                Destination::DeadLetterSink,
+                dls,
+                &dead,
+                None,
+            )
             .await
         {
             Ok(_) => {
                 self.metrics
                     .herald
                     .dead_letters
-                    .get_or_create(&route.metric_labels())
+                    .get_or_create(&labels)
                     .inc();
                 Disposition::DeadLettered(
                     route
@@ -208,47 +221,49 @@ impl DeliveryEngine {
         }
     }
 
-    /// Attempts delivery up to `1 + policy.retry` times; the status the recipient accepted
-    /// with. With `reply`, the request asks for a reply, and a reply is handed on before the
-    /// attempt counts as successful. Retries count under `sender`.
+    /// Attempts delivery to `url` up to `1 + policy.retry` times under the route's policy
+    /// and format; the status the recipient accepted with. With `reply`, the request asks
+    /// for a reply, and a reply is handed on before the attempt counts as successful.
+    /// Retries count under `labels`.
     async fn with_retries(
         &self,
-        sender: &RouteId,
-        policy: &RetryPolicy,
-        format: DeliveryFormat,
+        route: &Route,
+        labels: &RouteLabels,
+        to: Destination,
         url: &Url,
         event: &WireEvent,
         reply: Option<ReplyTo<'_>>,
     ) -> Result<u16, Failure> {
+        let policy = &route.policy;
         let want_reply = reply.is_some_and(|r| !matches!(r.target, ReplyTarget::Discard));
         let authorization = self
             .credentials
             .as_ref()
-            .and_then(|c| c.authorization(sender, url));
+            .and_then(|c| c.authorization(&route.id, url));
         let request = Request {
             url,
             event,
-            format,
+            format: route.format,
             timeout: policy.timeout,
             want_reply,
             authorization: authorization.as_deref(),
+            trace: None,
         };
         let mut retry = 0;
         loop {
-            let failure = match send(&self.client, &request).await {
+            let attempt = hop::attempt(&self.client, &request, route, to, retry + 1).await;
+            let failure = match attempt.outcome {
                 Outcome::Delivered {
                     status,
                     reply: Some(answer),
                 } if want_reply => {
+                    let answered = Answered {
+                        event: *answer,
+                        original: event,
+                        sent: attempt.sent,
+                    };
                     match self
-                        .hand_on_reply(
-                            sender,
-                            *answer,
-                            reply.expect("wanted"),
-                            event,
-                            policy,
-                            format,
-                        )
+                        .hand_on_reply(route, labels, answered, reply.expect("wanted"))
                         .await
                     {
                         Ok(()) => return Ok(status),
@@ -262,30 +277,29 @@ impl DeliveryEngine {
                 return Err(failure);
             }
             retry += 1;
-            self.metrics
-                .herald
-                .retries
-                .get_or_create(&route_labels(sender))
-                .inc();
+            self.metrics.herald.retries.get_or_create(labels).inc();
             let wait = policy.delay(retry, failure.retry_after);
             tracing::debug!(url = %Redacted(url), retry, ?wait, reason = %failure.reason, "retrying delivery");
             tokio::time::sleep(wait).await;
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn hand_on_reply(
         &self,
-        sender: &RouteId,
-        mut answer: WireEvent,
+        route: &Route,
+        labels: &RouteLabels,
+        answered: Answered<'_>,
         reply: ReplyTo<'_>,
-        original: &WireEvent,
-        policy: &RetryPolicy,
-        format: DeliveryFormat,
     ) -> Result<(), Failure> {
-        // A reply belongs to the trace of the event it answers, unless it names its own.
+        let Answered {
+            event: mut answer,
+            original,
+            sent,
+        } = answered;
+        // A reply belongs to the trace of the event it answers (of the hop that got it, when
+        // spans are exported), unless it names its own.
         if answer.trace().traceparent.is_none() {
-            answer.set_trace(crate::delivery::trace_of(original));
+            answer.set_trace(sent.unwrap_or_else(|| crate::delivery::trace_of(original)));
         }
         let answer = match reply.ttl {
             Some(ttl) => match prepare_reply(answer, ttl) {
@@ -301,11 +315,11 @@ impl DeliveryEngine {
             None => answer,
         };
         match reply.target {
-            ReplyTarget::Channel(channel) => publish_reply(answer, channel.as_ref()).await,
+            ReplyTarget::Channel(channel) => publish_reply(route, answer, channel.as_ref()).await,
             // The reply is a delivery of its own: retried under the same policy, and its own
             // answer is not routed further.
             ReplyTarget::Url(url) => {
-                Box::pin(self.with_retries(sender, policy, format, url, &answer, None))
+                Box::pin(self.with_retries(route, labels, Destination::Reply, url, &answer, None))
                     .await
                     .map(|_| ())
             }
@@ -314,18 +328,34 @@ impl DeliveryEngine {
     }
 }
 
-/// The labels of Herald's own per-route metrics (as [`Route::metric_labels`]), built only
-/// when something is counted (a retry), not per dispatch.
-fn route_labels(id: &RouteId) -> RouteLabels {
-    RouteLabels {
-        kind: id.kind.to_string(),
-        namespace_name: id.key.namespace.clone(),
-        name: id.key.name.clone(),
-    }
+/// A reply a subscriber sent, with the event it answers and the trace context of the hop
+/// that got it (when spans are exported).
+struct Answered<'a> {
+    event: WireEvent,
+    original: &'a WireEvent,
+    sent: Option<TraceContext>,
 }
 
-async fn publish_reply(reply: WireEvent, channel: &dyn Channel) -> Result<(), Failure> {
-    channel.publish(vec![reply]).await.map_err(|e| Failure {
+/// Stores a reply in `channel` (the route's Broker's, or a Subscription's reply channel):
+/// the reply's ingress, with an `ingress` span of its own as if it had been posted there.
+async fn publish_reply(
+    route: &Route,
+    reply: WireEvent,
+    channel: &dyn Channel,
+) -> Result<(), Failure> {
+    let span = match &route.broker {
+        Some(broker) => trace::ingress_span("broker", &broker.namespace, &broker.name),
+        None => trace::ingress_span("channel", &route.id.key.namespace, channel.name()),
+    };
+    span.record("herald.reply", true);
+    let mut replies = vec![reply];
+    trace::continue_ingress(&span, &mut replies);
+    let published = channel.publish(replies).instrument(span.clone()).await;
+    match &published {
+        Ok(()) => trace::record_status(&span, 202, false),
+        Err(_) => trace::record_error(&span),
+    }
+    published.map_err(|e| Failure {
         status: None,
         body: Default::default(),
         retry_after: e.retry_after(),
