@@ -15,6 +15,7 @@ mod listener;
 pub mod plane;
 pub mod send;
 pub mod serve;
+pub mod telemetry;
 pub mod tls;
 pub mod transform_endpoint;
 pub mod watch;

@@ -60,6 +60,12 @@ pub enum TlsError {
     },
     #[error("CA file {path} holds no PEM certificate")]
     CaEmpty { path: PathBuf },
+    #[error("CA file {path} is not valid PEM: {source}")]
+    CaPemFormat {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
     #[error("CA file {path} holds no usable PEM certificate: {source}")]
     CaPem {
         path: PathBuf,
@@ -219,21 +225,36 @@ fn server_config(
 }
 
 /// The CA certificates in a PEM file, for an HTTP client to trust besides the public roots.
-pub fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, TlsError> {
+pub fn ca_certificates_der(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = std::fs::read(path).map_err(|source| TlsError::CaFile {
         path: path.to_path_buf(),
         source,
     })?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| TlsError::CaPem {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::CaPemFormat {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if certs.is_empty() {
-        // from_pem_bundle accepts a file without any certificate; trusting nothing new
-        // would only surface later as an unknown-issuer error.
+        // A file without any certificate would trust nothing new, which would only surface
+        // later as an unknown-issuer error.
         return Err(TlsError::CaEmpty {
             path: path.to_path_buf(),
         });
     }
     Ok(certs)
+}
+
+/// [`ca_certificates_der`] for a reqwest client (the CLI's).
+pub fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, TlsError> {
+    ca_certificates_der(path)?
+        .iter()
+        .map(|der| {
+            reqwest::Certificate::from_der(der).map_err(|source| TlsError::CaPem {
+                path: path.to_path_buf(),
+                source,
+            })
+        })
+        .collect()
 }

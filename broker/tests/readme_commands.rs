@@ -13,15 +13,20 @@
 //!
 //! Covered elsewhere and not repeated here: `herald serve --config examples/quickstart`
 //! (tests/cli.rs runs the quickstart script), `herald replay --from <offset>` and
-//! `--from <RFC 3339>` (tests/durability.rs), `herald apply -f FILE_OR_DIR` and
-//! `herald get triggers [NAME] [-o yaml|json] [-A]` (tests/admin_cli.rs), `herald dlq list|show|
+//! `--from <RFC 3339>`, followed until caught up and with `--no-wait` (tests/durability.rs;
+//! on NATS and Kafka tests/channel_lag.rs), `herald apply -f FILE_OR_DIR` and
+//! `herald get triggers [NAME] [-o yaml|json] [-A]` (tests/admin_cli.rs; every kind in
+//! tests/describe.rs), `herald describe broker NAME [-n NS] [-o yaml|json]`
+//! (tests/describe.rs), `herald dlq list|show|
 //! redrive --broker B --trigger T [ID...]` and `herald dlq delete ... ID... | --all`
 //! (tests/dlq.rs), `herald serve --tls-cert ... --tls-key ...` and `herald send --to https://...
 //! --ca-file ca.pem` (tests/tls.rs),
 //! `herald tail --broker B --filter "type LIKE 'com.example.%'" [-o json]` (tests/live_stream.rs),
 //! `herald-conformance --broker URL --adapter herald --admin URL` (tests/conformance.rs), the
 //! Authentication section's `herald serve --ingress-tokens`, `--oidc-jwks --oidc-issuer`,
-//! `herald send --token` and its EventPolicy (tests/ingress_auth.rs). The
+//! `herald send --token` and its EventPolicy (tests/ingress_auth.rs), `herald serve
+//! --otlp-endpoint URL --log-format json` and the Logs and traces paragraph's flags and variables
+//! (tests/otlp.rs, tests/logs.rs). The
 //! Development section's recipes (`herald-bench`, `scripts/bench.sh`, `scripts/fuzz.sh` with
 //! its `cargo install cargo-fuzz`) are benchmarks and fuzzing runs of minutes, not tests;
 //! `scripts/profile.sh` runs here briefly with each tool.

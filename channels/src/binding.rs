@@ -127,34 +127,74 @@ pub fn check_carriable(event: &WireEvent) -> Result<(), String> {
 /// that still are not valid header text (a `datacontenttype` from elsewhere) are left out
 /// rather than failing the whole message.
 pub fn attribute_headers(event: &WireEvent) -> Vec<(HeaderName, HeaderValue)> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(8);
+    for_each_attribute_header(event, |n, v| out.push((n, v)));
+    out
+}
+
+/// The headers of [`attribute_headers`], handed to `put` one by one (no list in between).
+/// Names of context attributes are static (no allocation per delivery); the SDK's attribute
+/// iterator, which formats every value into a new `String`, is used for none of them.
+pub fn for_each_attribute_header(event: &WireEvent, mut put: impl FnMut(HeaderName, HeaderValue)) {
+    use cloudevents::event::{ExtensionValue, SpecVersion};
+    use cloudevents::AttributesReader as _;
     if let Some(ct) = event.content_type() {
         match HeaderValue::from_str(ct) {
-            Ok(v) => out.push((http::header::CONTENT_TYPE, v)),
+            Ok(v) => put(http::header::CONTENT_TYPE, v),
             Err(_) => tracing::warn!(
                 event.id = event.id(),
                 "datacontenttype cannot travel as a header; left out"
             ),
         }
     }
-    for (name, text) in event.iter() {
-        if name == "datacontenttype" {
-            continue;
-        }
-        let encoded = encode_header_value(&text);
-        match (
-            HeaderName::from_bytes(format!("{HEADER_PREFIX}{name}").as_bytes()),
-            HeaderValue::from_str(&encoded),
-        ) {
-            (Ok(n), Ok(v)) => out.push((n, v)),
-            _ => tracing::warn!(
-                event.id = event.id(),
-                attribute = name,
-                "attribute cannot travel as a header; left out"
-            ),
+    let v03 = matches!(event.specversion(), SpecVersion::V03);
+    put(
+        HeaderName::from_static("ce-specversion"),
+        HeaderValue::from_static(if v03 { "0.3" } else { "1.0" }),
+    );
+    let schema = if v03 { "ce-schemaurl" } else { "ce-dataschema" };
+    let context = [
+        ("ce-id", Some(event.id())),
+        ("ce-type", Some(event.ty())),
+        ("ce-source", Some(event.source().as_str())),
+        (schema, event.dataschema()),
+        ("ce-subject", event.subject()),
+        ("ce-time", event.time()),
+    ];
+    for (name, value) in context {
+        if let Some(value) = value {
+            let name = HeaderName::from_static(name);
+            match HeaderValue::from_str(&encode_header_value(value)) {
+                Ok(v) => put(name, v),
+                Err(_) => left_out(event, name.as_str()),
+            }
         }
     }
-    out
+    let mut name_buf = String::with_capacity(32);
+    for (attr, value) in event.iter_extensions() {
+        let text = match value {
+            ExtensionValue::String(s) => Cow::Borrowed(s.as_str()),
+            other => Cow::Owned(other.to_string()),
+        };
+        name_buf.clear();
+        name_buf.push_str(HEADER_PREFIX);
+        name_buf.push_str(attr);
+        match (
+            HeaderName::from_bytes(name_buf.as_bytes()),
+            HeaderValue::from_str(&encode_header_value(&text)),
+        ) {
+            (Ok(n), Ok(v)) => put(n, v),
+            _ => left_out(event, attr),
+        }
+    }
+}
+
+fn left_out(event: &WireEvent, attribute: &str) {
+    tracing::warn!(
+        event.id = event.id(),
+        attribute,
+        "attribute cannot travel as a header; left out"
+    );
 }
 
 /// Whether the headers say structured mode (the JSON format).
@@ -165,11 +205,13 @@ pub fn is_structured(headers: &HeaderMap) -> bool {
 }
 
 /// Decodes a binary-mode or structured-mode message from its headers and body, undoing the
-/// percent-encoding of `ce-` headers, and takes the W3C trace context headers along. The
-/// SDK's own binary decoder takes header values verbatim, so it validates a copy whose
-/// values are made header-safe; the exact decoded strings and the body are what the event
-/// keeps.
-pub fn headers_to_event(headers: &HeaderMap, body: Vec<u8>) -> Result<WireEvent, String> {
+/// percent-encoding of `ce-` headers, and takes the W3C trace context headers along. A
+/// binary-mode body becomes the event's data as it is (`Bytes` are shared, not copied).
+pub fn headers_to_event(
+    headers: &HeaderMap,
+    body: impl Into<bytes::Bytes>,
+) -> Result<WireEvent, String> {
+    let body = body.into();
     let mut event = if is_structured(headers) || !headers.contains_key("ce-specversion") {
         json::from_slice(&body).map_err(|e| e.to_string())?
     } else {
@@ -179,56 +221,100 @@ pub fn headers_to_event(headers: &HeaderMap, body: Vec<u8>) -> Result<WireEvent,
     Ok(event)
 }
 
-fn binary_to_event(headers: &HeaderMap, body: Vec<u8>) -> Result<WireEvent, String> {
-    let mut safe = HeaderMap::with_capacity(headers.len());
-    let mut exact: Vec<(String, String)> = Vec::new();
+/// One pass over the headers: each `ce-` value is decoded once and handed to the SDK's event
+/// builder as a string (which validates and types it), so any decoded value, line breaks
+/// and all, is the attribute exactly; `time` and `dataschema` keep their strings as well.
+fn binary_to_event(headers: &HeaderMap, body: bytes::Bytes) -> Result<WireEvent, String> {
+    let mut decoded = DecodedHeaders {
+        specversion: String::new(),
+        attributes: Vec::with_capacity(headers.len()),
+        content_type: None,
+    };
     let mut time = None;
     let mut dataschema = None;
+    let mut previous: Option<&HeaderName> = None;
     for (name, value) in headers {
+        // A name's values come one after the other: a repeat is the same name again.
+        let repeated = previous == Some(name);
+        previous = Some(name);
         let Some(attr) = name.as_str().strip_prefix(HEADER_PREFIX) else {
-            safe.append(name.clone(), value.clone());
             continue;
         };
-        if safe.contains_key(name) {
+        if repeated {
             return Err(format!("header {name} appears more than once"));
         }
-        let decoded = decode_header_value(value.as_bytes()).map_err(|reason| {
+        let text = decode_header_value(value.as_bytes()).map_err(|reason| {
             HeaderValueError {
                 name: name.to_string(),
                 reason,
             }
             .to_string()
         })?;
-        let plain = is_plain_header_text(&decoded) && !decoded.contains('\t');
         let typed = matches!(attr, "specversion" | "time" | "dataschema" | "schemaurl");
+        if typed && (text.contains('\t') || !is_plain_header_text(&text)) {
+            return Err(format!(
+                "attribute {attr} must be printable ASCII, got {text:?}"
+            ));
+        }
         match attr {
-            "time" => time = Some(decoded.clone()),
-            "dataschema" | "schemaurl" => dataschema = Some(decoded.clone()),
+            "specversion" => {
+                decoded.specversion = text;
+                continue;
+            }
+            "time" => time = Some(text.clone()),
+            "dataschema" | "schemaurl" => dataschema = Some(text.clone()),
             _ => {}
         }
-        if plain {
-            safe.insert(
-                name.clone(),
-                HeaderValue::from_str(&decoded).expect("plain header text"),
-            );
-        } else if typed {
-            return Err(format!(
-                "attribute {attr} must be printable ASCII, got {decoded:?}"
-            ));
-        } else {
-            // A stand-in the SDK accepts; the exact value is set below.
-            safe.insert(name.clone(), HeaderValue::from_static("x"));
-            exact.push((attr.to_string(), decoded));
+        decoded.attributes.push((attr, text));
+    }
+    if let Some(ct) = headers.get(http::header::CONTENT_TYPE) {
+        let ct = ct.to_str().map_err(|e| {
+            cloudevents::message::Error::Other {
+                source: Box::new(e),
+            }
+            .to_string()
+        })?;
+        decoded.content_type = Some(ct.to_string());
+    }
+    use cloudevents::message::BinaryDeserializer as _;
+    let sdk = decoded.into_event().map_err(|e| e.to_string())?;
+    let data = (!body.is_empty()).then_some(WireData::Binary(body));
+    Ok(WireEvent::assemble(sdk, time, dataschema, data))
+}
+
+/// Decoded `ce-` headers, read by the SDK's event builder as its binary decoder would read
+/// them (same attribute/extension split, `content-type` as `datacontenttype`).
+struct DecodedHeaders<'a> {
+    specversion: String,
+    attributes: Vec<(&'a str, String)>,
+    content_type: Option<String>,
+}
+
+impl cloudevents::message::BinaryDeserializer for DecodedHeaders<'_> {
+    fn deserialize_binary<R: Sized, V: cloudevents::message::BinarySerializer<R>>(
+        self,
+        mut visitor: V,
+    ) -> cloudevents::message::Result<R> {
+        use cloudevents::event::SpecVersion;
+        use cloudevents::message::MessageAttributeValue;
+        let spec = SpecVersion::try_from(self.specversion.as_str())?;
+        let names = spec.attribute_names();
+        visitor = visitor.set_spec_version(spec)?;
+        for (name, value) in self.attributes {
+            let value = MessageAttributeValue::String(value);
+            visitor = if names.contains(&name) {
+                visitor.set_attribute(name, value)?
+            } else {
+                visitor.set_extension(name, value)?
+            };
         }
+        if let Some(ct) = self.content_type {
+            visitor =
+                visitor.set_attribute("datacontenttype", MessageAttributeValue::String(ct))?;
+        }
+        // The data is the event's own (WireData), never the SDK's.
+        visitor.end()
     }
-    // The SDK sees no body: it would copy it only for the event to drop it again.
-    let sdk = cloudevents::binding::http::to_event(&safe, Vec::new()).map_err(|e| e.to_string())?;
-    let data = (!body.is_empty()).then(|| WireData::Binary(body.into()));
-    let mut event = WireEvent::assemble(sdk, time, dataschema, data);
-    for (attr, value) in exact {
-        event.set_string_attribute(&attr, value);
-    }
-    Ok(event)
 }
 
 #[cfg(test)]

@@ -89,8 +89,10 @@ pub trait Channel: Send + Sync + 'static {
         None
     }
 
-    /// Events `subscription` has not committed yet (its lag), where the backend keeps that at
-    /// hand (memory, sled); `None` where asking would cost a round trip (NATS, Kafka).
+    /// Events `subscription` has accepted and not committed yet (its lag): memory and sled
+    /// from their cursors, NATS as its consumer's pending plus unacknowledged messages,
+    /// Kafka as its group's high watermarks minus committed offsets (one round trip each).
+    /// `None` where it cannot be read now.
     async fn lag(&self, _subscription: &str) -> Option<u64> {
         None
     }

@@ -115,6 +115,8 @@ pub struct FilterMetrics {
 /// Herald's own (`herald_*`).
 #[derive(Clone)]
 pub struct HeraldMetrics {
+    /// Events a route's subscriber took (after retries, if any), per route.
+    pub delivered: Family<RouteLabels, Counter>,
     /// Delivery attempts after the first, per route.
     pub retries: Family<RouteLabels, Counter>,
     /// Events that reached a route's dead-letter sink.
@@ -158,6 +160,7 @@ impl Metrics {
             event_processing_latencies: Family::new_with_constructor(latency_histogram),
         };
         let herald = HeraldMetrics {
+            delivered: Family::default(),
             retries: Family::default(),
             dead_letters: Family::default(),
             parked: Family::default(),
@@ -195,6 +198,11 @@ impl Metrics {
             filter.event_processing_latencies.clone(),
         );
         let r = registry.sub_registry_with_prefix("herald");
+        r.register(
+            "delivered",
+            "Events a route's subscriber took",
+            herald.delivered.clone(),
+        );
         r.register(
             "delivery_retries",
             "Delivery attempts after the first",

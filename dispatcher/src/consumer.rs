@@ -218,7 +218,9 @@ async fn handle(
     async {
         let (event, acknowledge) = delivery.into_parts();
         let how = tokio::select! {
-            disposition = engine.dispatch(route, event) => {
+            // Boxed: the dispatch (retries, the HTTP exchange) is a large future, which would
+            // otherwise be copied into every spawned task and moved at each await above it.
+            disposition = Box::pin(engine.dispatch(route, event)) => {
                 tracing::debug!(disposition = disposition.name(), "handled");
                 match disposition {
                     Disposition::Delivered => Settlement::Delivered,

@@ -3,17 +3,21 @@
 //! contract. The event goes out as it was accepted ([`WireEvent`]): attribute strings, data
 //! bytes, and the W3C trace context that came with it as `traceparent`/`tracestate` headers.
 
+use crate::client::{self, HttpClient, SendError};
 use crate::redact::{self, Redacted};
 use bytes::Bytes;
 use herald_channels::event::json;
 use herald_channels::{binding, TraceContext, WireEvent};
 use herald_core::DeliveryFormat;
-use http::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use std::time::{Duration, SystemTime};
 use url::Url;
 
 /// Content type of a structured-mode (JSON format) CloudEvent.
 pub const STRUCTURED_CONTENT_TYPE: &str = binding::STRUCTURED_CONTENT_TYPE;
+
+/// `Prefer`, which asks for a reply (not among `http`'s constants).
+const PREFER: HeaderName = HeaderName::from_static("prefer");
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -67,12 +71,15 @@ pub struct Request<'a> {
     pub want_reply: bool,
     /// The `Authorization` header, when the sender presents credentials.
     pub authorization: Option<&'a str>,
+    /// The trace context to send instead of the event's own (the hop's span, when spans are
+    /// exported: see [`crate::hop`]).
+    pub trace: Option<&'a TraceContext>,
 }
 
 /// Sends the event once, in binary or structured mode per `format`. With `want_reply`, the
 /// request carries `Prefer: reply` and a 200 response holding a CloudEvent is returned as
 /// the reply.
-pub async fn send(client: &reqwest::Client, r: &Request<'_>) -> Outcome {
+pub async fn send(client: &HttpClient, r: &Request<'_>) -> Outcome {
     let Request {
         url,
         event,
@@ -80,75 +87,122 @@ pub async fn send(client: &reqwest::Client, r: &Request<'_>) -> Outcome {
         timeout,
         want_reply,
         authorization,
+        trace,
     } = *r;
-    let mut request = client.post(url.clone()).timeout(timeout);
-    if want_reply {
-        request = request.header("Prefer", "reply");
-    }
-    if let Some(value) = authorization {
-        request = request.header(http::header::AUTHORIZATION, value);
-    }
-    let request = match format {
-        DeliveryFormat::Binary => binary_request(request, event),
-        DeliveryFormat::Json => structured_request(request, event),
+    let body = match format {
+        DeliveryFormat::Binary => event.body_bytes().unwrap_or_default(),
+        DeliveryFormat::Json => Bytes::from(json::to_vec(event)),
     };
-    let response = match request.send().await {
+    let mut request = match client::request_to(url, body) {
         Ok(r) => r,
-        Err(e) if e.is_timeout() => {
+        Err(e) => {
             return Outcome::Failed(Failure::transport(format!(
-                "no response from {} within {timeout:?}",
+                "cannot send to {}: {e}",
                 Redacted(url)
             )))
         }
-        Err(e) => {
-            return Outcome::Failed(Failure::transport(format!(
-                "request to {} failed: {}",
-                Redacted(url),
-                redact::urls_in(&e.without_url().to_string())
-            )))
-        }
     };
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = match response.bytes().await {
-        Ok(b) => b,
-        Err(e) => {
-            return Outcome::Failed(Failure::transport(format!(
-                "reading the response of {} failed: {}",
-                Redacted(url),
-                e.without_url()
-            )))
+    let headers = request.headers_mut();
+    if want_reply {
+        headers.insert(PREFER, HeaderValue::from_static("reply"));
+    }
+    if let Some(value) = authorization {
+        match HeaderValue::from_str(value) {
+            Ok(v) => {
+                headers.insert(AUTHORIZATION, v);
+            }
+            Err(_) => {
+                return Outcome::Failed(Failure::transport(format!(
+                    "the credentials for {} are not a valid Authorization header",
+                    Redacted(url)
+                )))
+            }
         }
-    };
-    classify(status, &headers, body, want_reply)
+    }
+    match trace {
+        Some(t) => write_trace(t, headers),
+        None => trace_headers(event, headers),
+    }
+    match format {
+        DeliveryFormat::Binary => attribute_headers(event, headers),
+        DeliveryFormat::Json => structured_content_type(headers),
+    }
+    match client.send(request, timeout).await {
+        None => Outcome::Failed(Failure::transport(format!(
+            "no response from {} within {timeout:?}",
+            Redacted(url)
+        ))),
+        Some(Err(e @ SendError::Request(_))) => Outcome::Failed(Failure::transport(format!(
+            "request to {} failed: {}",
+            Redacted(url),
+            redact::urls_in(&e.to_string())
+        ))),
+        Some(Err(e @ SendError::Body(_))) => Outcome::Failed(Failure::transport(format!(
+            "reading the response of {} failed: {}",
+            Redacted(url),
+            redact::urls_in(&e.to_string())
+        ))),
+        Some(Ok(response)) => classify(
+            response.status,
+            &response.headers,
+            response.body,
+            want_reply,
+        ),
+    }
 }
 
-/// Binary mode with percent-encoded `ce-` headers (the HTTP binding's rule), so attribute
-/// values with line breaks or non-ASCII characters arrive exactly as sent and can never add
-/// headers of their own (the SDK's request builder writes values verbatim); the body is the
-/// data as sent, under its (possibly implied) content type.
+/// The headers of a binary-mode message: the trace context, then the percent-encoded `ce-`
+/// headers (the HTTP binding's rule), so attribute values with line breaks or non-ASCII
+/// characters arrive exactly as sent and can never add headers of their own; the body goes
+/// with it as [`WireEvent::body_bytes`], under its (possibly implied) content type.
+pub fn binary_headers(event: &WireEvent, headers: &mut HeaderMap) {
+    trace_headers(event, headers);
+    attribute_headers(event, headers);
+}
+
+fn attribute_headers(event: &WireEvent, headers: &mut HeaderMap) {
+    binding::for_each_attribute_header(event, |name, value| {
+        headers.append(name, value);
+    });
+}
+
+/// The headers of a structured-mode message (the JSON format as accepted, see
+/// [`json::to_vec`]): the trace context and the content type.
+pub fn structured_headers(event: &WireEvent, headers: &mut HeaderMap) {
+    trace_headers(event, headers);
+    structured_content_type(headers);
+}
+
+fn structured_content_type(headers: &mut HeaderMap) {
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(STRUCTURED_CONTENT_TYPE),
+    );
+}
+
+/// Binary mode on a reqwest request (`herald send`, the transform endpoint): the headers of
+/// [`binary_headers`] and the data as sent.
 pub fn binary_request(
-    mut request: reqwest::RequestBuilder,
+    request: reqwest::RequestBuilder,
     event: &WireEvent,
 ) -> reqwest::RequestBuilder {
-    request = with_trace(request, event);
-    for (name, value) in binding::attribute_headers(event) {
-        request = request.header(name, value);
-    }
-    match event.body() {
-        Some(body) => request.body(body.into_owned()),
+    let mut headers = HeaderMap::new();
+    binary_headers(event, &mut headers);
+    let request = request.headers(headers);
+    match event.body_bytes() {
+        Some(body) => request.body(body),
         None => request,
     }
 }
 
-/// Structured mode: the JSON format as accepted (see [`json::to_vec`]).
+/// Structured mode on a reqwest request: the JSON format as accepted (see [`json::to_vec`]).
 pub fn structured_request(
     request: reqwest::RequestBuilder,
     event: &WireEvent,
 ) -> reqwest::RequestBuilder {
-    with_trace(request, event)
-        .header(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE)
-        .body(json::to_vec(event))
+    let mut headers = HeaderMap::new();
+    structured_headers(event, &mut headers);
+    request.headers(headers).body(json::to_vec(event))
 }
 
 /// The trace context to send: what came with the event, or else its distributed-tracing
@@ -165,13 +219,25 @@ pub fn trace_of(event: &WireEvent) -> TraceContext {
     }
 }
 
-fn with_trace(mut request: reqwest::RequestBuilder, event: &WireEvent) -> reqwest::RequestBuilder {
-    for (name, value) in trace_of(event).headers() {
-        if let Ok(v) = http::HeaderValue::from_str(value) {
-            request = request.header(name, v);
+fn trace_headers(event: &WireEvent, headers: &mut HeaderMap) {
+    let carried = event.trace();
+    // Borrowed when the event carries its context (the common case): no copy per delivery.
+    let owned;
+    let trace = if carried.traceparent.is_some() {
+        carried
+    } else {
+        owned = trace_of(event);
+        &owned
+    };
+    write_trace(trace, headers);
+}
+
+fn write_trace(trace: &TraceContext, headers: &mut HeaderMap) {
+    for (name, value) in trace.headers() {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.append(HeaderName::from_static(name), v);
         }
     }
-    request
 }
 
 fn classify(status: u16, headers: &HeaderMap, body: Bytes, want_reply: bool) -> Outcome {
@@ -183,7 +249,7 @@ fn classify(status: u16, headers: &HeaderMap, body: Bytes, want_reply: bool) -> 
                 reply: None,
             };
         }
-        return match binding::headers_to_event(headers, body.to_vec()) {
+        return match binding::headers_to_event(headers, body.clone()) {
             Ok(reply) => Outcome::Delivered {
                 status,
                 reply: Some(Box::new(reply)),

@@ -2,16 +2,20 @@
 //! handling and, when all attempts fail, the dead-letter sink. One engine (and one pooled
 //! HTTP client) serves every route, whatever kind of subscription it came from.
 
+use crate::client::{ClientError, HttpClient};
 use crate::dead_letter::dead_letter_event;
-use crate::delivery::{send, Failure, Outcome, Request};
+use crate::delivery::{Failure, Outcome, Request};
+use crate::hop::{self, Destination};
 use crate::redact::{self, Redacted};
 use crate::reply::{prepare_reply, take_ttl, TTL_EXTENSION};
-use crate::retry::RetryPolicy;
-use crate::route::{DeliveryFormat, ReplyTarget, Route, RouteId, TtlHandling};
-use herald_channels::{Channel, ParkedWhy, Parking, WireEvent};
-use herald_core::metrics::{code_class, millis, FilterLabels, Metrics, RouteLabels};
+use crate::route::{ReplyTarget, Route, RouteId, TtlHandling};
+use crate::trace;
+use herald_channels::{Channel, ParkedWhy, Parking, TraceContext, WireEvent};
+use herald_core::metrics::{Metrics, RouteLabels};
+use rustls::pki_types::CertificateDer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 use url::Url;
 
 #[derive(Clone, Debug)]
@@ -22,7 +26,7 @@ pub struct EngineConfig {
     pub pool_max_idle_per_host: usize,
     /// CAs trusted for https subscribers and sinks besides the public roots (a private CA,
     /// `herald serve --ca-file`).
-    pub root_certificates: Vec<reqwest::Certificate>,
+    pub root_certificates: Vec<CertificateDer<'static>>,
 }
 
 impl Default for EngineConfig {
@@ -66,7 +70,7 @@ struct ReplyTo<'a> {
 
 #[derive(Clone)]
 pub struct DeliveryEngine {
-    client: reqwest::Client,
+    client: HttpClient,
     config: EngineConfig,
     metrics: Arc<Metrics>,
     credentials: Option<Arc<dyn Credentials>>,
@@ -81,19 +85,12 @@ pub trait Credentials: Send + Sync {
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the HTTP client: {0}")]
-pub struct EngineError(#[from] reqwest::Error);
+pub struct EngineError(#[from] ClientError);
 
 impl DeliveryEngine {
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
-        let mut builder = reqwest::Client::builder()
-            // A 3xx is a failed delivery (the data-plane table), never a hop elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .tcp_nodelay(true);
-        for ca in &config.root_certificates {
-            builder = builder.add_root_certificate(ca.clone());
-        }
-        let client = builder.build()?;
+        // A 3xx is a failed delivery (the data-plane table): the client never follows one.
+        let client = HttpClient::new(&config.root_certificates, config.pool_max_idle_per_host)?;
         Ok(Self {
             client,
             config,
@@ -122,28 +119,6 @@ impl DeliveryEngine {
         &self.metrics
     }
 
-    /// Knative's broker filter `event_count` and `event_dispatch_latencies`, for a Trigger.
-    fn record_dispatch(&self, route: &Route, status: Option<u16>, took: Duration) {
-        let Some(p) = route.processing_labels() else {
-            return;
-        };
-        let code = status.unwrap_or(0);
-        let labels = FilterLabels {
-            namespace_name: p.namespace_name,
-            broker_name: p.broker_name,
-            trigger_name: p.trigger_name,
-            filter_type: p.filter_type,
-            response_code: code.to_string(),
-            response_code_class: code_class(code),
-        };
-        let filter = &self.metrics.filter;
-        filter.event_count.get_or_create(&labels).inc();
-        filter
-            .event_dispatch_latencies
-            .get_or_create(&labels)
-            .observe(millis(took));
-    }
-
     /// Delivers `event` for `route`, handing any reply to the route's reply target. Returns
     /// only when the event is delivered, dead-lettered or found undeliverable (then with the
     /// event as it arrived, to park), so the caller may settle it.
@@ -163,10 +138,9 @@ impl DeliveryEngine {
         let started = Instant::now();
         let delivered = self
             .with_retries(
-                &route.id,
+                route,
                 &labels,
-                &route.policy,
-                route.format,
+                Destination::Subscriber,
                 &route.subscriber,
                 &event,
                 Some(reply),
@@ -176,9 +150,14 @@ impl DeliveryEngine {
             Ok(status) => Some(*status),
             Err(f) => f.status,
         };
-        self.record_dispatch(route, status, started.elapsed());
+        route
+            .dispatch_metrics
+            .record(route, &self.metrics, status.unwrap_or(0), started.elapsed());
         let failure = match delivered {
-            Ok(_) => return Disposition::Delivered,
+            Ok(_) => {
+                self.metrics.herald.delivered.get_or_create(&labels).inc();
+                return Disposition::Delivered;
+            }
             Err(f) => f,
         };
         tracing::warn!(
@@ -205,10 +184,9 @@ impl DeliveryEngine {
         let dead = dead_letter_event(&event, &route.subscriber, &failure);
         match self
             .with_retries(
-                &route.id,
+                route,
                 &labels,
-                &route.policy,
-                route.format,
+                Destination::DeadLetterSink,
                 dls,
                 &dead,
                 None,
@@ -243,50 +221,49 @@ impl DeliveryEngine {
         }
     }
 
-    /// Attempts delivery up to `1 + policy.retry` times; the status the recipient accepted
-    /// with. With `reply`, the request asks for a reply, and a reply is handed on before the
-    /// attempt counts as successful. Retries count under `labels`.
-    #[allow(clippy::too_many_arguments)]
+    /// Attempts delivery to `url` up to `1 + policy.retry` times under the route's policy
+    /// and format; the status the recipient accepted with. With `reply`, the request asks
+    /// for a reply, and a reply is handed on before the attempt counts as successful.
+    /// Retries count under `labels`.
     async fn with_retries(
         &self,
-        sender: &RouteId,
+        route: &Route,
         labels: &RouteLabels,
-        policy: &RetryPolicy,
-        format: DeliveryFormat,
+        to: Destination,
         url: &Url,
         event: &WireEvent,
         reply: Option<ReplyTo<'_>>,
     ) -> Result<u16, Failure> {
+        let policy = &route.policy;
         let want_reply = reply.is_some_and(|r| !matches!(r.target, ReplyTarget::Discard));
         let authorization = self
             .credentials
             .as_ref()
-            .and_then(|c| c.authorization(sender, url));
+            .and_then(|c| c.authorization(&route.id, url));
         let request = Request {
             url,
             event,
-            format,
+            format: route.format,
             timeout: policy.timeout,
             want_reply,
             authorization: authorization.as_deref(),
+            trace: None,
         };
         let mut retry = 0;
         loop {
-            let failure = match send(&self.client, &request).await {
+            let attempt = hop::attempt(&self.client, &request, route, to, retry + 1).await;
+            let failure = match attempt.outcome {
                 Outcome::Delivered {
                     status,
                     reply: Some(answer),
                 } if want_reply => {
+                    let answered = Answered {
+                        event: *answer,
+                        original: event,
+                        sent: attempt.sent,
+                    };
                     match self
-                        .hand_on_reply(
-                            sender,
-                            labels,
-                            *answer,
-                            reply.expect("wanted"),
-                            event,
-                            policy,
-                            format,
-                        )
+                        .hand_on_reply(route, labels, answered, reply.expect("wanted"))
                         .await
                     {
                         Ok(()) => return Ok(status),
@@ -307,20 +284,22 @@ impl DeliveryEngine {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn hand_on_reply(
         &self,
-        sender: &RouteId,
+        route: &Route,
         labels: &RouteLabels,
-        mut answer: WireEvent,
+        answered: Answered<'_>,
         reply: ReplyTo<'_>,
-        original: &WireEvent,
-        policy: &RetryPolicy,
-        format: DeliveryFormat,
     ) -> Result<(), Failure> {
-        // A reply belongs to the trace of the event it answers, unless it names its own.
+        let Answered {
+            event: mut answer,
+            original,
+            sent,
+        } = answered;
+        // A reply belongs to the trace of the event it answers (of the hop that got it, when
+        // spans are exported), unless it names its own.
         if answer.trace().traceparent.is_none() {
-            answer.set_trace(crate::delivery::trace_of(original));
+            answer.set_trace(sent.unwrap_or_else(|| crate::delivery::trace_of(original)));
         }
         let answer = match reply.ttl {
             Some(ttl) => match prepare_reply(answer, ttl) {
@@ -336,11 +315,11 @@ impl DeliveryEngine {
             None => answer,
         };
         match reply.target {
-            ReplyTarget::Channel(channel) => publish_reply(answer, channel.as_ref()).await,
+            ReplyTarget::Channel(channel) => publish_reply(route, answer, channel.as_ref()).await,
             // The reply is a delivery of its own: retried under the same policy, and its own
             // answer is not routed further.
             ReplyTarget::Url(url) => {
-                Box::pin(self.with_retries(sender, labels, policy, format, url, &answer, None))
+                Box::pin(self.with_retries(route, labels, Destination::Reply, url, &answer, None))
                     .await
                     .map(|_| ())
             }
@@ -349,8 +328,34 @@ impl DeliveryEngine {
     }
 }
 
-async fn publish_reply(reply: WireEvent, channel: &dyn Channel) -> Result<(), Failure> {
-    channel.publish(vec![reply]).await.map_err(|e| Failure {
+/// A reply a subscriber sent, with the event it answers and the trace context of the hop
+/// that got it (when spans are exported).
+struct Answered<'a> {
+    event: WireEvent,
+    original: &'a WireEvent,
+    sent: Option<TraceContext>,
+}
+
+/// Stores a reply in `channel` (the route's Broker's, or a Subscription's reply channel):
+/// the reply's ingress, with an `ingress` span of its own as if it had been posted there.
+async fn publish_reply(
+    route: &Route,
+    reply: WireEvent,
+    channel: &dyn Channel,
+) -> Result<(), Failure> {
+    let span = match &route.broker {
+        Some(broker) => trace::ingress_span("broker", &broker.namespace, &broker.name),
+        None => trace::ingress_span("channel", &route.id.key.namespace, channel.name()),
+    };
+    span.record("herald.reply", true);
+    let mut replies = vec![reply];
+    trace::continue_ingress(&span, &mut replies);
+    let published = channel.publish(replies).instrument(span.clone()).await;
+    match &published {
+        Ok(()) => trace::record_status(&span, 202, false),
+        Err(_) => trace::record_error(&span),
+    }
+    published.map_err(|e| Failure {
         status: None,
         body: Default::default(),
         retry_after: e.retry_after(),

@@ -3,19 +3,23 @@
 //! dead-lettering and reply handling.
 //!
 //! Data path, one module per step: [`consumer`] -> [`filter`] -> [`delivery`] (one attempt over
-//! HTTP) under [`retry`] (the DeliverySpec's policy) -> [`dead_letter`] or [`reply`].
+//! HTTP, one [`hop`] each) under [`retry`] (the DeliverySpec's policy) -> [`dead_letter`] or
+//! [`reply`]. [`trace`] owns the spans and the W3C trace context they continue.
 
 pub mod attributes;
+pub mod client;
 pub mod consumer;
 pub mod dead_letter;
 pub mod delivery;
 pub mod engine;
 pub mod fanout;
 pub mod filter;
+pub mod hop;
 pub mod redact;
 pub mod reply;
 pub mod retry;
 pub mod route;
+pub mod trace;
 pub mod transform;
 
 pub use consumer::{ConsumerControl, RouteConsumer};

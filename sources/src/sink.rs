@@ -88,6 +88,7 @@ impl Sink {
             keep_dead_letters: false,
             broker: None,
             filter_type: String::new(),
+            dispatch_metrics: Default::default(),
         };
         Self {
             kind,

@@ -12,6 +12,12 @@
 //!   and on to a reply event's delivery; from the distributed-tracing extension alone, too;
 //! - the retry table: 408 is retried; a 307 is a failure without retry, never followed.
 //!
+//! `fidelity_holds_with_otlp_export_on` runs each of these again in a child process of this
+//! test binary with span export on (to a receiver in the parent): everything holds the same,
+//! except that each hop's `traceparent` header names Herald's span (same trace id, a new span
+//! id); the extension attribute stays as sent. The parent checks the spans arrived in the
+//! trace.
+//!
 //! NATS needs JetStream on 127.0.0.1:4222, Kafka a tansu binary (`~/.cargo/bin/tansu`); with
 //! CI=true a missing server fails the test, otherwise it is skipped with a notice.
 
@@ -166,7 +172,31 @@ fn by_id<'a>(received: &'a [Received], id: &str) -> &'a Received {
         .unwrap_or_else(|| panic!("{id} not delivered: {}", describe(received).join("; ")))
 }
 
+/// With span export on (the child processes of `fidelity_holds_with_otlp_export_on`), a hop's
+/// `traceparent` continues the trace sent under a span of Herald's; otherwise it is the one
+/// sent, unchanged.
+fn same_trace(failures: &mut Vec<String>, got: Option<&str>, what: String) {
+    if !otlp::exporting() {
+        soft_eq!(failures, got, Some(TRACEPARENT), "{what}");
+        return;
+    }
+    let parts = |tp: &str| tp.split('-').map(str::to_string).collect::<Vec<_>>();
+    let sent = parts(TRACEPARENT);
+    match got.map(parts) {
+        Some(p)
+            if p.len() == 4
+                && p[0] == "00"
+                && p[1] == sent[1]
+                && p[2] != sent[2]
+                && p[3] == sent[3] => {}
+        other => failures.push(format!(
+            "{what}: traceparent {other:?} does not continue {TRACEPARENT} under a span of its own"
+        )),
+    }
+}
+
 async fn check_channel(channel: &str, channels: BackendsConfig) {
+    let telemetry = otlp::start();
     let s = Subscribers {
         binary: Subscriber::start().await,
         json: Subscriber::start().await,
@@ -257,11 +287,10 @@ async fn check_channel(channel: &str, channels: BackendsConfig) {
             Some(SUBJECT_ENCODED),
             "{channel}: {id}"
         );
-        soft_eq!(
-            failures,
+        same_trace(
+            &mut failures,
             r.header("traceparent"),
-            Some(TRACEPARENT),
-            "{channel}: {id}"
+            format!("{channel}: {id}"),
         );
         soft_eq!(
             failures,
@@ -320,11 +349,10 @@ async fn check_channel(channel: &str, channels: BackendsConfig) {
             Some(STRUCTURED),
             "{channel}: {id}"
         );
-        soft_eq!(
-            failures,
+        same_trace(
+            &mut failures,
             r.header("traceparent"),
-            Some(TRACEPARENT),
-            "{channel}: {id}"
+            format!("{channel}: {id}"),
         );
         let text = std::str::from_utf8(&r.body).unwrap();
         soft!(
@@ -370,11 +398,10 @@ async fn check_channel(channel: &str, channels: BackendsConfig) {
         Some("r1"),
         "{channel}"
     );
-    soft_eq!(
-        failures,
+    same_trace(
+        &mut failures,
         got.first().and_then(|r| r.header("traceparent")),
-        Some(TRACEPARENT),
-        "{channel}: reply"
+        format!("{channel}: reply"),
     );
 
     // 408 is retried: a second attempt arrives and succeeds.
@@ -387,11 +414,10 @@ async fn check_channel(channel: &str, channels: BackendsConfig) {
     .await;
     soft_eq!(failures, got.len(), 2, "{channel}: 408 then 202");
     for r in &got {
-        soft_eq!(
-            failures,
+        same_trace(
+            &mut failures,
             r.header("traceparent"),
-            Some(TRACEPARENT),
-            "{channel}: from the extension"
+            format!("{channel}: from the extension"),
         );
         soft_eq!(
             failures,
@@ -434,6 +460,9 @@ async fn check_channel(channel: &str, channels: BackendsConfig) {
         failures.join("\n")
     );
     server.shutdown().await;
+    if let Some(t) = telemetry {
+        t.shutdown().await;
+    }
     println!(
         "{channel}: 3 events (binary, structured JSON, data_base64) delivered byte- and \
          string-exact in binary and structured mode, trace context carried to deliveries and \
@@ -454,7 +483,13 @@ async fn fidelity_on_the_sled_channel() {
 
 #[tokio::test]
 async fn fidelity_on_the_nats_channel() {
-    let Some(channels) = nats_channels("FIDELITY").await else {
+    // Its own streams when it runs beside the parent's test of the same name.
+    let prefix = if otlp::exporting() {
+        "FIDELITY_OTLP"
+    } else {
+        "FIDELITY"
+    };
+    let Some(channels) = nats_channels(prefix).await else {
         return;
     };
     check_channel("nats", channels).await;
@@ -466,4 +501,82 @@ async fn fidelity_on_the_kafka_channel() {
         return;
     };
     check_channel("kafka", kafka_channels(&tansu)).await;
+}
+
+/// Span export for the child runs: `HERALD_TEST_OTLP` holds the parent's receiver.
+mod otlp {
+    use herald_broker::telemetry::{LogFormat, Telemetry, TelemetryConfig};
+
+    pub const ENV: &str = "HERALD_TEST_OTLP";
+
+    pub fn exporting() -> bool {
+        herald_dispatcher::trace::exporting()
+    }
+
+    /// Installs export once, in a child run (one test per process).
+    pub fn start() -> Option<Telemetry> {
+        let endpoint = std::env::var(ENV).ok()?;
+        let config = TelemetryConfig {
+            log_format: LogFormat::Text,
+            default_level: "warn",
+            otlp_endpoint: Some(endpoint.parse().expect("an endpoint URL")),
+        };
+        Some(Telemetry::init(&config).expect("export starts"))
+    }
+}
+
+/// Every test above again, each in a child process of this binary with span export on to a
+/// receiver here; a child fails as its test would, and the spans of the event `b1` (its
+/// ingress, its dispatches, its reply's ingress) must arrive in its trace.
+#[tokio::test]
+async fn fidelity_holds_with_otlp_export_on() {
+    let (endpoint, spans) = herald_test_support::otlp::receiver().await;
+    let trace_id = TRACEPARENT.split('-').nth(1).unwrap();
+    for test in [
+        "fidelity_on_the_memory_channel",
+        "fidelity_on_the_sled_channel",
+        "fidelity_on_the_nats_channel",
+        "fidelity_on_the_kafka_channel",
+    ] {
+        spans.lock().unwrap().clear();
+        let out = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture", "--test-threads", "1"])
+            .env(otlp::ENV, &endpoint)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{test} with export on:\n{stdout}\n{stderr}"
+        );
+        // A skipped run (no NATS, no tansu, outside CI) prints no summary and exports nothing.
+        if !stdout.contains("delivered byte- and string-exact") {
+            eprintln!("{test}: skipped in the child:\n{stderr}");
+            continue;
+        }
+        let spans = spans.lock().unwrap().clone();
+        let b1 = |name: &str| {
+            spans
+                .iter()
+                .filter(|s| s.name == name && s.trace_id == trace_id)
+                .filter(|s| s.attr("cloudevents.event_id") == Some("b1"))
+                .count()
+        };
+        // b1's ingress; its dispatches to the binary, json and filtered Triggers.
+        assert_eq!(b1("ingress"), 1, "{test}: {spans:?}");
+        assert_eq!(b1("dispatch"), 3, "{test}: {spans:?}");
+        let reply = spans.iter().any(|s| {
+            s.name == "ingress" && s.trace_id == trace_id && s.attr("herald.reply") == Some("true")
+        });
+        assert!(
+            reply,
+            "{test}: no ingress span of b1's reply in its trace: {spans:?}"
+        );
+        println!(
+            "{test}: fidelity holds with OTLP export on; {} spans in the trace",
+            spans.len()
+        );
+    }
 }

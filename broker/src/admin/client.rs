@@ -1,7 +1,8 @@
-//! The CLI's client of the admin API (`herald apply|get|delete|replay|dlq`).
+//! The CLI's client of the admin API (`herald apply|get|describe|delete|replay|dlq`).
 
 use super::resources::APPLIED_HEADER;
-use super::{ReplayRequest, ReplayResponse, BROKERS_PATH, DLQ_PATH, REPLAY_PATH};
+use super::{ReplayRequest, ReplayResponse, BROKERS_PATH, DLQ_PATH, REPLAY_PATH, ROUTES_PATH};
+use crate::plane::RouteCounters;
 use herald_core::{Kind, Resource, ResourceKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +257,26 @@ impl AdminClient {
     pub async fn replay(&self, request: &ReplayRequest) -> Result<ReplayResponse, ClientError> {
         let url = format!("{}{REPLAY_PATH}", self.base);
         let response = self.send(&url, self.http.post(&url).json(request)).await?;
+        response.json().await.map_err(|e| ClientError::Unexpected {
+            url,
+            detail: e.to_string(),
+        })
+    }
+
+    /// A running Trigger's or Subscription's counters and lag.
+    pub async fn route_counters(
+        &self,
+        kind: Kind,
+        key: &ResourceKey,
+    ) -> Result<RouteCounters, ClientError> {
+        let url = format!(
+            "{}{ROUTES_PATH}/{}/{}/{}",
+            self.base,
+            key.namespace,
+            kind.plural(),
+            key.name
+        );
+        let response = self.send(&url, self.http.get(&url)).await?;
         response.json().await.map_err(|e| ClientError::Unexpected {
             url,
             detail: e.to_string(),

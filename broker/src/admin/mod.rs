@@ -1,7 +1,8 @@
 //! The admin API of a running Herald, shaped like the Kubernetes API so kubectl's habits
 //! carry over: resources under `/apis/{group}/{version}/...` (GET list and get, PUT apply,
-//! DELETE), `/readyz`, `POST /admin/v1/replay` and the dead-letter lists under
-//! `/admin/v1/dlq` ([`dlq`]). [`client`] is the CLI's side of it.
+//! DELETE), `/readyz`, `POST /admin/v1/replay`, the dead-letter lists under
+//! `/admin/v1/dlq` ([`dlq`]) and each route's counters under `/admin/v1/routes`
+//! ([`routes`]). [`client`] is the CLI's side of it.
 
 mod bearer;
 pub mod client;
@@ -9,12 +10,14 @@ mod dlq;
 mod metrics;
 mod replay;
 mod resources;
+mod routes;
 mod send;
 mod stream;
 mod ui;
 
 pub use dlq::DLQ_PATH;
 pub use replay::{parse_key, parse_position, ReplayRequest, ReplayResponse, REPLAY_PATH};
+pub use routes::ROUTES_PATH;
 pub use stream::{compile_filter, BROKERS_PATH};
 
 use crate::plane::DataPlane;
@@ -32,6 +35,7 @@ pub fn router(plane: Arc<DataPlane>, token: Option<String>) -> Router {
         .merge(dlq::router())
         .merge(metrics::router())
         .merge(resources::router())
+        .merge(routes::router())
         .merge(stream::router());
     if let Some(token) = token {
         let token = Arc::new(token);

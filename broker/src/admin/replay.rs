@@ -29,6 +29,10 @@ pub struct ReplayResponse {
     pub trigger: String,
     /// The offset the Trigger now resumes from.
     pub offset: u64,
+    /// Events the Trigger has to (re)deliver to catch up, right after the seek; `None` where
+    /// the backend cannot tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
 }
 
 /// Parses `namespace/name` or `name` (in `namespace`).
@@ -87,10 +91,12 @@ pub(super) async fn replay(
     }
     match handle.channel.seek(&handle.subscription, position).await {
         Ok(offset) => {
-            tracing::info!(%trigger, offset, "replay started");
+            let lag = handle.channel.lag(&handle.subscription).await;
+            tracing::info!(%trigger, offset, ?lag, "replay started");
             Ok(Json(ReplayResponse {
                 trigger: trigger.to_string(),
                 offset,
+                lag,
             }))
         }
         Err(e @ ChannelError::NotRetained { .. }) => Err((StatusCode::CONFLICT, e.to_string())),

@@ -5,9 +5,11 @@ use crate::admin;
 use crate::{display, send};
 use anyhow::{bail, Context};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct SendArgs {
@@ -89,6 +91,10 @@ pub struct ReplayArgs {
     /// Where to start: a log offset or an RFC 3339 time (e.g. 2026-11-24T10:00:00Z).
     #[arg(long)]
     pub from: String,
+    /// Return once the server has moved the Trigger back, instead of following the replay
+    /// until the Trigger has caught up.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 pub async fn send(a: SendArgs) -> anyhow::Result<()> {
@@ -154,12 +160,54 @@ pub async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         trigger: a.trigger,
         from: a.from,
     };
-    let response = super::resources::admin_client(&a.server, a.token, a.ca_file.as_deref())?
-        .replay(&request)
-        .await?;
+    let client = super::resources::admin_client(&a.server, a.token, a.ca_file.as_deref())?;
+    let response = client.replay(&request).await?;
     println!(
         "replaying to trigger {} from offset {}",
         response.trigger, response.offset
     );
+    if a.no_wait {
+        return Ok(());
+    }
+    let Some(total) = response.lag else {
+        eprintln!("(this channel does not report the Trigger's lag: not following the replay)");
+        return Ok(());
+    };
+    let trigger = admin::parse_key(&response.trigger, herald_core::DEFAULT_NAMESPACE);
+    follow_replay(&client, &trigger, total).await?;
+    println!("replayed {total} of {total} event(s) to trigger {trigger}: caught up");
+    Ok(())
+}
+
+/// How often a replay's progress is read.
+const REPLAY_POLL: Duration = Duration::from_millis(200);
+
+/// Polls the Trigger's lag until it is 0, drawing a bar on a terminal (stderr; indicatif
+/// draws nothing elsewhere, so scripts see only the summary line).
+async fn follow_replay(
+    client: &admin::client::AdminClient,
+    trigger: &herald_core::ResourceKey,
+    total: u64,
+) -> anyhow::Result<()> {
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("replaying {bar:30} {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template"),
+    );
+    loop {
+        let counters = client
+            .route_counters(herald_core::Kind::Trigger, trigger)
+            .await
+            .with_context(|| format!("following the replay of trigger {trigger}"))?;
+        let lag = counters.lag.unwrap_or(0);
+        // Events accepted meanwhile lengthen the way; the bar grows with them.
+        let done = bar.position().max(total.saturating_sub(lag));
+        bar.set_length(bar.length().unwrap_or(total).max(done + lag));
+        bar.set_position(done);
+        if lag == 0 {
+            break;
+        }
+        tokio::time::sleep(REPLAY_POLL).await;
+    }
+    bar.finish_and_clear();
     Ok(())
 }

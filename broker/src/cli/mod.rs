@@ -1,6 +1,7 @@
 //! The `herald` command line: one module per group of commands; `main` only parses and
 //! calls [`run`].
 
+mod describe;
 mod dlq;
 mod events;
 mod resources;
@@ -8,7 +9,8 @@ mod serve;
 mod source;
 mod tail;
 
-use clap::{Parser, Subcommand};
+use crate::telemetry::{LogFormat, TelemetryConfig};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -19,6 +21,27 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+}
+
+/// Logging and span export, for every command.
+#[derive(Args)]
+struct TelemetryArgs {
+    /// How logs are written to stderr: text (colour codes only on a terminal, none with
+    /// NO_COLOR) or json (one object per line).
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: LogFormat,
+    /// Export the data path's spans (ingress, each delivery attempt, replies) over OTLP/HTTP
+    /// (protobuf) to this collector, e.g. http://127.0.0.1:4318 (spans go to /v1/traces).
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<url::Url>,
 }
 
 #[derive(Subcommand)]
@@ -29,6 +52,9 @@ enum Command {
     Apply(resources::ApplyArgs),
     /// Show resources of a running Herald, with their status.
     Get(resources::GetArgs),
+    /// Show one resource in detail: key spec fields, address, every condition, and what is
+    /// around it (a Broker's Triggers, a Trigger's counters and lag).
+    Describe(describe::DescribeArgs),
     /// Delete resources from a running Herald.
     Delete(resources::DeleteArgs),
     /// Build a CloudEvent and POST it to a Broker.
@@ -52,12 +78,22 @@ enum Command {
 }
 
 impl Cli {
+    /// The logging and export the command line asks for.
+    pub fn telemetry(&self) -> TelemetryConfig {
+        TelemetryConfig {
+            log_format: self.telemetry.log_format,
+            default_level: self.default_log_level(),
+            otlp_endpoint: self.telemetry.otlp_endpoint.clone(),
+        }
+    }
+
     /// The log level when RUST_LOG sets none.
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
             // Their own output is the point; Herald's info logs would drown it.
             Command::Apply(_)
             | Command::Get(_)
+            | Command::Describe(_)
             | Command::Delete(_)
             | Command::Dlq(_)
             | Command::Tail(_) => "warn",
@@ -68,9 +104,10 @@ impl Cli {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(a) => serve::run(*a).await,
+        Command::Serve(a) => serve::run(*a, cli.telemetry.log_format).await,
         Command::Apply(a) => resources::apply(a).await,
         Command::Get(a) => resources::get(a).await,
+        Command::Describe(a) => describe::describe(a).await,
         Command::Delete(a) => resources::delete(a).await,
         Command::Send(a) => events::send(a).await,
         Command::Display(a) => events::display(a).await,

@@ -310,7 +310,7 @@ pub(super) fn render_table(rows: &[Vec<String>]) -> String {
 }
 
 /// kubectl's age: `45s`, `3m`, `2h`, `5d`.
-fn age(created: Option<&str>) -> String {
+pub(super) fn age(created: Option<&str>) -> String {
     let Some(t) = created.and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()) else {
         return "-".into();
     };

@@ -3,6 +3,7 @@
 
 use crate::backends::flags::ChannelArgs;
 use crate::serve;
+use crate::telemetry::LogFormat;
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -183,7 +184,7 @@ pub struct KubernetesArgs {
     pub lease_namespace: String,
 }
 
-pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(a: ServeArgs, log_format: LogFormat) -> anyhow::Result<()> {
     let resources = match &a.config {
         Some(path) => herald_core::load_path(path).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => {
@@ -235,7 +236,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         admin_tls: tls_files(a.tls.admin_tls_cert, a.tls.admin_tls_key),
         engine: herald_dispatcher::EngineConfig {
             root_certificates: match &a.tls.ca_file {
-                Some(path) => crate::tls::ca_certificates(path)?,
+                Some(path) => crate::tls::ca_certificates_der(path)?,
                 None => Vec::new(),
             },
             ..Default::default()
@@ -245,16 +246,18 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let server = serve::start(&resources, config).await?;
-    eprintln!("herald serving on {} (ingress)", server.url());
+    let announce = Announce(log_format);
+    announce.line(
+        format!("herald serving on {} (ingress)", server.url()),
+        &server.url(),
+    );
     if let Some(admin) = server.admin_url() {
-        eprintln!("herald admin API on {admin}");
+        announce.line(format!("herald admin API on {admin}"), &admin);
     }
     for b in &resources.brokers {
         let key = b.resource.key();
-        eprintln!(
-            "Broker {key}: {}",
-            server.broker_url(&key.namespace, &key.name)
-        );
+        let url = server.broker_url(&key.namespace, &key.name);
+        announce.line(format!("Broker {key}: {url}"), &url);
     }
     #[cfg(feature = "kubernetes")]
     let kubernetes = match cluster {
@@ -277,6 +280,19 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         let _ = k.await;
     }
     Ok(())
+}
+
+/// The addresses `herald serve` prints once it listens: plain lines, or in JSON mode log
+/// events (with the address as field `url`), so stderr stays one JSON object per line.
+struct Announce(LogFormat);
+
+impl Announce {
+    fn line(&self, line: String, url: &dyn std::fmt::Display) {
+        match self.0 {
+            LogFormat::Text => eprintln!("{line}"),
+            LogFormat::Json => tracing::info!(%url, "{line}"),
+        }
+    }
 }
 
 #[cfg(feature = "kubernetes")]

@@ -15,6 +15,7 @@ use herald_channels::{Channel, ChannelError};
 use herald_core::metrics::{code_class, millis, IngressLabels, Metrics};
 use herald_core::{Kind, ResourceKey};
 use herald_dispatcher::reply::{DEFAULT_TTL, TTL_EXTENSION};
+use herald_dispatcher::trace;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +66,15 @@ pub fn router(state: IngressState) -> Router {
 enum Target {
     Broker,
     Channel,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Broker => "broker",
+            Target::Channel => "channel",
+        }
+    }
 }
 
 async fn accept_channel(
@@ -154,9 +164,16 @@ async fn accept_into(
     key: ResourceKey,
     request: Request,
 ) -> Result<StatusCode, Rejection> {
+    // Entered only once the events say which trace it continues (see `admit`).
+    let span = trace::ingress_span(target.name(), &key.namespace, &key.name);
     let mut admitted = Admitted::default();
     let metrics = state.metrics.clone();
-    let answer = admit(state, target, &key, request, &mut admitted).await;
+    let answer = admit(state, target, &key, request, &mut admitted, &span).await;
+    let code = match &answer {
+        Ok(s) => s.as_u16(),
+        Err(r) => r.status.as_u16(),
+    };
+    trace::record_status(&span, code, false);
     if target == Target::Broker {
         record(&metrics, &key, &answer, admitted);
     }
@@ -201,6 +218,7 @@ async fn admit(
     key: &ResourceKey,
     request: Request,
     admitted: &mut Admitted,
+    span: &tracing::Span,
 ) -> Result<StatusCode, Rejection> {
     let (map, what, kind) = match target {
         Target::Broker => (&state.brokers, "broker", Kind::Broker),
@@ -259,8 +277,9 @@ async fn admit(
         return Ok(StatusCode::ACCEPTED);
     }
     let count = events.len();
+    trace::continue_ingress(span, &mut events);
     let started = std::time::Instant::now();
-    let published = channel.publish(events).await;
+    let published = tracing::Instrument::instrument(channel.publish(events), span.clone()).await;
     admitted.publish = Some(started.elapsed());
     match published {
         Ok(()) => {

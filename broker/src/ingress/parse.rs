@@ -52,7 +52,7 @@ pub fn parse_events(
         ));
     }
     // Binary mode: ce- header values are percent-decoded (HTTP binding 3.1.3.2).
-    binding::headers_to_event(headers, body.to_vec())
+    binding::headers_to_event(headers, body)
         .map(|e| vec![e])
         .map_err(|e| bad(format!("invalid CloudEvent: {e}")))
 }

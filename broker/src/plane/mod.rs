@@ -34,6 +34,7 @@ mod transforms;
 mod triggers;
 mod view;
 
+pub use metrics::RouteCounters;
 pub use parked::{Discarded, ParkedError, ParkedList, Redriven};
 pub use status::{Health, NotReady};
 pub use tap::{Seen, Watch, TAP_CAPACITY};

@@ -326,6 +326,14 @@ impl WireEvent {
         })
     }
 
+    /// [`Self::body`] as `Bytes`: the data's own buffer (shared, not copied) when it is bytes.
+    pub fn body_bytes(&self) -> Option<Bytes> {
+        match self.data.as_ref()? {
+            WireData::Binary(b) | WireData::Base64(b) => Some(b.clone()),
+            WireData::Json(_) => self.body().map(|b| Bytes::from(b.into_owned())),
+        }
+    }
+
     /// Whether binary mode (headers + body) carries this event without loss: its data is not
     /// a structured-mode member, and no extension has a type headers cannot say.
     pub fn binary_is_lossless(&self) -> bool {

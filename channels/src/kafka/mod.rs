@@ -183,9 +183,21 @@ impl KafkaBackend {
             self.config.clone(),
             topic.clone(),
         )));
+        let subscriptions: Arc<Mutex<HashMap<String, Arc<SubscriptionReaders>>>> = Arc::default();
+        let (watched, known, group_topic) = (lag.clone(), subscriptions.clone(), topic.clone());
         backlog.watch(LAG_REFRESH, closed.clone(), move || {
-            let lag = lag.clone();
-            blocking(move || lag.lock().unwrap_or_else(|p| p.into_inner()).slowest())
+            let lag = watched.clone();
+            let known: Vec<String> = known
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .map(|s| kafka_group(&group_topic, s))
+                .collect();
+            blocking(move || {
+                lag.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .slowest(&known)
+            })
         });
         Ok(Arc::new(KafkaChannel {
             name,
@@ -196,7 +208,8 @@ impl KafkaBackend {
             parking: Arc::new(parking),
             circuit: Circuit::new(self.config.retry_after),
             backlog,
-            subscriptions: Mutex::new(HashMap::new()),
+            lag,
+            subscriptions,
             closed,
         }))
     }
@@ -263,7 +276,11 @@ pub struct KafkaChannel {
     /// one sick Broker must not make every other Broker answer 503.
     circuit: Circuit,
     backlog: Arc<BacklogGate>,
-    subscriptions: Mutex<HashMap<String, Arc<SubscriptionReaders>>>,
+    /// Reads lag for the backlog gate and for [`Channel::lag`].
+    lag: Arc<Mutex<lag::TopicLag>>,
+    /// Shared with the backlog gate's task, which reads the lag of these groups where the
+    /// broker cannot list groups.
+    subscriptions: Arc<Mutex<HashMap<String, Arc<SubscriptionReaders>>>>,
     closed: CancellationToken,
 }
 
@@ -468,6 +485,22 @@ impl Channel for KafkaChannel {
 
     fn parking(&self) -> Option<Arc<dyn ParkingLot>> {
         Some(self.parking.clone())
+    }
+
+    /// The subscription's group's lag: high watermarks minus its committed offsets, over
+    /// every partition (so every replica's progress counts), read from the cluster; `None`
+    /// when the cluster does not answer.
+    async fn lag(&self, subscription: &str) -> Option<u64> {
+        let (lag, group) = (self.lag.clone(), kafka_group(&self.topic, subscription));
+        // Every request in it has the request timeout: the blocking pool will get it back.
+        let read = blocking(move || lag.lock().unwrap_or_else(|p| p.into_inner()).of(&group));
+        match read.await {
+            Ok(lag) => Some(lag),
+            Err(e) => {
+                tracing::debug!(channel = %self.name, %subscription, error = %e, "cannot read the lag");
+                None
+            }
+        }
     }
 
     /// Joins the Trigger's consumer group. A brand-new group first gets the current end of

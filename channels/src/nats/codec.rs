@@ -27,8 +27,7 @@ pub fn encode(event: &WireEvent) -> (HeaderMap, Bytes) {
             headers.insert(name.as_str(), value);
         }
     }
-    let payload = event.body().map(|b| Bytes::from(b.into_owned()));
-    (headers, payload.unwrap_or_default())
+    (headers, event.body_bytes().unwrap_or_default())
 }
 
 pub fn decode(headers: Option<&HeaderMap>, payload: &Bytes) -> Result<WireEvent, String> {
@@ -50,7 +49,7 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &Bytes) -> Result<WireEvent,
     if !binding::is_structured(&http_headers) && !http_headers.contains_key("ce-specversion") {
         return Err("neither ce-specversion nor a structured content type".into());
     }
-    binding::headers_to_event(&http_headers, payload.to_vec())
+    binding::headers_to_event(&http_headers, payload.clone())
 }
 
 #[cfg(test)]

@@ -365,6 +365,26 @@ impl Channel for NatsChannel {
         Some(self.parking.clone())
     }
 
+    /// The durable consumer's lag as JetStream counts it, the same figure admission by
+    /// backlog uses: not yet delivered plus delivered and not acknowledged. One API request,
+    /// bounded by the publish timeout; `None` when it fails (no such consumer, no server).
+    async fn lag(&self, subscription: &str) -> Option<u64> {
+        let durable = nats_durable(subscription);
+        let info = tokio::time::timeout(
+            self.config.publish_timeout,
+            self.stream.consumer_info(&durable),
+        )
+        .await;
+        match info {
+            Ok(Ok(info)) => Some(info.num_pending + info.num_ack_pending as u64),
+            Ok(Err(e)) => {
+                tracing::debug!(channel = %self.name, %durable, error = %e, "cannot read the lag");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     async fn subscribe(&self, subscription: &str) -> Result<Box<dyn Subscription>, ChannelError> {
         let durable = nats_durable(subscription);
         let closed = self.subscription_token(subscription);

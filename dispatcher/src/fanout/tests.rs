@@ -33,6 +33,7 @@ fn route(name: &str, filter: &str) -> watch::Receiver<Arc<Route>> {
         keep_dead_letters: false,
         broker: None,
         filter_type: "any".into(),
+        dispatch_metrics: Default::default(),
     };
     watch::channel(Arc::new(route)).1
 }

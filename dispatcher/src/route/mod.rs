@@ -2,6 +2,7 @@
 //! (a Trigger today; a Channel's Subscription, a Sequence step, a Parallel branch) compiles
 //! into this one type, so the engine never knows which kind it serves.
 
+mod dispatch_metrics;
 mod subscription;
 mod trigger;
 
@@ -15,6 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 use url::Url;
 
+pub use dispatch_metrics::DispatchMetrics;
 pub use subscription::{subscription_route, SubscriptionRouteError};
 pub use trigger::{
     check_trigger, dlq_retention, trigger_route, RouteError, DEAD_LETTER_COPIES_ANNOTATION,
@@ -124,6 +126,8 @@ pub struct Route {
     pub broker: Option<ResourceKey>,
     /// The `type` a Trigger filters on, `any` when none (Knative's `filter_type` label).
     pub filter_type: String,
+    /// Its dispatch metrics' handles, found on first use.
+    pub dispatch_metrics: DispatchMetrics,
 }
 
 impl Route {

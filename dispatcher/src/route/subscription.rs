@@ -87,5 +87,6 @@ pub fn subscription_route(
         keep_dead_letters: false,
         broker: None,
         filter_type: String::new(),
+        dispatch_metrics: Default::default(),
     })
 }

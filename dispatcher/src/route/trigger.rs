@@ -184,6 +184,7 @@ pub fn trigger_route(
         keep_dead_letters: dead_letter_copies(trigger)?,
         broker: Some(broker.key()),
         filter_type: filter_type(trigger),
+        dispatch_metrics: Default::default(),
     })
 }
 

@@ -1,8 +1,9 @@
 //! Test support shared by the crates' test suites (a dev-dependency only): the rule that a
 //! missing server fails a test under `CI=true` and skips it elsewhere, and a private tansu
-//! broker per test.
+//! broker per test, and an OTLP receiver.
 
 pub mod disk;
+pub mod otlp;
 pub mod tansu;
 
 /// Whether this run is CI's, where a test whose server is missing must fail, never skip.
