@@ -178,15 +178,12 @@ fn channel_lag_on_nats() {
 #[test]
 fn channel_lag_on_kafka() {
     const TEST: &str = "channel_lag_on_kafka";
-    let Some(bin) = tansu_bin(TEST) else {
-        return;
-    };
     run(async {
         // A fresh sqlite store per run: offsets and groups of earlier runs cannot leak in.
-        let store = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut tansu = start_tansu(&bin, port, store.path()).await;
-        let bootstrap = format!("127.0.0.1:{port}");
+        let Some(mut tansu) = Tansu::start(TEST).await else {
+            return;
+        };
+        let bootstrap = tansu.bootstrap();
         let ns = format!("lag-kafka-{}", std::process::id());
         lag_follows_a_stalled_subscriber(
             &ns,
@@ -199,6 +196,6 @@ fn channel_lag_on_kafka() {
             "0",
         )
         .await;
-        assert!(tansu.alive(), "tansu died:\n{}", tansu.log_tail());
+        tansu.assert_alive();
     });
 }

@@ -769,7 +769,7 @@ fn replicas_sharing_a_sender_key_accept_each_others_triggers() {
 }
 
 /// A replica serving Broker `orders`, whose Trigger relays to Broker `relay` at the ingress
-/// `b_base` (`--ingress-url`) with one attempt, dead letters to the returned sink; an event
+/// `b_base` (also its `--ingress-url`, so it presents its token there) with one attempt, dead letters to the returned sink; an event
 /// `{name}-1` is accepted on it.
 async fn relay_through(
     dir: &Path,
@@ -782,7 +782,7 @@ async fn relay_through(
     let config = dir.join(name);
     std::fs::create_dir(&config).unwrap();
     let spec = format!(
-        "  broker: orders\n  subscriber:\n    ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: relay}}\n  delivery:\n    retry: 0\n    deadLetterSink:\n      uri: {}\n",
+        "  broker: orders\n  subscriber:\n    uri: {b_base}/{NS}/relay\n  delivery:\n    retry: 0\n    deadLetterSink:\n      uri: {}\n",
         dead.url
     );
     let resources = [
