@@ -124,16 +124,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+    ShutdownSignals::install().recv().await
+}
+
+/// SIGINT and SIGTERM, caught from the moment they are installed: `herald serve` installs
+/// them before it announces its addresses, so a signal sent right after cannot kill it
+/// without its graceful shutdown.
+pub(crate) struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("can install a SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    signals: [tokio::signal::unix::Signal; 2],
+}
+
+impl ShutdownSignals {
+    pub(crate) fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let install = |kind| signal(kind).expect("can install a signal handler");
+            Self {
+                signals: [
+                    install(SignalKind::interrupt()),
+                    install(SignalKind::terminate()),
+                ],
+            }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    /// The next SIGINT or SIGTERM.
+    pub(crate) async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            let [int, term] = &mut self.signals;
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -246,6 +246,7 @@ pub async fn run(a: ServeArgs, log_format: LogFormat) -> anyhow::Result<()> {
         ..Default::default()
     };
     let server = serve::start(&resources, config).await?;
+    let mut signals = super::ShutdownSignals::install();
     let announce = Announce(log_format);
     announce.line(
         format!("herald serving on {} (ingress)", server.url()),
@@ -266,11 +267,11 @@ pub async fn run(a: ServeArgs, log_format: LogFormat) -> anyhow::Result<()> {
     };
     let token = server.shutdown_token();
     tokio::spawn(async move {
-        super::shutdown_signal().await;
+        signals.recv().await;
         tracing::info!("shutting down: draining accepted events");
         token.cancel();
         // A second signal means now: exit without waiting for the drain.
-        super::shutdown_signal().await;
+        signals.recv().await;
         tracing::warn!("second signal: exiting without draining");
         std::process::exit(130);
     });
