@@ -1,6 +1,7 @@
 //! `herald serve --kubernetes` (feature `kubernetes`): the data plane fed by herald-crds'
 //! reflectors, and with `--controller` the leader-elected reconciler too; the leader alone
-//! runs ApiServerSources. The data plane is the
+//! runs ApiServerSources; every replica writes the EventTypes it records back to the API
+//! server. The data plane is the
 //! same one every other feed applies to, with its own [`Owner`].
 
 use crate::plane::{ApplyError, DataPlane, Owner};
@@ -50,6 +51,14 @@ impl Plane for KubernetesFeed {
     async fn applied(&self) -> Vec<(Kind, ResourceKey)> {
         self.0.owned_by(&Owner::Kubernetes).await
     }
+
+    async fn recorded_event_types(&self) -> Vec<herald_core::EventType> {
+        self.0.recorded_event_types().await
+    }
+
+    fn recorded_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.0.recorded_changes())
+    }
 }
 
 /// How `herald serve --kubernetes` runs.
@@ -77,6 +86,13 @@ pub async fn run(
     let addressables = Arc::new(Addressables::new(
         client.clone(),
         &config.controller_config.cluster_domain,
+    ));
+    // Every replica writes back the EventTypes it recorded itself.
+    let write_back = tokio::spawn(controller::eventtypes::write_back(
+        client.clone(),
+        feed.clone(),
+        config.resync.unwrap_or(Duration::from_secs(30)),
+        stop.clone(),
     ));
     let reflectors = tokio::spawn(controller::feed::run(
         client.clone(),
@@ -108,4 +124,5 @@ pub async fn run(
         }
     }
     let _ = reflectors.await;
+    let _ = write_back.await;
 }

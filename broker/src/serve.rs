@@ -79,6 +79,9 @@ pub struct ServeConfig {
     /// Ingress authentication (bearer tokens, JWTs) and EventPolicy enforcement; off unless a
     /// token source is configured.
     pub auth: AuthConfig,
+    /// Record an EventType for every (type, source) a Broker or Channel accepts (Knative's
+    /// `eventtype-auto-create`); on by default.
+    pub eventtype_auto_create: bool,
 }
 
 impl Default for ServeConfig {
@@ -113,6 +116,7 @@ impl Default for ServeConfig {
             #[cfg(feature = "kubernetes")]
             cluster: None,
             auth: AuthConfig::default(),
+            eventtype_auto_create: true,
         }
     }
 }
@@ -223,6 +227,7 @@ pub async fn start(
             #[cfg(feature = "kubernetes")]
             cluster: config.cluster.clone(),
             authorization: config.auth.enabled().then_some(config.auth.default_mode),
+            eventtype_auto_create: config.eventtype_auto_create,
             internal_tokens: Some(config.auth.internal_tokens()?),
         },
         base,
@@ -253,6 +258,20 @@ pub async fn start(
     }
 
     let shutdown = CancellationToken::new();
+    // On the durable default, recorded EventTypes are kept beside its data.
+    let event_type_store =
+        (config.channels.default == herald_channels::BackendKind::Sled).then(|| {
+            config
+                .channels
+                .sled
+                .data_dir
+                .join(crate::plane::EVENT_TYPE_STORE_FILE)
+        });
+    let event_types = tokio::spawn(
+        plane
+            .clone()
+            .run_event_types(event_type_store, shutdown.clone()),
+    );
     for t in tls.iter().chain(admin_tls.iter()) {
         t.watch(shutdown.clone())?;
     }
@@ -364,6 +383,7 @@ pub async fn start(
         }
         let _ = resync.await;
         let _ = expiry.await;
+        let _ = event_types.await;
         let left = deadline
             .get()
             .map(|d: &tokio::time::Instant| {

@@ -556,3 +556,96 @@ async fn a_source_object_runs_in_the_data_plane_and_gets_ready_with_its_sink_uri
         .any(|r| r.method == "PATCH" && r.path.ends_with("/pingsources/beat/status")));
     herald.stop().await;
 }
+
+const EVENTTYPES: &str = "apis/eventing.knative.dev/v1beta3/eventtypes";
+
+/// What the data plane records from a Broker's events goes to the API server once per
+/// EventType, owned by that Broker, and comes back through the feed as a Kubernetes object
+/// (with its status written by the controller).
+#[tokio::test]
+async fn recorded_event_types_are_written_back_once_owned_by_their_broker() {
+    let api = FakeApiServer::start().await;
+    let herald = Herald::start(&api, "a", ServeConfig::default()).await;
+    let client = api.client();
+    Api::<Broker>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &broker("shop", "Herald"))
+        .await
+        .unwrap();
+    let shop = ready_is(&api, BROKERS, "shop", "True").await;
+    let uid = shop["metadata"]["uid"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let ingress = herald.server.url();
+    let send = |ty: &'static str, source: &'static str| {
+        http.post(format!("{ingress}default/shop"))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", uuid_like())
+            .header("ce-type", ty)
+            .header("ce-source", source)
+            .body("x")
+            .send()
+    };
+    let pattern = [
+        ("com.example.a", "/one"),
+        ("com.example.a", "/two"),
+        ("com.example.b", "/one"),
+    ];
+    for _ in 0..3 {
+        for (ty, source) in pattern {
+            assert_eq!(send(ty, source).await.unwrap().status(), 202);
+        }
+    }
+    for (ty, source) in pattern {
+        let name = herald_core::eventtype::generated_name("shop", "default", ty, source);
+        let et = eventually(&format!("EventType {name} on the API server"), || {
+            api.get(EVENTTYPES, "default", &name)
+        })
+        .await;
+        assert_eq!(
+            et["metadata"]["ownerReferences"],
+            json!([{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "shop", "uid": uid}]),
+            "{et}"
+        );
+        assert_eq!(et["spec"]["reference"]["name"], "shop", "{et}");
+        let attributes = et["spec"]["attributes"].as_array().unwrap();
+        assert!(
+            attributes.contains(&json!({"name": "type", "required": true, "value": ty})),
+            "{et}"
+        );
+        assert!(
+            attributes.contains(&json!({"name": "source", "required": true, "value": source})),
+            "{et}"
+        );
+        // Read back and reconciled like any EventType: Ready, its reference found.
+        ready_is(&api, EVENTTYPES, &name, "True").await;
+    }
+    // The feed now serves them as Kubernetes objects: nothing is left to write back.
+    let plane = herald.server.plane().clone();
+    let start = Instant::now();
+    while !plane.recorded_event_types().await.is_empty() {
+        assert!(start.elapsed() < DEADLINE, "still recorded only locally");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Sent again, plus one new type: only the new one is created.
+    for (ty, source) in pattern {
+        assert_eq!(send(ty, source).await.unwrap().status(), 202);
+    }
+    assert_eq!(send("com.example.c", "/one").await.unwrap().status(), 202);
+    let name = herald_core::eventtype::generated_name("shop", "default", "com.example.c", "/one");
+    eventually("the new EventType", || {
+        api.get(EVENTTYPES, "default", &name)
+    })
+    .await;
+    let creates = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/eventtypes"))
+        .count();
+    assert_eq!(creates, pattern.len() + 1, "each EventType created once");
+    herald.stop().await;
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("id-{}", N.fetch_add(1, Ordering::Relaxed))
+}

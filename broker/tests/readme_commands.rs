@@ -26,7 +26,8 @@
 //! Authentication section's `herald serve --ingress-tokens`, `--oidc-jwks --oidc-issuer`,
 //! `herald send --token` and its EventPolicy (tests/ingress_auth.rs), `herald serve
 //! --otlp-endpoint URL --log-format json` and the Logs and traces paragraph's flags and variables
-//! (tests/otlp.rs, tests/logs.rs). The
+//! (tests/otlp.rs, tests/logs.rs), `herald get eventtypes [-A]`, `herald serve
+//! --eventtype-auto-create=false` and the EventType YAML (tests/eventtypes.rs). The
 //! Development section's recipes (`herald-bench`, `scripts/bench.sh`, `scripts/fuzz.sh` with
 //! its `cargo install cargo-fuzz`) are benchmarks and fuzzing runs of minutes, not tests;
 //! `scripts/profile.sh` runs here briefly with each tool.

@@ -2,7 +2,8 @@
 //! a real `herald serve` with an admin token: the page loads and, once the token is typed in,
 //! lists the resources; a test event sent through its form shows in its live stream; an event
 //! that its Trigger's subscriber refuses (and that has no dead-letter sink) is parked, listed,
-//! and redriven from the page once the subscriber is back, which delivers it and unlists it.
+//! and redriven from the page once the subscriber is back, which delivers it and unlists it;
+//! the EventType panel lists the type the Broker recorded from the test event.
 //! Saves a screenshot under the target directory and prints its path.
 //!
 //! Needs chromium and chromedriver (`scripts/test-deps.sh` installs both): a failure under
@@ -135,8 +136,32 @@ fn the_ui_sends_streams_and_redrives() {
         // The subscriber refused it and there is no dead-letter sink: it is parked, listed.
         let row = format!("#table-dlq tr[data-event-id='{id}']");
         page.wait_for(&row, WAIT).await;
-        page.wait_for("#eventtypes p, #eventtypes table", WAIT)
+        // The Broker recorded the test event's EventType; the panel lists it under Knative's name.
+        let name = herald_core::eventtype::generated_name(
+            "default",
+            &ns,
+            "dev.herald.ui.test",
+            "herald-ui",
+        );
+        let listed = page
+            .wait_for(
+                &format!("#table-eventtypes tr[data-key='{ns}/{name}']"),
+                WAIT,
+            )
             .await;
+        let text = page.text(&listed).await;
+        for want in [
+            "dev.herald.ui.test",
+            "herald-ui",
+            "Broker default",
+            "Ready",
+            "recorded",
+        ] {
+            assert!(
+                text.contains(want),
+                "{want:?} not in the EventType row: {text}"
+            );
+        }
         let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-browser.png");
         std::fs::write(&shot, page.screenshot().await).unwrap();
         println!("screenshot: {}", shot.display());

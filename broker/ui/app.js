@@ -178,7 +178,11 @@ async function refreshHealth() {
 async function refreshEventTypes() {
   const root = $('eventtypes');
   const r = await api(EVENTTYPES);
-  const items = r.ok && r.body && Array.isArray(r.body.items) ? r.body.items : [];
+  if (!r.ok) {
+    root.replaceChildren(el('p', { class: 'error' }, 'Event types: ' + (r.status || 'unreachable') + ' ' + r.text));
+    return;
+  }
+  const items = r.body && Array.isArray(r.body.items) ? r.body.items : [];
   if (!items.length) {
     root.replaceChildren(el('p', { class: 'hint', id: 'eventtypes-empty' }, 'No event types recorded yet.'));
     return;
@@ -186,12 +190,19 @@ async function refreshEventTypes() {
   const body = el('tbody');
   for (const t of items) {
     const spec = t.spec || {};
-    const ref = spec.reference ? (spec.reference.kind || '') + ' ' + (spec.reference.name || '') : (spec.broker || '');
-    body.append(el('tr', {}, el('td', {}, spec.type || ''), el('td', {}, spec.source || ''),
-      el('td', {}, ref), el('td', {}, spec.schema || spec.schemaData || ''), el('td', {}, key(t))));
+    const attrs = Array.isArray(spec.attributes) ? spec.attributes : [];
+    const attr = (name) => { const a = attrs.find((x) => x.name === name); return (a && a.value) || ''; };
+    const ref = spec.reference ? (spec.reference.kind || '') + ' ' + (spec.reference.name || '') : '';
+    const recorded = spec.description === 'Event Type auto-created by controller';
+    body.append(el('tr', { 'data-key': key(t), 'data-type': attr('type'), 'data-source': attr('source') },
+      el('td', {}, attr('type')), el('td', {}, attr('source')),
+      el('td', {}, attr('dataschema') || attr('schemaurl')), el('td', {}, ref),
+      (() => { const rd = readiness(t); return el('td', { class: rd.cls, title: rd.why }, rd.text); })(),
+      el('td', {}, recorded ? 'recorded' : 'declared'), el('td', {}, key(t))));
   }
   root.replaceChildren(el('table', { id: 'table-eventtypes' },
-    el('thead', {}, el('tr', {}, el('th', {}, 'Type'), el('th', {}, 'Source'), el('th', {}, 'Seen by'), el('th', {}, 'Schema'), el('th', {}, 'Name'))),
+    el('thead', {}, el('tr', {}, el('th', {}, 'Type'), el('th', {}, 'Source'), el('th', {}, 'Schema'),
+      el('th', {}, 'Seen by'), el('th', {}, 'Ready'), el('th', {}, 'How'), el('th', {}, 'Name'))),
     body));
 }
 

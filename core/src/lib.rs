@@ -2,6 +2,7 @@
 //! today, Kubernetes CRDs later) and the small value types the data plane shares.
 
 pub mod duration;
+pub mod eventtype;
 pub mod loader;
 pub mod messaging;
 pub mod metrics;
@@ -14,6 +15,7 @@ pub mod sources;
 pub mod status;
 
 pub use duration::IsoDuration;
+pub use eventtype::{EventAttributeDefinition, EventType, EventTypeSpec};
 pub use loader::{load_path, load_resource, load_str, LoadError, Loaded, Origin, ResourceSet};
 pub use messaging::*;
 pub use policy::{AuthorizationMode, EventPolicy, EventPolicySpec};

@@ -1,6 +1,7 @@
 //! Reads Knative-style YAML (multi-document files, or a directory of them) into a
 //! [`ResourceSet`]. Every problem is reported with its file, document, resource and field.
 
+use crate::eventtype::{EventType, EventTypeV1beta2};
 use crate::messaging::{Channel, ChannelFlavor, EventTransform, Parallel, Sequence, Subscription};
 use crate::policy::EventPolicy;
 use crate::resources::{Broker, FieldError, Resource, ResourceKey, Trigger};
@@ -53,6 +54,8 @@ pub struct ResourceSet {
     pub sources: Vec<Loaded<Resource>>,
     /// EventPolicies.
     pub policies: Vec<Loaded<EventPolicy>>,
+    /// EventTypes (v1beta2 ones converted to v1beta3).
+    pub event_types: Vec<Loaded<EventType>>,
     pub deferred: Vec<Deferred>,
 }
 
@@ -83,11 +86,16 @@ impl ResourceSet {
             .policies
             .iter()
             .map(|p| (Resource::EventPolicy(p.resource.clone()), &p.origin));
+        let event_types = self
+            .event_types
+            .iter()
+            .map(|e| (Resource::EventType(e.resource.clone()), &e.origin));
         brokers
             .chain(triggers)
             .chain(messaging)
             .chain(sources)
             .chain(policies)
+            .chain(event_types)
     }
 }
 
@@ -159,11 +167,8 @@ impl fmt::Display for LoadError {
     }
 }
 
-const KNOWN_NOT_SERVED: &[(&str, &str)] = &[
-    ("sources.knative.dev", "SinkBinding"),
-    ("eventing.knative.dev", "EventType"),
-    ("", "ConfigMap"),
-];
+const KNOWN_NOT_SERVED: &[(&str, &str)] =
+    &[("sources.knative.dev", "SinkBinding"), ("", "ConfigMap")];
 
 /// Loads a file, or every `.yaml`/`.yml` file of a directory (recursively, in name order).
 pub fn load_path(path: &Path) -> Result<ResourceSet, LoadError> {
@@ -381,6 +386,16 @@ impl Builder {
                     }
                 }
             }
+            ("eventing.knative.dev/v1beta3", "EventType") => {
+                if let Some(e) = self.typed::<EventType>(&origin, &label, value) {
+                    self.add_event_type(e, origin, &label);
+                }
+            }
+            ("eventing.knative.dev/v1beta2", "EventType") => {
+                if let Some(e) = self.typed::<EventTypeV1beta2>(&origin, &label, value) {
+                    self.add_event_type(e.into(), origin, &label);
+                }
+            }
             ("sources.knative.dev/v1", "PingSource") => {
                 if let Some(r) = self.typed::<PingSource>(&origin, &label, value) {
                     self.add_source(Resource::PingSource(r), origin, &label);
@@ -437,6 +452,17 @@ impl Builder {
             && self.unique(resource.kind().name(), resource.key(), &origin, label)
         {
             self.set.messaging.push(Loaded { resource, origin });
+        }
+    }
+
+    fn add_event_type(&mut self, e: EventType, origin: Origin, label: &str) {
+        let errors = e.validate();
+        if self.report(&origin, label, errors) && self.unique("EventType", e.key(), &origin, label)
+        {
+            self.set.event_types.push(Loaded {
+                resource: e,
+                origin,
+            });
         }
     }
 
@@ -650,6 +676,58 @@ spec:
         assert!(msg.contains("spec.from[0].sub"), "{msg}");
         let err = load(&policy.replace("from:", "form:")).unwrap_err();
         assert!(err.to_string().contains("form"), "{err}");
+    }
+
+    const EVENT_TYPE: &str = r#"
+apiVersion: eventing.knative.dev/v1beta3
+kind: EventType
+metadata: {name: order-created, namespace: shop}
+spec:
+  reference: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+  description: An order was placed
+  attributes:
+  - {name: type, required: true, value: com.example.order.created}
+  - {name: source, required: true, value: /shop/orders}
+  - {name: dataschema, required: false, value: "https://example.com/order.json"}
+  - {name: specversion, required: true, value: "1.0"}
+  - {name: id, required: true}
+"#;
+
+    #[test]
+    fn loads_event_types_and_names_their_bad_fields() {
+        let set = load(EVENT_TYPE).unwrap();
+        assert_eq!(set.event_types.len(), 1);
+        let e = &set.event_types[0].resource;
+        assert_eq!(e.key(), ResourceKey::new("shop", "order-created"));
+        assert_eq!(e.event_type(), "com.example.order.created");
+        assert_eq!(e.schema(), Some("https://example.com/order.json"));
+        assert_eq!(set.resources().count(), 1);
+        assert!(set.deferred.is_empty());
+        let err = load(&EVENT_TYPE.replace("  - {name: id, required: true}\n", "")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("EventType shop/order-created"), "{msg}");
+        assert!(
+            msg.contains("spec.attributes: missing attribute(s) \"id\""),
+            "{msg}"
+        );
+        let err = load(&EVENT_TYPE.replace("name: type,", "name: Type,")).unwrap_err();
+        assert!(err.to_string().contains("spec.attributes[0].name"), "{err}");
+        let err = load(&EVENT_TYPE.replace(
+            "required: true, value: /shop",
+            "requird: true, value: /shop",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("requird"), "{err}");
+        assert!(err.to_string().contains("spec.attributes[1]"), "{err}");
+    }
+
+    #[test]
+    fn loads_v1beta2_event_types_as_v1beta3() {
+        let old = "apiVersion: eventing.knative.dev/v1beta2\nkind: EventType\nmetadata: {name: old}\nspec: {type: a.b, source: /s, broker: default}\n";
+        let set = load(old).unwrap();
+        let e = &set.event_types[0].resource;
+        assert_eq!((e.event_type(), e.source()), ("a.b", "/s"));
+        assert_eq!(e.reference().unwrap().name, "default");
     }
 
     #[test]

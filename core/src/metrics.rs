@@ -84,6 +84,12 @@ pub struct RouteLabels {
     pub name: String,
 }
 
+/// Why something was not done (e.g. an EventType recording dropped: `queue_full`, `limit`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
 /// A channel backend (`memory`, `sled`, `nats`, `kafka`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {

@@ -3,6 +3,7 @@
 //! (later) the Kubernetes CRDs produce these types; the data plane only ever sees them.
 
 use crate::duration::IsoDuration;
+use crate::eventtype::EventType;
 use crate::messaging::{Channel, EventTransform, Parallel, Sequence, Subscription};
 use crate::policy::EventPolicy;
 use crate::sources::{
@@ -54,6 +55,7 @@ pub enum Resource {
     Parallel(Parallel),
     EventTransform(EventTransform),
     EventPolicy(EventPolicy),
+    EventType(EventType),
     PingSource(PingSource),
     GitHubSource(GitHubSource),
     KafkaSource(KafkaSource),
@@ -73,6 +75,7 @@ pub enum Kind {
     Parallel,
     EventTransform,
     EventPolicy,
+    EventType,
     PingSource,
     GitHubSource,
     KafkaSource,
@@ -82,7 +85,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Broker,
         Kind::Trigger,
         Kind::Channel,
@@ -91,6 +94,7 @@ impl Kind {
         Kind::Parallel,
         Kind::EventTransform,
         Kind::EventPolicy,
+        Kind::EventType,
         Kind::PingSource,
         Kind::GitHubSource,
         Kind::KafkaSource,
@@ -123,6 +127,7 @@ impl Kind {
             Kind::Parallel => "Parallel",
             Kind::EventTransform => "EventTransform",
             Kind::EventPolicy => "EventPolicy",
+            Kind::EventType => "EventType",
             Kind::PingSource => "PingSource",
             Kind::GitHubSource => "GitHubSource",
             Kind::KafkaSource => "KafkaSource",
@@ -143,6 +148,7 @@ impl Kind {
             Kind::Parallel => "parallels",
             Kind::EventTransform => "eventtransforms",
             Kind::EventPolicy => "eventpolicies",
+            Kind::EventType => "eventtypes",
             Kind::PingSource => "pingsources",
             Kind::GitHubSource => "githubsources",
             Kind::KafkaSource => "kafkasources",
@@ -159,6 +165,7 @@ impl Kind {
             Kind::Sequence | Kind::Parallel => crate::messaging::FLOWS_API_VERSION,
             Kind::EventTransform => crate::messaging::TRANSFORM_API_VERSION,
             Kind::EventPolicy => crate::policy::EVENT_POLICY_API_VERSION,
+            Kind::EventType => crate::eventtype::EVENT_TYPE_API_VERSION,
             Kind::PingSource => crate::sources::PING_API_VERSION,
             Kind::GitHubSource => crate::sources::GITHUB_API_VERSION,
             Kind::KafkaSource => crate::sources::KAFKA_API_VERSION,
@@ -227,6 +234,7 @@ macro_rules! each_resource {
             Resource::Parallel($r) => $body,
             Resource::EventTransform($r) => $body,
             Resource::EventPolicy($r) => $body,
+            Resource::EventType($r) => $body,
             Resource::PingSource($r) => $body,
             Resource::GitHubSource($r) => $body,
             Resource::KafkaSource($r) => $body,
@@ -248,6 +256,7 @@ impl Resource {
             Resource::Parallel(_) => Kind::Parallel,
             Resource::EventTransform(_) => Kind::EventTransform,
             Resource::EventPolicy(_) => Kind::EventPolicy,
+            Resource::EventType(_) => Kind::EventType,
             Resource::PingSource(_) => Kind::PingSource,
             Resource::GitHubSource(_) => Kind::GitHubSource,
             Resource::KafkaSource(_) => Kind::KafkaSource,

@@ -2,9 +2,9 @@
 //! `deploy/crds/` commits them.
 
 use crate::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
-    HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource,
-    Sequence, Subscription, Trigger,
+    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, EventType,
+    GitHubSource, HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel,
+    PingSource, Sequence, Subscription, Trigger,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -16,6 +16,7 @@ pub fn definitions() -> Vec<CustomResourceDefinition> {
         Trigger::crd(),
         EventTransform::crd(),
         EventPolicy::crd(),
+        EventType::crd(),
         Channel::crd(),
         InMemoryChannel::crd(),
         KafkaChannel::crd(),

@@ -2,9 +2,9 @@
 //! produces for the same manifest, so both control planes feed one data plane.
 
 use crate::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
-    HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource,
-    Sequence, Subscription, Trigger,
+    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, EventType,
+    GitHubSource, HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel,
+    PingSource, Sequence, Subscription, Trigger,
 };
 use herald_core::{ChannelFlavor, Kind, Resource};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta as KubeMeta;
@@ -58,6 +58,9 @@ to_resource!(EventTransform, EventTransform, |metadata, spec| {
 });
 to_resource!(EventPolicy, EventPolicy, |metadata, spec| {
     Resource::EventPolicy(herald_core::EventPolicy { metadata, spec })
+});
+to_resource!(EventType, EventType, |metadata, spec| {
+    Resource::EventType(herald_core::EventType { metadata, spec })
 });
 to_resource!(Channel, Channel, |metadata, spec| Resource::Channel(
     herald_core::Channel {

@@ -58,6 +58,38 @@ knative_kind!(
     /// `eventing.knative.dev/v1alpha1` EventPolicy: who may send to which Brokers and Channels.
     EventPolicySpec(herald_core::EventPolicySpec) => "eventing.knative.dev" / "v1alpha1", "EventPolicy", "eventpolicies", "ep"
 );
+/// `eventing.knative.dev/v1beta3` EventType: a kind of event a Broker or Channel offers,
+/// declared, or recorded by Herald from the events it accepted (then owned by that Broker or
+/// Channel).
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "eventing.knative.dev",
+    version = "v1beta3",
+    kind = "EventType",
+    plural = "eventtypes",
+    namespaced,
+    status = "Status",
+    derive = "PartialEq",
+    category = "all",
+    category = "knative",
+    category = "herald",
+    printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.attributes[?(@.name==\"type\")].value"}"#,
+    printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec.attributes[?(@.name==\"source\")].value"}"#,
+    printcolumn = r#"{"name":"Reference Kind","type":"string","jsonPath":".spec.reference.kind"}"#,
+    printcolumn = r#"{"name":"Reference Name","type":"string","jsonPath":".spec.reference.name"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(transparent)]
+pub struct EventTypeSpec(pub herald_core::EventTypeSpec);
+
+impl From<herald_core::EventTypeSpec> for EventTypeSpec {
+    fn from(inner: herald_core::EventTypeSpec) -> Self {
+        Self(inner)
+    }
+}
+
 knative_kind!(
     /// `messaging.knative.dev/v1` Channel (its `channelTemplate` names the concrete kind).
     ChannelSpec(herald_core::ChannelSpec) => "messaging.knative.dev" / "v1", "Channel", "channels", "kchannel"

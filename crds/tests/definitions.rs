@@ -4,9 +4,9 @@
 use herald_core::Resource;
 use herald_crds::mapping::ToResource;
 use herald_crds::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
-    HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource,
-    Sequence, Subscription, Trigger,
+    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, EventType,
+    GitHubSource, HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel,
+    PingSource, Sequence, Subscription, Trigger,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -150,6 +150,7 @@ fn mapped(doc: &Value) -> Option<Resource> {
         "Trigger" => via::<Trigger>(doc),
         "EventTransform" => via::<EventTransform>(doc),
         "EventPolicy" => via::<EventPolicy>(doc),
+        "EventType" => via::<EventType>(doc),
         "Channel" => via::<Channel>(doc),
         "InMemoryChannel" => via::<InMemoryChannel>(doc),
         "KafkaChannel" => via::<KafkaChannel>(doc),

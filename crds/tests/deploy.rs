@@ -101,14 +101,23 @@ fn deploy_renders_everything_a_cluster_needs() {
         .into_iter()
         .find(|r| r["metadata"]["name"] == "herald-data-plane")
         .unwrap();
+    let mut creates_event_types = false;
     for rule in data_plane["rules"].as_array().unwrap() {
+        // It creates the EventTypes it records, and nothing else.
+        let event_types = rule["resources"] == serde_json::json!(["eventtypes"]);
         for verb in rule["verbs"].as_array().unwrap() {
+            let verb = verb.as_str().unwrap();
+            creates_event_types |= event_types && verb == "create";
             assert!(
-                ["get", "list", "watch"].contains(&verb.as_str().unwrap()),
-                "the data plane only reads: {rule}"
+                ["get", "list", "watch"].contains(&verb) || (event_types && verb == "create"),
+                "the data plane only reads (and creates EventTypes): {rule}"
             );
         }
     }
+    assert!(
+        creates_event_types,
+        "the data plane cannot write back EventTypes"
+    );
 }
 
 #[test]

@@ -229,6 +229,8 @@ fn table(kind: Kind, items: &[serde_json::Value], namespaces: bool) -> String {
         Kind::Trigger => header.extend(["BROKER", "SUBSCRIBER_URI"]),
         Kind::Subscription => header.extend(["CHANNEL", "SUBSCRIBER_URI", "REPLY_URI"]),
         Kind::EventPolicy => header.push("FROM"),
+        // kn eventtype list: the attributes Triggers filter on, and where they come from.
+        Kind::EventType => header.extend(["TYPE", "SOURCE", "SCHEMA", "REFERENCE"]),
         // kn source list: the sink.
         _ => header.push("SINK"),
     }
@@ -273,6 +275,27 @@ fn table(kind: Kind, items: &[serde_json::Value], namespaces: bool) -> String {
                     .unwrap_or_default();
                 let from: Vec<String> = from.iter().map(s).collect();
                 row.push(from.join(","));
+            }
+            Kind::EventType => {
+                let attribute = |name: &str| {
+                    item["spec"]["attributes"]
+                        .as_array()
+                        .and_then(|a| a.iter().find(|a| a["name"] == name))
+                        .map(|a| s(&a["value"]))
+                        .unwrap_or_default()
+                };
+                let schema = match attribute("dataschema") {
+                    d if d.is_empty() => attribute("schemaurl"),
+                    d => d,
+                };
+                let reference = &item["spec"]["reference"];
+                row.push(attribute("type"));
+                row.push(attribute("source"));
+                row.push(schema);
+                row.push(match reference["kind"].as_str() {
+                    Some(kind) => format!("{kind}/{}", s(&reference["name"])),
+                    None => String::new(),
+                });
             }
             _ => row.push(s(&item["status"]["sinkUri"])),
         }
@@ -328,6 +351,50 @@ pub(super) fn age(created: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_type_tables_show_type_source_schema_and_reference() {
+        let items = vec![serde_json::json!({
+            "metadata": {"name": "et-default-abc", "namespace": "default"},
+            "spec": {
+                "reference": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default"},
+                "attributes": [
+                    {"name": "type", "required": true, "value": "com.example.a"},
+                    {"name": "source", "required": true, "value": "/orders"},
+                    {"name": "dataschema", "required": true, "value": "https://s/a.json"},
+                ],
+            },
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        })];
+        let t = table(Kind::EventType, &items, false);
+        let lines: Vec<_> = t.lines().collect();
+        let header: Vec<_> = lines[0].split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "NAME",
+                "TYPE",
+                "SOURCE",
+                "SCHEMA",
+                "REFERENCE",
+                "AGE",
+                "READY",
+                "REASON"
+            ]
+        );
+        let row: Vec<_> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            row[..5],
+            [
+                "et-default-abc",
+                "com.example.a",
+                "/orders",
+                "https://s/a.json",
+                "Broker/default"
+            ]
+        );
+        assert_eq!(row[6], "True");
+    }
 
     #[test]
     fn tables_show_ready_and_reason() {

@@ -74,6 +74,19 @@ pub struct ServeArgs {
     /// the listen address when unset.
     #[arg(long, env = "HERALD_INGRESS_URL")]
     pub ingress_url: Option<url::Url>,
+    /// Record an EventType (eventing.knative.dev/v1beta3) for every (type, source) each
+    /// Broker and Channel accepts, as Knative's `eventtype-auto-create` feature does;
+    /// `--eventtype-auto-create=false` turns it off.
+    #[arg(
+        long,
+        env = "HERALD_EVENTTYPE_AUTO_CREATE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        require_equals = true
+    )]
+    pub eventtype_auto_create: bool,
     #[command(flatten)]
     pub auth: AuthArgs,
     #[command(flatten)]
@@ -232,6 +245,7 @@ pub async fn run(a: ServeArgs, log_format: LogFormat) -> anyhow::Result<()> {
         dlq_retention: a.dlq_retention.as_duration(),
         ingress_url: a.ingress_url,
         auth: a.auth.into_config(),
+        eventtype_auto_create: a.eventtype_auto_create,
         tls: tls_files(a.tls.tls_cert, a.tls.tls_key),
         admin_tls: tls_files(a.tls.admin_tls_cert, a.tls.admin_tls_key),
         engine: herald_dispatcher::EngineConfig {

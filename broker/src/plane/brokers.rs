@@ -58,7 +58,12 @@ impl State {
                         .then(|| channel.shared_log())
                         .flatten()
                         .map(|log| Arc::new(Fanout::new(log, fanout_queue)));
-                    let (channel, tap) = super::tap::wrap(channel, &self.stopping_watches);
+                    let (channel, tap) = super::tap::wrap(
+                        channel,
+                        &self.stopping_watches,
+                        self.recorder.clone(),
+                        id.clone(),
+                    );
                     self.logs.insert(
                         id,
                         LogEntry {

@@ -20,11 +20,13 @@
 
 mod brokers;
 mod channels;
+mod eventtypes;
 mod expiry;
 mod flows;
 mod metrics;
 mod parked;
 mod policies;
+mod recorder;
 mod routes;
 mod sources;
 mod status;
@@ -34,6 +36,7 @@ mod transforms;
 mod triggers;
 mod view;
 
+pub use eventtypes::{EventTypeStoreError, STORE_FILE as EVENT_TYPE_STORE_FILE};
 pub use metrics::RouteCounters;
 pub use parked::{Discarded, ParkedError, ParkedList, Redriven};
 pub use status::{Health, NotReady};
@@ -49,11 +52,12 @@ use brokers::LogEntry;
 use herald_channels::Channel;
 use herald_core::{
     AuthorizationMode, Broker, Channel as ChannelResource, DeliverySpec, EventPolicy,
-    EventTransform, Kind, Parallel, Resolver, Resource, ResourceKey, ResourceSet, Sequence,
-    Subscription, Trigger,
+    EventTransform, EventType, Kind, Parallel, Resolver, Resource, ResourceKey, ResourceSet,
+    Sequence, Subscription, Trigger,
 };
 use herald_dispatcher::RouteId;
 use herald_dispatcher::{DeliveryEngine, EngineConfig, RouteError};
+use recorder::EventTypeRecorder;
 use routes::Running;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -74,6 +78,9 @@ pub enum Owner {
     Kubernetes,
     /// Created for a Sequence or Parallel, and removed with it.
     Flow(Kind, ResourceKey),
+    /// An EventType recorded from the events a Broker or Channel accepted
+    /// (`--eventtype-auto-create`); removed with its Broker or Channel.
+    Recorded,
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +102,8 @@ pub struct PlaneConfig {
     /// With ingress authentication on, the default authorization mode (what applies to a
     /// Broker or Channel no EventPolicy applies to); `None`: authentication is off.
     pub authorization: Option<AuthorizationMode>,
+    /// Record an EventType for every (type, source) each Broker and Channel accepts.
+    pub eventtype_auto_create: bool,
     /// The key of own-sender tokens (shared by replicas); unset, a fresh one.
     pub internal_tokens: Option<InternalTokens>,
 }
@@ -168,6 +177,9 @@ struct State {
     parallels: BTreeMap<ResourceKey, Entry<Parallel>>,
     transforms: BTreeMap<ResourceKey, Entry<EventTransform>>,
     policies: BTreeMap<ResourceKey, Entry<EventPolicy>>,
+    event_types: BTreeMap<ResourceKey, Entry<EventType>>,
+    /// Hands what each log accepts to the EventType recorder (wraps every log's channel).
+    recorder: EventTypeRecorder,
     /// PingSources, GitHubSources, ... by kind.
     sources: BTreeMap<Kind, BTreeMap<ResourceKey, Entry<Resource>>>,
     /// The task of each source that runs.
@@ -198,6 +210,10 @@ pub struct DataPlane {
     /// Feeds `source_env.leadership`.
     source_leadership: tokio::sync::watch::Sender<herald_sources::Leadership>,
     metrics: Arc<herald_core::metrics::Metrics>,
+    /// The recorder's queue, until [`DataPlane::run_event_types`] takes it.
+    recorder_queue: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<recorder::Observed>>>,
+    /// Moves whenever the recorded EventTypes change (to save them, to write them back).
+    recorded_changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl DataPlane {
@@ -218,6 +234,12 @@ impl DataPlane {
             leadership,
             ..source_env(&config, &metrics)
         };
+        let (recorder, recorder_queue) = if config.eventtype_auto_create {
+            let (r, q) = EventTypeRecorder::new(&metrics);
+            (r, Some(q))
+        } else {
+            (EventTypeRecorder::disabled(), None)
+        };
         Ok(Arc::new(Self {
             state: Mutex::new(State {
                 backends: Backends::new(config.channels.clone()),
@@ -229,6 +251,8 @@ impl DataPlane {
                 parallels: BTreeMap::new(),
                 transforms: BTreeMap::new(),
                 policies: BTreeMap::new(),
+                event_types: BTreeMap::new(),
+                recorder,
                 sources: BTreeMap::new(),
                 source_runs: BTreeMap::new(),
                 consumers: BTreeMap::new(),
@@ -248,6 +272,8 @@ impl DataPlane {
             source_leadership,
             config,
             metrics,
+            recorder_queue: std::sync::Mutex::new(recorder_queue),
+            recorded_changed: tokio::sync::watch::channel(0).0,
         }))
     }
 
@@ -365,6 +391,9 @@ impl DataPlane {
             });
         }
         tracing::info!(%kind, %key, "deleted");
+        if kind == Kind::EventType {
+            self.recorded_changed.send_modify(|v| *v += 1);
+        }
         self.reconcile(&mut state).await;
         Ok(())
     }
@@ -382,6 +411,7 @@ impl DataPlane {
         self.flow_status(state);
         self.reconcile_transforms(state);
         self.reconcile_policies(state);
+        self.reconcile_event_types(state);
         self.reconcile_sources(state).await;
         self.ingress.store(Arc::new(
             state.addressable(Kind::Broker, state.brokers.keys()),
@@ -569,6 +599,9 @@ impl State {
             Resource::EventPolicy(r) => {
                 upsert(&mut self.policies, key, r, owner, Resource::EventPolicy)
             }
+            Resource::EventType(r) => {
+                upsert(&mut self.event_types, key, r, owner, Resource::EventType)
+            }
             source => upsert(
                 self.sources.entry(source.kind()).or_default(),
                 key,
@@ -599,6 +632,7 @@ impl State {
             .chain(of(Kind::Parallel, &self.parallels, owner))
             .chain(of(Kind::EventTransform, &self.transforms, owner))
             .chain(of(Kind::EventPolicy, &self.policies, owner))
+            .chain(of(Kind::EventType, &self.event_types, owner))
             .chain(
                 self.sources
                     .iter()
@@ -621,6 +655,11 @@ impl State {
             Kind::Parallel => self.parallels.remove(key).is_some(),
             Kind::EventTransform => self.transforms.remove(key).is_some(),
             Kind::EventPolicy => self.policies.remove(key).is_some(),
+            Kind::EventType => {
+                // Recorded again when its events come back.
+                self.recorder.forget_all();
+                self.event_types.remove(key).is_some()
+            }
             source => {
                 if let Some(r) = self.source_runs.remove(&(source, key.clone())) {
                     r.retire(&mut self.retiring);

@@ -64,6 +64,7 @@ impl State {
             Kind::Parallel => self.parallels.contains_key(key),
             Kind::EventTransform => self.transforms.contains_key(key),
             Kind::EventPolicy => self.policies.contains_key(key),
+            Kind::EventType => self.event_types.contains_key(key),
             Kind::Trigger => self.triggers.contains_key(key),
             Kind::Subscription => self.subscriptions.contains_key(key),
             source => self

@@ -1,9 +1,11 @@
 //! Live taps on what a log accepts (the admin API's event stream, `herald tail`, the UI): each
 //! open backend channel is wrapped so that a successful publish also offers its events to a
 //! bounded broadcast. Nobody watching costs one atomic load per publish; a watcher that falls
-//! behind loses the oldest events rather than slowing ingress, and is told how many.
+//! behind loses the oldest events rather than slowing ingress, and is told how many. The
+//! same wrapper hands the types of accepted events to the EventType recorder.
 
-use super::{DataPlane, Kind};
+use super::recorder::EventTypeRecorder;
+use super::{DataPlane, Kind, LogId};
 use async_trait::async_trait;
 use herald_channels::{
     Channel, ChannelError, ParkingLot, Position, SharedLog, Subscription as ChannelSubscription,
@@ -68,12 +70,17 @@ impl Watch {
 struct TappedChannel {
     inner: Arc<dyn Channel>,
     tap: EventTap,
+    recorder: EventTypeRecorder,
+    log: LogId,
 }
 
-/// Wraps `inner` with a tap that ends with `stopping` as well as with the channel.
+/// Wraps `inner` (the log of `log`) with a tap that ends with `stopping` as well as with the
+/// channel, and that hands what it accepts to `recorder`.
 pub(super) fn wrap(
     inner: Arc<dyn Channel>,
     stopping: &CancellationToken,
+    recorder: EventTypeRecorder,
+    log: LogId,
 ) -> (Arc<dyn Channel>, EventTap) {
     let (sender, _) = broadcast::channel(TAP_CAPACITY);
     let tap = EventTap {
@@ -83,6 +90,8 @@ pub(super) fn wrap(
     let channel = Arc::new(TappedChannel {
         inner,
         tap: tap.clone(),
+        recorder,
+        log,
     });
     (channel, tap)
 }
@@ -94,12 +103,18 @@ impl Channel for TappedChannel {
     }
 
     async fn publish(&self, events: Vec<WireEvent>) -> Result<(), ChannelError> {
+        // Types not recorded yet are found before publishing consumes the events, and
+        // recorded only once the channel holds them.
+        let unseen = self.recorder.unseen(&self.log, &events);
         if self.tap.sender.receiver_count() == 0 {
-            return self.inner.publish(events).await;
+            self.inner.publish(events).await?;
+            self.recorder.record(unseen);
+            return Ok(());
         }
         // Copied before publishing consumes them; offered only once the channel holds them.
         let copies: Vec<Arc<WireEvent>> = events.iter().cloned().map(Arc::new).collect();
         self.inner.publish(events).await?;
+        self.recorder.record(unseen);
         for event in copies {
             // No receiver left is not an error: the watcher went away meanwhile.
             let _ = self.tap.sender.send(event);
@@ -183,7 +198,12 @@ mod tests {
             "tap-test",
             MemoryChannelConfig::default(),
         ));
-        let (channel, tap) = wrap(inner, &stopping);
+        let (channel, tap) = wrap(
+            inner,
+            &stopping,
+            EventTypeRecorder::disabled(),
+            (Kind::Broker, ResourceKey::new("default", "b")),
+        );
         (channel, tap, stopping)
     }
 

@@ -52,6 +52,7 @@ impl State {
             Kind::Parallel => all(kind, &self.parallels, Resource::Parallel),
             Kind::EventTransform => all(kind, &self.transforms, Resource::EventTransform),
             Kind::EventPolicy => all(kind, &self.policies, Resource::EventPolicy),
+            Kind::EventType => all(kind, &self.event_types, Resource::EventType),
             source => self
                 .sources
                 .get(&source)

@@ -6,9 +6,9 @@
 use super::addressable::Addressables;
 use super::{KnativeKind, Plane};
 use crate::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
-    HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource,
-    Sequence, Subscription, Trigger,
+    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, EventType,
+    GitHubSource, HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel,
+    PingSource, Sequence, Subscription, Trigger,
 };
 use futures::StreamExt;
 use herald_core::{Kind, Resource, ResourceKey};
@@ -82,6 +82,7 @@ pub async fn run(
             Kind::Trigger => snapshots.push(reflect::<Trigger>(&client, c, s)),
             Kind::EventTransform => snapshots.push(reflect::<EventTransform>(&client, c, s)),
             Kind::EventPolicy => snapshots.push(reflect::<EventPolicy>(&client, c, s)),
+            Kind::EventType => snapshots.push(reflect::<EventType>(&client, c, s)),
             Kind::Channel => {
                 snapshots.push(reflect::<Channel>(&client, c.clone(), s.clone()));
                 snapshots.push(reflect::<InMemoryChannel>(&client, c.clone(), s.clone()));

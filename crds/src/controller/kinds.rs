@@ -5,9 +5,9 @@
 use super::BROKER_CLASS;
 use crate::mapping::ToResource;
 use crate::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
-    HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource,
-    Sequence, Subscription, Trigger,
+    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, EventType,
+    GitHubSource, HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel,
+    PingSource, Sequence, Subscription, Trigger,
 };
 use async_trait::async_trait;
 use herald_core::{Status, BROKER_CLASS_ANNOTATION};
@@ -55,6 +55,7 @@ macro_rules! plain_kind {
 plain_kind!(
     EventTransform,
     EventPolicy,
+    EventType,
     Channel,
     InMemoryChannel,
     KafkaChannel,

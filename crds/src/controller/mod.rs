@@ -5,6 +5,8 @@
 //!   kind adds a finalizer, applies, and writes status (Ready with reasons,
 //!   observedGeneration, `address.url`) through the status subresource; on delete it removes
 //!   what the resource holds in the channel backend, then the finalizer;
+//! - [`eventtypes`]: the EventTypes the data plane recorded from events are created on the
+//!   API server, owned by their Broker or Channel;
 //! - [`addressable`]: `ref`s to Services and Knative Services (anything with
 //!   `status.address.url`) resolve to URLs before the data plane sees them.
 //!
@@ -12,6 +14,7 @@
 //! `herald-core` only.
 
 pub mod addressable;
+pub mod eventtypes;
 pub mod feed;
 pub mod kinds;
 pub mod leader;
@@ -53,6 +56,15 @@ pub trait Plane: Send + Sync + 'static {
     async fn status(&self, kind: Kind, key: &ResourceKey) -> Option<Status>;
     /// Every resource this feed applied and has not deleted.
     async fn applied(&self) -> Vec<(Kind, ResourceKey)>;
+    /// The EventTypes the data plane recorded from events (rather than was given), to write
+    /// back to the API server.
+    async fn recorded_event_types(&self) -> Vec<herald_core::EventType> {
+        Vec::new()
+    }
+    /// Moves whenever those change; `None` when it never tells.
+    fn recorded_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// How the controller behaves; the defaults suit a cluster, tests shorten them.

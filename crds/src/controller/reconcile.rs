@@ -6,9 +6,9 @@
 use super::addressable::Unresolved;
 use super::{Context, Error, KnativeKind, PlaneError, FINALIZER};
 use crate::resources::{
-    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, GitHubSource,
-    HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel, PingSource,
-    Sequence, Subscription, Trigger,
+    ApiServerSource, Broker, Channel, ContainerSource, EventPolicy, EventTransform, EventType,
+    GitHubSource, HeraldChannel, InMemoryChannel, KafkaChannel, KafkaSource, NatsSource, Parallel,
+    PingSource, Sequence, Subscription, Trigger,
 };
 use futures::StreamExt;
 use herald_core::{Check, Kind, ResourceKey};
@@ -204,6 +204,7 @@ pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
             Kind::Trigger => tasks.spawn(run_triggers(ctx, stop)),
             Kind::EventTransform => tasks.spawn(run_kind::<EventTransform>(ctx, stop)),
             Kind::EventPolicy => tasks.spawn(run_kind::<EventPolicy>(ctx, stop)),
+            Kind::EventType => tasks.spawn(run_kind::<EventType>(ctx, stop)),
             Kind::Channel => {
                 tasks.spawn(run_kind::<InMemoryChannel>(ctx.clone(), stop.clone()));
                 tasks.spawn(run_kind::<KafkaChannel>(ctx.clone(), stop.clone()));
