@@ -5,7 +5,7 @@
 #   (a) nginx answering 202 itself               (the ceiling of this machine's HTTP stack)
 #   (b) nginx proxy_pass to an nginx sink (202)  (the baseline: one hop in, one hop out = 100%)
 #   (c) Herald, memory channel, 1 Trigger        (subscriber = the same nginx sink)
-#   (d) Herald, durable default (sled), 1 Trigger
+#   (d) Herald, durable default (sled), 1 Trigger; again with wrk paced to half (d)'s req/s
 #   (e) Herald on NATS JetStream                 (if a nats-server listens on 127.0.0.1:4222)
 #   (f) Herald on Kafka                          (with --kafka HOST:PORT; builds --features kafka)
 #   (g) Herald, memory, 1,000 non-matching Triggers (half prefix, half CESQL) + 1 matching
@@ -13,7 +13,8 @@
 # and prints req/s, the ratio to (b) from the same run, latency p50/p99/p99.9 (wrk's own
 # histogram), and for Herald the idle and peak RSS (VmRSS once ready, VmHWM) and the rate at
 # which the sink actually received the deliveries (an accepted event may still be queued on
-# the channel when wrk stops), with (g) and (h) also as a share of (c)'s delivery rate.
+# the channel when wrk stops), with (g) and (h) also as a share of (c)'s delivery rate, and the
+# CPU time Herald (and nats-server or tansu) spent per 1,000 events.
 #
 # Usage: scripts/bench.sh [--duration 10s] [--warmup 2s] [--connections 32] [--threads 2]
 #                         [--kafka HOST:PORT] [--nats-url nats://127.0.0.1:4222]
@@ -44,7 +45,7 @@ while [ $# -gt 0 ]; do
     --nats-url) nats_url="$2"; shift 2 ;;
     --herald) herald="$2"; shift 2 ;;
     --only) only=",$2,"; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -199,12 +200,43 @@ function done(summary, latency, requests)
 end
 EOF
 
-# Runs wrk against URL for DURATION; prints its RESULT line.
+# The same requests paced: each connection waits INTERVAL ms (fractions carried over) before
+# its next request, so all connections together send RATE req/s. wrk starts a request's latency
+# when it writes it, so the pause is not counted (nor, unlike wrk2, the queueing a stall causes).
+{
+  cat "$tmp/post.lua"
+  cat <<'EOF'
+local carried = 0
+function delay()
+  carried = carried + interval
+  local ms = math.floor(carried)
+  carried = carried - ms
+  return ms
+end
+EOF
+} >"$tmp/paced.lua"
+
+# Runs wrk against URL for DURATION (at RATE req/s in all when given); prints its RESULT line.
+#   run_wrk URL DURATION [RATE]
 run_wrk() {
-  local url="$1" d="$2"
-  wrk -t"$threads" -c"$connections" -d"$d" --latency --timeout 10s -s "$tmp/post.lua" "$url" \
+  local url="$1" d="$2" rate="${3:-}" script="$tmp/post.lua"
+  if [ -n "$rate" ]; then
+    script="$tmp/paced-$rate.lua"
+    { echo "interval = $(awk -v c="$connections" -v r="$rate" 'BEGIN { printf "%.4f", c * 1000 / r }')"
+      cat "$tmp/paced.lua"; } >"$script"
+  fi
+  wrk -t"$threads" -c"$connections" -d"$d" --latency --timeout 10s -s "$script" "$url" \
     >"$tmp/wrk.out" 2>&1 || { cat "$tmp/wrk.out" >&2; return 1; }
   grep '^RESULT ' "$tmp/wrk.out" || { cat "$tmp/wrk.out" >&2; return 1; }
+}
+
+# CPU time (user + system, ms) process PID has used so far; 0 when it is gone.
+cpu_ms() {
+  local tick
+  tick="$(getconf CLK_TCK)"
+  # The fields after the command name (which may hold spaces): utime, stime are the 12th, 13th.
+  { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null || echo; } \
+    | awk -v t="$tick" '{ printf "%.0f", ($12 + $13) * 1000 / t }'
 }
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
@@ -227,11 +259,13 @@ results="$tmp/results"
 baseline_rps=""
 
 # Measures one case: warm-up, then DURATION; records a results row. FANOUT: deliveries per
-# accepted event; IDLE: the Herald process's resident MiB once ready.
-#   measure NAME URL [HERALD_PID FANOUT IDLE]
+# accepted event; IDLE: the Herald process's resident MiB once ready; SERVER_PID: the backend
+# server (nats-server, tansu) whose CPU is counted too; RATE: wrk paced to that many req/s.
+#   measure NAME URL [HERALD_PID FANOUT IDLE SERVER_PID RATE]
 measure() {
-  local name="$1" url="$2" herald_pid="${3:-}" fanout="${4:-1}" idle="${5:--}" r base rps accepted drain delivered rss
-  run_wrk "$url" "$warmup" >/dev/null
+  local name="$1" url="$2" herald_pid="${3:-}" fanout="${4:-1}" idle="${5:--}" server_pid="${6:-}"
+  local rate="${7:-}" r base rps accepted drain delivered rss cpu0 srv0 cpu="-" srv="-" events
+  [ -n "$rate" ] || run_wrk "$url" "$warmup" >/dev/null
   if [ -n "$herald_pid" ]; then
     # Start from an empty channel: everything the warm-up got accepted reaches the sink first.
     local settled="" deadline=$((SECONDS + 120))
@@ -242,22 +276,34 @@ measure() {
       sleep 0.3
       base="$(sink_count)"
     done
+    cpu0="$(cpu_ms "$herald_pid")"
+    [ -z "$server_pid" ] || srv0="$(cpu_ms "$server_pid")"
   fi
-  r="$(run_wrk "$url" "$duration")"
+  r="$(run_wrk "$url" "$duration" "$rate")"
   rps="$(awk -v n="$(field requests "$r")" -v s="$(field seconds "$r")" 'BEGIN { printf "%.0f", n / s }')"
+  last_rps="$rps"
   delivered="-" drain="-" rss="-"
   if [ -n "$herald_pid" ]; then
-    accepted=$(( ($(field requests "$r") - $(field non2xx "$r")) * fanout ))
+    events=$(( $(field requests "$r") - $(field non2xx "$r") ))
+    accepted=$(( events * fanout ))
     drain="$(wait_delivered "$base" "$accepted")"
     delivered="$(awk -v n="$accepted" -v s="$(field seconds "$r")" -v d="$drain" \
       'BEGIN { printf "%.0f", n / (s + d) }')"
     rss="$(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$herald_pid/status")"
+    # CPU ms per 1,000 accepted events, from the measured run's start to the last delivery.
+    cpu="$(per_kev "$cpu0" "$(cpu_ms "$herald_pid")" "$events")"
+    [ -z "$server_pid" ] || srv="$(per_kev "$srv0" "$(cpu_ms "$server_pid")" "$events")"
   fi
   [ -n "$baseline_rps" ] || [ "$name" != "(b) nginx forwarder" ] || baseline_rps="$rps"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" \
     "$(field p50 "$r")" "$(field p99 "$r")" "$(field p999 "$r")" "$(field non2xx "$r")" \
-    "$(field socket_errors "$r")" "$delivered" "$drain" "$idle" "$rss" >>"$results"
+    "$(field socket_errors "$r")" "$delivered" "$drain" "$idle" "$rss" "$cpu" "$srv" >>"$results"
   echo "   $name: $rps req/s" >&2
+}
+
+# CPU ms per 1,000 events: per_kev MS_BEFORE MS_AFTER EVENTS
+per_kev() {
+  awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { if (n > 0) printf "%.0f", (b - a) * 1000 / n; else print "-" }'
 }
 
 # --- Herald --------------------------------------------------------------------------------------
@@ -326,8 +372,9 @@ EOF
 }
 
 # Runs one Herald case: herald_case NAME CHANNEL NONMATCHING MATCHING [extra serve flags...]
+# The durable case is measured again at half its rate (the p99 target is at half the maximum).
 herald_case() {
-  local name="$1" channel="$2" nonmatching="$3" matching="$4" port pid dir idle
+  local name="$1" channel="$2" nonmatching="$3" matching="$4" port pid dir idle server_pid=""
   shift 4
   case "$only" in *",${name:1:1},"*) ;; *) return 0 ;; esac
   dir="$tmp/herald-$channel-$nonmatching-$matching"
@@ -349,7 +396,15 @@ herald_case() {
   done
   wait_delivered "$base" "$matching" >/dev/null
   idle="$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")"
-  measure "$name" "http://127.0.0.1:$port/$ns/b" "$pid" "$matching" "$idle"
+  case "$channel" in
+    nats) server_pid="$(pgrep -x nats-server | head -1 || true)" ;;
+    kafka) server_pid="$(pgrep -x tansu | head -1 || true)" ;;
+  esac
+  measure "$name" "http://127.0.0.1:$port/$ns/b" "$pid" "$matching" "$idle" "$server_pid"
+  if [ "$channel" = sled ] && [ "$nonmatching" = 0 ]; then
+    measure "$name at half rate" "http://127.0.0.1:$port/$ns/b" "$pid" "$matching" "$idle" "" \
+      "$((last_rps / 2))"
+  fi
   stop "$pid"
 }
 
@@ -384,18 +439,23 @@ echo
 awk -F'\t' -v base="$baseline_rps" '
   function ms(us) { return sprintf("%.2f", us / 1000) }
   BEGIN {
-    printf "%-36s %8s %6s %7s %7s %8s %6s %11s %6s %7s %6s %6s\n", "case", "req/s", "ratio",
-      "p50 ms", "p99 ms", "p99.9ms", "errors", "delivered/s", "of (c)", "drain s", "idleMB", "peakMB"
+    printf "%-40s %8s %6s %7s %7s %8s %6s %11s %6s %7s %6s %6s %7s %7s\n", "case", "req/s", "ratio",
+      "p50 ms", "p99 ms", "p99.9ms", "errors", "delivered/s", "of (c)", "drain s", "idleMB", "peakMB",
+      "cpu/kev", "srv/kev"
   }
-  NF == 2 { printf "%-36s %s\n", $1, $2; next }
+  NF == 2 { printf "%-40s %s\n", $1, $2; next }
   {
     ratio = base > 0 ? sprintf("%.0f%%", $2 / base * 100) : "-"
     if ($1 ~ /^\(c\)/) c_delivered = $8
     of_c = ($1 ~ /^\([gh]\)/ && c_delivered > 0) ? sprintf("%.0f%%", $8 / c_delivered * 100) : "-"
-    printf "%-36s %8s %6s %7s %7s %8s %6s %11s %6s %7s %6s %6s\n", $1, $2, ratio, ms($3), ms($4),
-      ms($5), $6 + $7, $8, of_c, $9, $10, $11
+    printf "%-40s %8s %6s %7s %7s %8s %6s %11s %6s %7s %6s %6s %7s %7s\n", $1, $2, ratio, ms($3),
+      ms($4), ms($5), $6 + $7, $8, of_c, $9, $10, $11, $12, $13
   }' "$results"
 echo
 echo "ratio: req/s as a share of (b). delivered/s: deliveries of accepted events / (run + time"
 echo "until the sink had them all); of (c): that as a share of (c)'s. idleMB: resident set of the"
 echo "Herald process once ready (VmRSS); peakMB: its peak (VmHWM). errors: non-2xx + socket errors."
+echo "cpu/kev: CPU ms Herald used per 1,000 accepted events (run + drain); srv/kev: the same for"
+echo "the backend server (nats-server, tansu), on the same $(nproc) cores. at half rate: wrk paced"
+echo "to half the case's req/s (latency from each request's write, without wrk2's correction for"
+echo "coordinated omission)."

@@ -32,8 +32,8 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// The level when `RUST_LOG` sets none.
     pub default_level: &'static str,
-    /// An OTLP collector's base URL (spans go to its `/v1/traces`); `None`: no export.
-    pub otlp_endpoint: Option<url::Url>,
+    /// Where spans are exported (an OTLP/HTTP collector's traces URL); `None`: no export.
+    pub otlp_traces: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ impl Telemetry {
         }
         // A filter of its own (per layer), so RUST_LOG never hides the spans from the exporter.
         .with_filter(env_filter(config.default_level));
-        let provider = match &config.otlp_endpoint {
+        let provider = match &config.otlp_traces {
             Some(endpoint) => Some(provider(endpoint)?),
             None => None,
         };
@@ -130,16 +130,14 @@ fn span_filter() -> Targets {
         .with_default(Level::WARN)
 }
 
-fn provider(endpoint: &url::Url) -> Result<SdkTracerProvider, TelemetryError> {
-    // The base URL's signal path, as for OTEL_EXPORTER_OTLP_ENDPOINT.
-    let traces = format!("{}/v1/traces", endpoint.as_str().trim_end_matches('/'));
+fn provider(traces: &str) -> Result<SdkTracerProvider, TelemetryError> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(traces.clone())
+        .with_endpoint(traces)
         .build()
         .map_err(|source| TelemetryError::Exporter {
-            endpoint: traces,
+            endpoint: traces.to_string(),
             source,
         })?;
     Ok(SdkTracerProvider::builder()

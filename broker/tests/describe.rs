@@ -189,7 +189,19 @@ Counters:
             "{run}"
         );
 
-        // The Broker with both.
+        // The Broker with both, and the EventType its events recorded (once it is there).
+        let event_types = Admin::for_api(&server.admin, "/apis/eventing.knative.dev/v1beta3");
+        let end = Instant::now() + WAIT;
+        while event_types.list("eventtypes", Some(NS)).await.is_empty() {
+            assert!(Instant::now() < end, "no EventType recorded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let event_type = herald_core::eventtype::generated_name(
+            "default",
+            NS,
+            "com.example.order",
+            "herald-cli",
+        );
         let run = describe(&["broker", "default"]).await.ok();
         let address = &server.broker_url;
         assert_described(
@@ -213,6 +225,9 @@ Triggers:
   NAME SUBSCRIBER_URI READY REASON
   lost False ResolveFailed
   orders {subscriber} True
+EventTypes:
+  TYPE SOURCE SCHEMA NAME
+  com.example.order herald-cli {event_type}
 "
             ),
         );

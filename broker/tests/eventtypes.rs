@@ -24,11 +24,11 @@ fn namespace(test: &str) -> String {
     format!("et-{test}-{}", std::process::id())
 }
 
-/// A Broker `default` and a Channel `orders` (on the server's default backend) in `ns`.
+/// A Broker `default` and an InMemoryChannel `orders` in `ns`.
 fn write_config(dir: &Path, ns: &str, extra: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let channel = format!(
-        "apiVersion: messaging.knative.dev/v1\nkind: Channel\nmetadata:\n  name: orders\n  namespace: {ns}\n"
+        "apiVersion: messaging.knative.dev/v1\nkind: InMemoryChannel\nmetadata:\n  name: orders\n  namespace: {ns}\n"
     );
     write_atomically(
         &dir.join("herald.yaml"),
@@ -232,7 +232,7 @@ fn brokers_and_channels_record_one_event_type_per_type_and_source() {
         });
         for (target, kind, api_version) in [
             ("default", "Broker", "eventing.knative.dev/v1"),
-            ("orders", "Channel", "messaging.knative.dev/v1"),
+            ("orders", "InMemoryChannel", "messaging.knative.dev/v1"),
         ] {
             for (ty, source) in PATTERN {
                 let name = generated_name(target, &ns, ty, source);
@@ -263,7 +263,7 @@ fn brokers_and_channels_record_one_event_type_per_type_and_source() {
                     ("type", true),
                     ("source", true),
                     ("specversion", true),
-                    ("id", false),
+                    ("id", true),
                 ] {
                     findings.check(
                         attribute(et, attr).is_some_and(|a| a["required"] == required),
@@ -341,7 +341,7 @@ fn brokers_and_channels_record_one_event_type_per_type_and_source() {
         // No schema: the column is empty, so the row has one cell less.
         assert_eq!(
             row[1..4],
-            ["com.example.order.paid", "/shop", "Channel/orders"],
+            ["com.example.order.paid", "/shop", "InMemoryChannel/orders"],
             "{table}"
         );
         let all = herald(&["get", "eventtypes", "-A", "--server", &server.admin])
@@ -370,6 +370,65 @@ fn brokers_and_channels_record_one_event_type_per_type_and_source() {
         assert_eq!(doc["apiVersion"], "eventing.knative.dev/v1beta3", "{yaml}");
         assert_eq!(doc["kind"], "EventType", "{yaml}");
         assert_eq!(value_of(&doc, "dataschema"), SCHEMA, "{yaml}");
+
+        // `herald describe` lists a Broker's EventTypes (and only its own, not the Channel's).
+        let described = herald(&[
+            "describe",
+            "broker",
+            "default",
+            "-n",
+            &ns,
+            "--server",
+            &server.admin,
+        ])
+        .await
+        .ok();
+        let section = described
+            .stdout
+            .split("EventTypes:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no EventTypes section:\n{described}"));
+        let rows = table_rows(section);
+        assert_eq!(rows[0], ["TYPE", "SOURCE", "SCHEMA", "NAME"], "{described}");
+        let shipped_row = rows
+            .iter()
+            .find(|r| r.last().map(String::as_str) == Some(shipped.as_str()))
+            .unwrap_or_else(|| panic!("{shipped} not described:\n{described}"));
+        assert_eq!(
+            shipped_row[..3],
+            ["com.example.order.shipped", "/warehouse", SCHEMA],
+            "{described}"
+        );
+        assert!(!described.stdout.contains(&paid), "{described}");
+        let broker_types = items
+            .iter()
+            .filter(|e| e["spec"]["reference"]["kind"] == "Broker")
+            .count();
+        assert_eq!(rows.len(), 1 + broker_types, "{described}");
+        // A Channel's are those referencing it as the kind it was written as.
+        let described = herald(&[
+            "describe",
+            "channel",
+            "orders",
+            "-n",
+            &ns,
+            "--server",
+            &server.admin,
+        ])
+        .await
+        .ok();
+        let section = described
+            .stdout
+            .split("EventTypes:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no EventTypes section:\n{described}"));
+        let rows = table_rows(section);
+        let recorded = rows[1..]
+            .iter()
+            .filter(|r| !r[0].starts_with("dev.herald.sentinel."))
+            .count();
+        assert_eq!(recorded, PATTERN.len(), "{described}");
+        assert!(described.stdout.contains(&paid), "{described}");
 
         // Counted per Broker and Channel.
         let metrics = reqwest::get(format!("{}/metrics", server.admin))
@@ -485,7 +544,7 @@ fn a_declared_event_type_replaces_the_recorded_one_and_recorded_ones_survive_a_r
         write_atomically(
             &config.join("herald.yaml"),
             &format!(
-                "apiVersion: messaging.knative.dev/v1\nkind: Channel\nmetadata:\n  name: orders\n  namespace: {ns}\n"
+                "apiVersion: messaging.knative.dev/v1\nkind: InMemoryChannel\nmetadata:\n  name: orders\n  namespace: {ns}\n"
             ),
         );
         wait_types(&admin, &ns, "gone with the Broker", |items| {
@@ -633,5 +692,71 @@ fn with_auto_create_off_nothing_is_recorded() {
                 "{label}: {metrics}"
             );
         }
+    });
+}
+
+/// A Broker holds at most 1,000 EventTypes, declared ones counted: past that, new types are
+/// not recorded and each is counted as dropped for `limit`.
+#[test]
+fn a_broker_records_no_more_than_its_limit() {
+    run(async {
+        const LIMIT: usize = 1_000;
+        const EXTRA: usize = 6;
+        let ns = namespace("limit");
+        let work = tempfile::tempdir().unwrap();
+        let config = work.path().join("config");
+        write_config(&config, &ns, &declared_yaml(&ns, "declared", "a.b", "/s"));
+        let server = Replica::start(
+            "herald",
+            &config,
+            &work.path().join("data"),
+            (&ns, "default"),
+            &["--channel", "memory"],
+        )
+        .await;
+        let admin = Admin::for_api(&server.admin, API);
+        let http = reqwest::Client::new();
+        // One declared, so LIMIT - 1 recorded fill the Broker and EXTRA are dropped.
+        let types: Vec<String> = (0..LIMIT - 1 + EXTRA)
+            .map(|i| format!("com.example.limit.{i}"))
+            .collect();
+        for chunk in types.chunks(50) {
+            futures::future::join_all(
+                chunk
+                    .iter()
+                    .map(|ty| send(&http, &server.broker_url, ty, "/limit", None)),
+            )
+            .await;
+        }
+        let line = format!("herald_eventtypes_dropped_total{{reason=\"limit\"}} {EXTRA}");
+        let end = std::time::Instant::now() + WAIT;
+        loop {
+            let metrics = reqwest::get(format!("{}/metrics", server.admin))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if metrics.contains(&line) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "{line} not in\n{}",
+                metrics
+                    .lines()
+                    .filter(|l| l.contains("eventtypes"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let on_broker = admin
+            .list("eventtypes", Some(&ns))
+            .await
+            .into_iter()
+            .filter(|e| e["spec"]["reference"]["kind"] == "Broker")
+            .count();
+        assert_eq!(on_broker, LIMIT);
     });
 }

@@ -478,7 +478,8 @@ async fn a_standby_takes_over_when_the_leaders_lease_expires() {
 }
 
 /// `herald serve --kubernetes --controller` as a process, finding the API server through
-/// KUBECONFIG.
+/// KUBECONFIG; with `--log-format json` every line it writes to stderr is a JSON object,
+/// the Kubernetes start line included.
 #[tokio::test]
 async fn herald_serve_kubernetes_reads_kubeconfig_and_serves_brokers() {
     let api = FakeApiServer::start().await;
@@ -499,6 +500,7 @@ async fn herald_serve_kubernetes_reads_kubeconfig_and_serves_brokers() {
         .local_addr()
         .unwrap()
         .port();
+    let stderr = dir.path().join("stderr");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .args([
             "serve",
@@ -506,6 +508,8 @@ async fn herald_serve_kubernetes_reads_kubeconfig_and_serves_brokers() {
             "--controller",
             "--channel",
             "memory",
+            "--log-format",
+            "json",
         ])
         .arg(format!("--listen=127.0.0.1:{port}"))
         // Its own free port: the default 127.0.0.1:8081 would clash with parallel tests.
@@ -513,6 +517,7 @@ async fn herald_serve_kubernetes_reads_kubeconfig_and_serves_brokers() {
         .arg(format!("--ingress-url={INGRESS}"))
         .env("KUBECONFIG", &kubeconfig)
         .env("POD_NAMESPACE", "herald")
+        .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
     Api::<Broker>::namespaced(api.client(), "default")
@@ -526,6 +531,18 @@ async fn herald_serve_kubernetes_reads_kubeconfig_and_serves_brokers() {
     );
     let _ = child.kill();
     let _ = child.wait();
+    let logged = std::fs::read_to_string(&stderr).unwrap();
+    let lines: Vec<Value> = logged
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{logged}"))
+        })
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            == "herald serving Kubernetes objects (controller: leader-elected)"),
+        "{logged}"
+    );
 }
 
 #[tokio::test]

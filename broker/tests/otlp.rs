@@ -413,56 +413,79 @@ fn without_an_endpoint_the_senders_traceparent_goes_through_unchanged() {
 fn the_standard_environment_variable_turns_export_on() {
     run(async {
         let (otlp, spans) = receiver().await;
-        let work = tempfile::tempdir().unwrap();
-        let config = work.path().join("config");
-        std::fs::create_dir_all(&config).unwrap();
-        std::fs::write(config.join("herald.yaml"), broker_yaml(NS, "default", &[])).unwrap();
-        let mut command = Command::new(HERALD);
-        command
-            .args(["serve", "--config"])
-            .arg(&config)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(work.path().join("data"))
-            .args(["--log-format", "json"])
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)
-            .env_remove("RUST_LOG");
-        let mut proc = Proc::spawn_command("herald", command);
-        let line = proc.wait_line(&format!("Broker {NS}/default:")).await;
-        let log: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let broker_url = log["fields"]["url"].as_str().unwrap().to_string();
-        let sent = reqwest::Client::new()
-            .post(&broker_url)
-            .header("ce-specversion", "1.0")
-            .header("ce-id", "env1")
-            .header("ce-source", "/test")
-            .header("ce-type", "order")
-            .header("traceparent", traceparent(SENDER_SPAN))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(sent.status(), 202);
-        let pid = proc.pid().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        until(WAIT, || !proc.alive(), || "herald did not exit".into()).await;
-        let spans = spans.lock().unwrap().clone();
-        let ingress: Vec<_> = spans
-            .iter()
-            .filter(|s| s.name == "ingress" && s.attr("cloudevents.event_id") == Some("env1"))
-            .collect();
-        assert_eq!(ingress.len(), 1, "{spans:?}");
-        assert_eq!(
-            (ingress[0].trace_id.as_str(), ingress[0].parent.as_str()),
-            (TRACE_ID, SENDER_SPAN)
-        );
+        exports_the_ingress_span(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)], spans).await;
     });
+}
+
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is the traces URL itself (no `/v1/traces` added)
+/// and wins over `OTEL_EXPORTER_OTLP_ENDPOINT`, as the OpenTelemetry specification says.
+#[test]
+fn the_traces_endpoint_variable_is_used_as_it_is_and_wins() {
+    run(async {
+        let (otlp, spans) = receiver().await;
+        let traces = format!("{}/v1/traces", otlp.trim_end_matches('/'));
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces.as_str()),
+        ];
+        exports_the_ingress_span(&env, spans).await;
+    });
+}
+
+/// Herald started with `env` exports the span of an event it accepts (flushed on SIGTERM).
+async fn exports_the_ingress_span(
+    env: &[(&str, &str)],
+    spans: herald_test_support::otlp::Received,
+) {
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("herald.yaml"), broker_yaml(NS, "default", &[])).unwrap();
+    let mut command = Command::new(HERALD);
+    command
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(work.path().join("data"))
+        .args(["--log-format", "json"])
+        .envs(env.iter().copied())
+        .env_remove("RUST_LOG");
+    let mut proc = Proc::spawn_command("herald", command);
+    let line = proc.wait_line(&format!("Broker {NS}/default:")).await;
+    let log: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let broker_url = log["fields"]["url"].as_str().unwrap().to_string();
+    let sent = reqwest::Client::new()
+        .post(&broker_url)
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "env1")
+        .header("ce-source", "/test")
+        .header("ce-type", "order")
+        .header("traceparent", traceparent(SENDER_SPAN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let pid = proc.pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    until(WAIT, || !proc.alive(), || "herald did not exit".into()).await;
+    let spans = spans.lock().unwrap().clone();
+    let ingress: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "ingress" && s.attr("cloudevents.event_id") == Some("env1"))
+        .collect();
+    assert_eq!(ingress.len(), 1, "{spans:?}");
+    assert_eq!(
+        (ingress[0].trace_id.as_str(), ingress[0].parent.as_str()),
+        (TRACE_ID, SENDER_SPAN)
+    );
 }

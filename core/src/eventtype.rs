@@ -154,7 +154,9 @@ impl EventType {
 
     /// `dataschema`, or the 0.3 `schemaurl`.
     pub fn schema(&self) -> Option<&str> {
+        // `schemadata` is the name Knative's own auto-creation writes the schema under.
         self.attribute("dataschema")
+            .or_else(|| self.attribute("schemadata"))
             .or_else(|| self.attribute("schemaurl"))
     }
 
@@ -188,8 +190,8 @@ impl EventType {
             attributes.push(attribute("dataschema", true, schema.clone()));
         }
         attributes.push(attribute("specversion", true, seen.specversion.clone()));
-        // As Knative lists it: every event has an id, no two the same value.
-        attributes.push(attribute("id", false, String::new()));
+        // Required, as Knative's auto-creation lists it: every event has an id.
+        attributes.push(attribute("id", true, String::new()));
         EventType {
             metadata: ObjectMeta {
                 name,

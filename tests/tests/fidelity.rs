@@ -519,7 +519,7 @@ mod otlp {
         let config = TelemetryConfig {
             log_format: LogFormat::Text,
             default_level: "warn",
-            otlp_endpoint: Some(endpoint.parse().expect("an endpoint URL")),
+            otlp_traces: Some(format!("{}/v1/traces", endpoint.trim_end_matches('/'))),
         };
         Some(Telemetry::init(&config).expect("export starts"))
     }

@@ -3,7 +3,7 @@
 //! status condition, and what the admin API knows around it: a Broker's Triggers, a
 //! Channel's Subscriptions, a Trigger's or Subscription's counters and lag.
 
-use super::resources::{age, render_table, ServerArgs};
+use super::resources::{age, event_type_attribute, event_type_schema, render_table, ServerArgs};
 use crate::admin::client::{AdminClient, ClientError};
 use crate::plane::RouteCounters;
 use anyhow::bail;
@@ -40,6 +40,8 @@ struct Related {
     members: Option<(Kind, Vec<Value>)>,
     /// A route's counters; `None` inside when it does not run here.
     counters: Option<Option<RouteCounters>>,
+    /// The EventTypes a Broker or Channel has recorded or declares (`spec.reference`).
+    event_types: Option<Vec<Value>>,
 }
 
 pub async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
@@ -55,7 +57,7 @@ pub async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
         ),
         Err(e) => return Err(e.into()),
     };
-    let related = related(&client, a.kind, &key).await?;
+    let related = related(&client, a.kind, &object, &key).await?;
     match a.output {
         DescribeOutput::Text => println!("{}", text(a.kind, &object, &related).trim_end()),
         DescribeOutput::Json | DescribeOutput::Yaml => {
@@ -71,7 +73,12 @@ pub async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn related(client: &AdminClient, kind: Kind, key: &ResourceKey) -> anyhow::Result<Related> {
+async fn related(
+    client: &AdminClient,
+    kind: Kind,
+    object: &Value,
+    key: &ResourceKey,
+) -> anyhow::Result<Related> {
     let mut related = Related::default();
     match kind {
         Kind::Broker => {
@@ -81,6 +88,7 @@ async fn related(client: &AdminClient, kind: Kind, key: &ResourceKey) -> anyhow:
                 .filter(|t| trigger_broker(t) == key.name)
                 .collect();
             related.members = Some((Kind::Trigger, mine));
+            related.event_types = event_types_of(client, object, key).await;
         }
         Kind::Channel => {
             let subscriptions = client
@@ -91,6 +99,7 @@ async fn related(client: &AdminClient, kind: Kind, key: &ResourceKey) -> anyhow:
                 .filter(|s| s["spec"]["channel"]["name"] == key.name.as_str())
                 .collect();
             related.members = Some((Kind::Subscription, mine));
+            related.event_types = event_types_of(client, object, key).await;
         }
         Kind::Trigger | Kind::Subscription => {
             related.counters = Some(match client.route_counters(kind, key).await {
@@ -104,6 +113,37 @@ async fn related(client: &AdminClient, kind: Kind, key: &ResourceKey) -> anyhow:
     Ok(related)
 }
 
+/// The EventTypes whose `spec.reference` is this Broker or Channel (as the kind it was
+/// written as: a Channel's may be an InMemoryChannel), by type; `None` when they cannot be
+/// listed (a server without EventTypes).
+async fn event_types_of(
+    client: &AdminClient,
+    object: &Value,
+    key: &ResourceKey,
+) -> Option<Vec<Value>> {
+    let all = match client.list(Kind::EventType, Some(&key.namespace)).await {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list EventTypes");
+            return None;
+        }
+    };
+    let mut mine: Vec<Value> = all
+        .into_iter()
+        .filter(|e| {
+            let r = &e["spec"]["reference"];
+            r["kind"] == object["kind"] && r["name"] == key.name.as_str()
+        })
+        .collect();
+    mine.sort_by_key(|e| {
+        (
+            event_type_attribute(e, "type"),
+            event_type_attribute(e, "source"),
+        )
+    });
+    Some(mine)
+}
+
 fn related_json(related: &Related) -> Value {
     let mut out = Map::new();
     if let Some((kind, members)) = &related.members {
@@ -115,6 +155,16 @@ fn related_json(related: &Related) -> Value {
             })
             .collect();
         out.insert(kind.plural().to_string(), Value::Array(names));
+    }
+    if let Some(event_types) = &related.event_types {
+        let types: Vec<Value> = event_types
+            .iter()
+            .map(|e| {
+                json!({"name": e["metadata"]["name"], "type": event_type_attribute(e, "type"),
+                       "source": event_type_attribute(e, "source")})
+            })
+            .collect();
+        out.insert("eventtypes".into(), Value::Array(types));
     }
     if let Some(counters) = &related.counters {
         out.insert(
@@ -466,6 +516,26 @@ fn text(kind: Kind, object: &Value, related: &Related) -> String {
             doc.block(1, render_table(&rows));
         }
     }
+    if let Some(event_types) = &related.event_types {
+        if event_types.is_empty() {
+            doc.field(0, "EventTypes", "<none>");
+        } else {
+            doc.field(0, "EventTypes", "");
+            let mut rows = vec![["TYPE", "SOURCE", "SCHEMA", "NAME"]
+                .map(String::from)
+                .to_vec()];
+            for e in event_types {
+                let schema = event_type_schema(e);
+                rows.push(vec![
+                    event_type_attribute(e, "type"),
+                    event_type_attribute(e, "source"),
+                    schema,
+                    str_of(&e["metadata"]["name"]),
+                ]);
+            }
+            doc.block(1, render_table(&rows));
+        }
+    }
     match &related.counters {
         Some(Some(c)) => {
             doc.field(0, "Counters", "");
@@ -517,6 +587,7 @@ mod tests {
     fn a_trigger_shows_filter_subscriber_delivery_conditions_and_counters() {
         let related = Related {
             members: None,
+            event_types: None,
             counters: Some(Some(RouteCounters {
                 kind: "Trigger".into(),
                 namespace: "ns".into(),

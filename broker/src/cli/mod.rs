@@ -42,6 +42,10 @@ struct TelemetryArgs {
     /// (protobuf) to this collector, e.g. http://127.0.0.1:4318 (spans go to /v1/traces).
     #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<url::Url>,
+    /// The traces URL itself (no /v1/traces added); wins over --otlp-endpoint, as the
+    /// OpenTelemetry specification's signal-specific variable does.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    otlp_traces_endpoint: Option<url::Url>,
 }
 
 #[derive(Subcommand)]
@@ -77,13 +81,23 @@ enum Command {
     Crds,
 }
 
+/// The traces URL under an OTLP base URL, as OTEL_EXPORTER_OTLP_ENDPOINT defines it.
+fn traces_url(base: &url::Url) -> String {
+    format!("{}/v1/traces", base.as_str().trim_end_matches('/'))
+}
+
 impl Cli {
     /// The logging and export the command line asks for.
     pub fn telemetry(&self) -> TelemetryConfig {
         TelemetryConfig {
             log_format: self.telemetry.log_format,
             default_level: self.default_log_level(),
-            otlp_endpoint: self.telemetry.otlp_endpoint.clone(),
+            otlp_traces: self
+                .telemetry
+                .otlp_traces_endpoint
+                .as_ref()
+                .map(|u| u.as_str().to_string())
+                .or_else(|| self.telemetry.otlp_endpoint.as_ref().map(traces_url)),
         }
     }
 

@@ -216,6 +216,26 @@ pub async fn get(a: GetArgs) -> anyhow::Result<()> {
 }
 
 /// kn's columns: NAME, a kind's own, AGE, READY, REASON.
+/// The value an EventType's `spec.attributes` gives the named attribute; empty if none.
+pub(super) fn event_type_attribute(event_type: &serde_json::Value, name: &str) -> String {
+    event_type["spec"]["attributes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == name))
+        .and_then(|a| a["value"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// An EventType's schema: its `dataschema` attribute, else `schemadata` (the name Knative's
+/// auto-creation writes), else the v0.3 `schemaurl`.
+pub(super) fn event_type_schema(event_type: &serde_json::Value) -> String {
+    ["dataschema", "schemadata", "schemaurl"]
+        .iter()
+        .map(|name| event_type_attribute(event_type, name))
+        .find(|v| !v.is_empty())
+        .unwrap_or_default()
+}
+
 fn table(kind: Kind, items: &[serde_json::Value], namespaces: bool) -> String {
     let mut header: Vec<&str> = Vec::new();
     if namespaces {
@@ -277,17 +297,8 @@ fn table(kind: Kind, items: &[serde_json::Value], namespaces: bool) -> String {
                 row.push(from.join(","));
             }
             Kind::EventType => {
-                let attribute = |name: &str| {
-                    item["spec"]["attributes"]
-                        .as_array()
-                        .and_then(|a| a.iter().find(|a| a["name"] == name))
-                        .map(|a| s(&a["value"]))
-                        .unwrap_or_default()
-                };
-                let schema = match attribute("dataschema") {
-                    d if d.is_empty() => attribute("schemaurl"),
-                    d => d,
-                };
+                let attribute = |name| event_type_attribute(item, name);
+                let schema = event_type_schema(item);
                 let reference = &item["spec"]["reference"];
                 row.push(attribute("type"));
                 row.push(attribute("source"));

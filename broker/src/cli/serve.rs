@@ -276,7 +276,7 @@ pub async fn run(a: ServeArgs, log_format: LogFormat) -> anyhow::Result<()> {
     }
     #[cfg(feature = "kubernetes")]
     let kubernetes = match cluster {
-        Some(cluster) => Some(start_kubernetes(&a.kubernetes, cluster, &server).await?),
+        Some(cluster) => Some(start_kubernetes(&a.kubernetes, cluster, &server, &announce).await?),
         None => None,
     };
     let token = server.shutdown_token();
@@ -308,6 +308,15 @@ impl Announce {
             LogFormat::Json => tracing::info!(%url, "{line}"),
         }
     }
+
+    /// A line without an address.
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+    fn note(&self, line: &str) {
+        match self.0 {
+            LogFormat::Text => eprintln!("{line}"),
+            LogFormat::Json => tracing::info!("{line}"),
+        }
+    }
 }
 
 #[cfg(feature = "kubernetes")]
@@ -315,6 +324,7 @@ async fn start_kubernetes(
     a: &KubernetesArgs,
     cluster: herald_sources::apiserver::Cluster,
     server: &serve::RunningServer,
+    announce: &Announce,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use crate::kubernetes::{run, KubernetesConfig};
     use herald_core::Kind;
@@ -331,14 +341,11 @@ async fn start_kubernetes(
         controller_config,
         resync: None,
     };
-    eprintln!(
-        "herald serving Kubernetes objects{}",
-        if a.controller {
-            " (controller: leader-elected)"
-        } else {
-            ""
-        }
-    );
+    announce.note(if a.controller {
+        "herald serving Kubernetes objects (controller: leader-elected)"
+    } else {
+        "herald serving Kubernetes objects"
+    });
     Ok(tokio::spawn(run(
         client,
         server.plane().clone(),

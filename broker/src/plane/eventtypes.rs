@@ -141,16 +141,17 @@ impl State {
         {
             return Ok(false);
         }
+        // Every EventType on the target counts, whoever owns it: in Kubernetes mode a recorded
+        // one comes back from the API server owned by the feed, and must still count.
         let on_target = self
             .event_types
             .values()
             .filter(|e| {
-                e.owner == Owner::Recorded
-                    && e.resource.reference().is_some_and(|r| {
-                        r.kind == reference.kind
-                            && r.name == reference.name
-                            && r.namespace == reference.namespace
-                    })
+                e.resource.reference().is_some_and(|r| {
+                    r.kind == reference.kind
+                        && r.name == reference.name
+                        && r.namespace == reference.namespace
+                })
             })
             .count();
         if on_target >= limit {

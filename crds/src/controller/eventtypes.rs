@@ -97,7 +97,15 @@ pub async fn write_back(
             }
             _ = stop.cancelled() => return,
         }
-        for et in plane.recorded_event_types().await {
+        let recorded = plane.recorded_event_types().await;
+        // Once the API server's copy comes back through the feed it is no longer "recorded":
+        // forget it, so that if it is deleted there and recorded again, it is written again.
+        written.retain(|(ns, name)| {
+            recorded
+                .iter()
+                .any(|et| et.metadata.namespace() == ns && &et.metadata.name == name)
+        });
+        for et in recorded {
             let id = (
                 et.metadata.namespace().to_string(),
                 et.metadata.name.clone(),
