@@ -200,18 +200,28 @@ function done(summary, latency, requests)
 end
 EOF
 
-# The same requests paced: each connection waits INTERVAL ms (fractions carried over) before
-# its next request, so all connections together send RATE req/s. wrk starts a request's latency
-# when it writes it, so the pause is not counted (nor, unlike wrk2, the queueing a stall causes).
+# The same requests paced: each wrk thread hands out send times RATE / THREADS per second
+# apart, and a connection whose response came back waits for its slot, so together they
+# send RATE req/s while enough connections are free. wrk starts a request's latency when it
+# writes it: the wait is not counted (nor, unlike wrk2, queueing a stall would cause).
 {
   cat "$tmp/post.lua"
   cat <<'EOF'
-local carried = 0
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_usec; } herald_timeval;
+int gettimeofday(herald_timeval *tv, void *tz);
+]]
+local tv = ffi.new("herald_timeval")
+local function now_ms()
+  ffi.C.gettimeofday(tv, nil)
+  return tonumber(tv.tv_sec) * 1000 + tonumber(tv.tv_usec) / 1000
+end
+local slot = 0
 function delay()
-  carried = carried + interval
-  local ms = math.floor(carried)
-  carried = carried - ms
-  return ms
+  local now = now_ms()
+  slot = math.max(slot + interval, now)
+  return math.floor(slot - now)
 end
 EOF
 } >"$tmp/paced.lua"
@@ -222,7 +232,7 @@ run_wrk() {
   local url="$1" d="$2" rate="${3:-}" script="$tmp/post.lua"
   if [ -n "$rate" ]; then
     script="$tmp/paced-$rate.lua"
-    { echo "interval = $(awk -v c="$connections" -v r="$rate" 'BEGIN { printf "%.4f", c * 1000 / r }')"
+    { echo "interval = $(awk -v t="$threads" -v r="$rate" 'BEGIN { printf "%.4f", t * 1000 / r }')"
       cat "$tmp/paced.lua"; } >"$script"
   fi
   wrk -t"$threads" -c"$connections" -d"$d" --latency --timeout 10s -s "$script" "$url" \

@@ -103,6 +103,78 @@ pub struct IngressMetrics {
     pub event_count: Family<IngressLabels, Counter>,
     /// `event_dispatch_latencies`: time to store an event in the Broker's channel (ms).
     pub event_dispatch_latencies: Latencies<IngressLabels>,
+    series: Arc<IngressSeries>,
+}
+
+/// The ingress series a Broker has used, by event type and answer: a request finds its
+/// handles without building five label strings and hashing them twice (which cost more
+/// than the counting).
+#[derive(Default)]
+struct IngressSeries(Mutex<std::collections::HashMap<crate::ResourceKey, Vec<IngressHandles>>>);
+
+struct IngressHandles {
+    event_type: String,
+    code: u16,
+    count: Counter,
+    latencies: Histogram,
+}
+
+/// Handles kept per Broker; past that (a sender inventing types) the families are used
+/// directly, as before.
+const INGRESS_SERIES_PER_BROKER: usize = 64;
+
+impl IngressMetrics {
+    /// Counts one event `broker` answered `code` (with an empty type when the request held
+    /// none that could be read), and how long storing it took when that was tried.
+    pub fn record(
+        &self,
+        broker: &crate::ResourceKey,
+        event_type: &str,
+        code: u16,
+        took: Option<Duration>,
+    ) {
+        let mut series = self.series.0.lock().unwrap_or_else(|p| p.into_inner());
+        let handles = match series.get_mut(broker) {
+            Some(handles) => handles,
+            None => series.entry(broker.clone()).or_default(),
+        };
+        let cached = handles
+            .iter()
+            .find(|h| h.code == code && h.event_type == event_type);
+        let (count, latencies) = match cached {
+            Some(h) => (&h.count, &h.latencies),
+            None => {
+                let labels = IngressLabels {
+                    namespace_name: broker.namespace.clone(),
+                    broker_name: broker.name.clone(),
+                    event_type: event_type.to_string(),
+                    response_code: code.to_string(),
+                    response_code_class: code_class(code),
+                };
+                let count = self.event_count.get_or_create(&labels).clone();
+                let latencies = self.event_dispatch_latencies.get_or_create(&labels).clone();
+                if handles.len() >= INGRESS_SERIES_PER_BROKER {
+                    count.inc();
+                    if let Some(took) = took {
+                        latencies.observe(millis(took));
+                    }
+                    return;
+                }
+                handles.push(IngressHandles {
+                    event_type: labels.event_type,
+                    code,
+                    count,
+                    latencies,
+                });
+                let h = handles.last().expect("pushed");
+                (&h.count, &h.latencies)
+            }
+        };
+        count.inc();
+        if let Some(took) = took {
+            latencies.observe(millis(took));
+        }
+    }
 }
 
 /// Trigger deliveries (Knative's `mt_broker_filter_*`).
@@ -159,6 +231,7 @@ impl Metrics {
         let ingress = IngressMetrics {
             event_count: Family::default(),
             event_dispatch_latencies: Family::new_with_constructor(latency_histogram),
+            series: Default::default(),
         };
         let filter = FilterMetrics {
             event_count: Family::default(),

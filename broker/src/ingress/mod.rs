@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use herald_channels::{Channel, ChannelError};
-use herald_core::metrics::{code_class, millis, IngressLabels, Metrics};
+use herald_core::metrics::Metrics;
 use herald_core::{Kind, ResourceKey};
 use herald_dispatcher::reply::{DEFAULT_TTL, TTL_EXTENSION};
 use herald_dispatcher::trace;
@@ -197,18 +197,9 @@ fn record(
         types.push(String::new());
     }
     for event_type in types {
-        let labels = IngressLabels {
-            namespace_name: key.namespace.clone(),
-            broker_name: key.name.clone(),
-            event_type,
-            response_code: code.to_string(),
-            response_code_class: code_class(code),
-        };
-        metrics.ingress.event_count.get_or_create(&labels).inc();
-        if let Some(took) = admitted.publish {
-            let latencies = &metrics.ingress.event_dispatch_latencies;
-            latencies.get_or_create(&labels).observe(millis(took));
-        }
+        metrics
+            .ingress
+            .record(key, &event_type, code, admitted.publish);
     }
 }
 

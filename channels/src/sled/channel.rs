@@ -36,6 +36,9 @@ pub struct SledChannelStats {
     /// Events the slowest subscription has not acknowledged (including ones being written).
     pub lag: u64,
     pub subscriptions: usize,
+    /// Events a Broker's shared reader read back from the segments: those it was behind the
+    /// in-memory tail of newest events for (after a restart, or far behind).
+    pub events_read_from_disk: u64,
 }
 
 impl SledChannel {
@@ -69,7 +72,13 @@ impl SledChannel {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| shared.backend("cannot encode an event").caused_by(e))?;
         let count = values.len() as u64;
-        let bytes: u64 = values.iter().map(|v| segment::entry_bytes(v.len())).sum();
+        // Each event with its size in the log, for the tail readers at the head are served from.
+        let events: Vec<(Arc<WireEvent>, u64)> = events
+            .into_iter()
+            .zip(&values)
+            .map(|(e, v)| (Arc::new(e), segment::entry_bytes(v.len())))
+            .collect();
+        let bytes: u64 = events.iter().map(|(_, b)| b).sum();
         let config = &shared.core.config;
         {
             let mut state = shared.lock();
@@ -98,6 +107,7 @@ impl SledChannel {
         let request = AppendRequest {
             channel: shared.clone(),
             values,
+            events,
             count,
             bytes,
             reply,
@@ -145,6 +155,7 @@ impl SledChannel {
             retained_bytes: state.retained_bytes,
             lag: state.lag(),
             subscriptions: state.cursors.len(),
+            events_read_from_disk: state.read_from_disk,
         }
     }
 

@@ -49,6 +49,7 @@ mod segment;
 mod shared;
 mod state;
 mod store;
+mod tail;
 mod writer;
 
 #[cfg(test)]

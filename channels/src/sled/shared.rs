@@ -64,12 +64,13 @@ impl SharedLog for SledSharedLog {
         moves: u64,
     ) -> Result<Read, ChannelError> {
         let (from, to) = loop {
+            // Served from the tail when it holds the whole range (see `tail`).
             let notified = self.shared.changed.notified();
             tokio::pin!(notified);
             // Registered before looking, so events made durable meanwhile are not missed.
             notified.as_mut().enable();
             {
-                let state = self.shared.lock();
+                let mut state = self.shared.lock();
                 if state.moves != moves {
                     return Ok(Read::Moved(state.moves));
                 }
@@ -80,7 +81,14 @@ impl SharedLog for SledSharedLog {
                 let from = from.max(state.base);
                 let end = until.map_or(state.head, |u| u.min(state.head));
                 if from < end || until.is_some() {
-                    break (from, end.min(from + max.max(1) as u64));
+                    let to = end.min(from + max.max(1) as u64);
+                    if let Some(events) = state.tail.range(from, to) {
+                        return Ok(Read::Events { events, end: to });
+                    }
+                    if from < to {
+                        state.read_from_disk += to - from;
+                    }
+                    break (from, to);
                 }
             }
             notified.await;

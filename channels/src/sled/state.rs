@@ -59,6 +59,10 @@ pub(crate) struct ChannelState {
     meta_dirty: bool,
     /// The last snapshot was synced.
     meta_durable: bool,
+    /// The newest durable events, decoded, for readers at the head.
+    pub(crate) tail: super::tail::Tail,
+    /// Events shared readers read from the segments (not found in `tail`).
+    pub(crate) read_from_disk: u64,
 }
 
 pub(crate) struct Cursor {
@@ -233,6 +237,8 @@ impl ChannelShared {
             persisted_base: (snapshot.base, snapshot.last_removed_ms),
             meta_dirty: lost.is_some(),
             meta_durable: true,
+            tail: Default::default(),
+            read_from_disk: 0,
         };
         for sub in snapshot.subscriptions {
             let epoch = state.next_id();
@@ -340,6 +346,7 @@ impl ChannelShared {
             state.closed = true;
             state.deleted = true;
             state.cursors.clear();
+            state.tail.clear();
         }
         self.changed.notify_waiters();
         if let Some(registry) = self.registry.upgrade() {

@@ -754,3 +754,41 @@ async fn deleting_a_channel_removes_its_log_and_state_for_good() {
     assert_eq!(other.stats().head, 1, "other channels keep theirs");
     assert_eq!(other.subscriptions(), ["o"]);
 }
+
+/// A Broker's shared reader at the head is served from the in-memory tail of the newest
+/// durable events: nothing is read back from disk. After a restart (empty tail) the same
+/// events come from the segments, identical.
+#[tokio::test]
+async fn readers_at_the_head_are_served_from_memory_and_the_rest_from_disk() {
+    use crate::shared_log::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let read_all = |log: Arc<dyn crate::SharedLog>| async move {
+        let moves = log.moves();
+        match log.read(0, Some(5), 100, moves).await.unwrap() {
+            Read::Events { events, end } => {
+                assert_eq!(end, 5);
+                events
+                    .into_iter()
+                    .map(|(offset, e)| (offset, e.id().to_string(), e.body().unwrap().to_vec()))
+                    .collect::<Vec<_>>()
+            }
+            _ => panic!("no events"),
+        }
+    };
+    let served = {
+        let store = open(&dir, quick());
+        let ch = store.channel("ns/b").unwrap();
+        let log = ch.shared_log().expect("a shared log");
+        log.open("t").await.unwrap();
+        ch.append(events("e", 5)).await.unwrap();
+        let served = read_all(log).await;
+        assert_eq!(ch.stats().events_read_from_disk, 0, "read from disk at the head");
+        store.close().await;
+        served
+    };
+    let store = open(&dir, quick());
+    let ch = store.channel("ns/b").unwrap();
+    let log = ch.shared_log().expect("a shared log");
+    assert_eq!(read_all(log).await, served, "the log and the tail differ");
+    assert_eq!(ch.stats().events_read_from_disk, 5);
+}

@@ -26,6 +26,8 @@ pub(crate) struct AppendRequest {
     pub(crate) channel: Arc<ChannelShared>,
     /// Record payloads (see `codec`).
     pub(crate) values: Vec<Vec<u8>>,
+    /// The same events decoded, each with its size in the log, for the channel's tail.
+    pub(crate) events: Vec<(Arc<crate::WireEvent>, u64)>,
     /// Number of events (kept apart from `values`, which the writer moves into its batch).
     pub(crate) count: u64,
     pub(crate) bytes: u64,
@@ -144,11 +146,16 @@ fn commit(
         }
     }
     let mut channels = Vec::with_capacity(written.len());
-    for broker in written {
+    for mut broker in written {
         let n = broker.end - broker.start;
         counters.events.fetch_add(n, Ordering::Relaxed);
         {
+            let events = broker
+                .requests
+                .iter_mut()
+                .flat_map(|r| std::mem::take(&mut r.events));
             let mut state = broker.channel.lock();
+            state.tail.extend(broker.start, events);
             state.head = broker.end;
             state.last_append_ms = broker.append_ms;
             state.retained_bytes += broker.bytes;
