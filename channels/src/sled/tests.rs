@@ -782,7 +782,11 @@ async fn readers_at_the_head_are_served_from_memory_and_the_rest_from_disk() {
         log.open("t").await.unwrap();
         ch.append(events("e", 5)).await.unwrap();
         let served = read_all(log).await;
-        assert_eq!(ch.stats().events_read_from_disk, 0, "read from disk at the head");
+        assert_eq!(
+            ch.stats().events_read_from_disk,
+            0,
+            "read from disk at the head"
+        );
         store.close().await;
         served
     };
