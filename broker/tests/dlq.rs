@@ -457,12 +457,7 @@ async fn parks_in_the_backend(ns: &str, backend: &[&str]) {
     wait_listed_in(&server.admin, &broker, 0).await;
     let line = server.proc.wait_line("parked events expired").await;
     assert!(line.contains(&format!("Trigger {ns}/orders: 1")), "{line}");
-    let metrics = reqwest::get(format!("{}/metrics", server.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&server.admin).await;
     let series = format!(
         "herald_parked_expired_total{{kind=\"Trigger\",namespace_name=\"{ns}\",name=\"orders\"}} 1"
     );

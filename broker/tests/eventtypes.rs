@@ -150,6 +150,25 @@ async fn wait_types(
     }
 }
 
+/// `herald describe KIND NAME`, and the rows of its EventTypes table (header first).
+async fn described_event_types(
+    admin: &str,
+    kind: &str,
+    name: &str,
+    ns: &str,
+) -> (CliRun, Vec<Vec<String>>) {
+    let described = herald(&["describe", kind, name, "-n", ns, "--server", admin])
+        .await
+        .ok();
+    let section = described
+        .stdout
+        .split("EventTypes:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no EventTypes section:\n{described}"));
+    let rows = table_rows(section);
+    (described, rows)
+}
+
 fn has(items: &[Value], name: &str) -> bool {
     items.iter().any(|e| e["metadata"]["name"] == name)
 }
@@ -372,23 +391,8 @@ fn brokers_and_channels_record_one_event_type_per_type_and_source() {
         assert_eq!(value_of(&doc, "dataschema"), SCHEMA, "{yaml}");
 
         // `herald describe` lists a Broker's EventTypes (and only its own, not the Channel's).
-        let described = herald(&[
-            "describe",
-            "broker",
-            "default",
-            "-n",
-            &ns,
-            "--server",
-            &server.admin,
-        ])
-        .await
-        .ok();
-        let section = described
-            .stdout
-            .split("EventTypes:\n")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no EventTypes section:\n{described}"));
-        let rows = table_rows(section);
+        let (described, rows) =
+            described_event_types(&server.admin, "broker", "default", &ns).await;
         assert_eq!(rows[0], ["TYPE", "SOURCE", "SCHEMA", "NAME"], "{described}");
         let shipped_row = rows
             .iter()
@@ -406,23 +410,8 @@ fn brokers_and_channels_record_one_event_type_per_type_and_source() {
             .count();
         assert_eq!(rows.len(), 1 + broker_types, "{described}");
         // A Channel's are those referencing it as the kind it was written as.
-        let described = herald(&[
-            "describe",
-            "channel",
-            "orders",
-            "-n",
-            &ns,
-            "--server",
-            &server.admin,
-        ])
-        .await
-        .ok();
-        let section = described
-            .stdout
-            .split("EventTypes:\n")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no EventTypes section:\n{described}"));
-        let rows = table_rows(section);
+        let (described, rows) =
+            described_event_types(&server.admin, "channel", "orders", &ns).await;
         let recorded = rows[1..]
             .iter()
             .filter(|r| !r[0].starts_with("dev.herald.sentinel."))
@@ -431,12 +420,7 @@ fn brokers_and_channels_record_one_event_type_per_type_and_source() {
         assert!(described.stdout.contains(&paid), "{described}");
 
         // Counted per Broker and Channel.
-        let metrics = reqwest::get(format!("{}/metrics", server.admin))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics_text(&server.admin).await;
         let line = format!(
             "herald_eventtypes_recorded_total{{kind=\"Broker\",namespace_name=\"{ns}\",name=\"default\"}} 6"
         );
@@ -681,12 +665,7 @@ fn with_auto_create_off_nothing_is_recorded() {
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let metrics = reqwest::get(format!("{}/metrics", server.admin))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let metrics = metrics_text(&server.admin).await;
             assert!(
                 !metrics.contains("herald_eventtypes_recorded"),
                 "{label}: {metrics}"
@@ -731,12 +710,7 @@ fn a_broker_records_no_more_than_its_limit() {
         let line = format!("herald_eventtypes_dropped_total{{reason=\"limit\"}} {EXTRA}");
         let end = std::time::Instant::now() + WAIT;
         loop {
-            let metrics = reqwest::get(format!("{}/metrics", server.admin))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let metrics = metrics_text(&server.admin).await;
             if metrics.contains(&line) {
                 break;
             }

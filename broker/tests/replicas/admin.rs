@@ -316,6 +316,16 @@ pub async fn herald_with_env(args: &[&str], env: &[(&str, &str)]) -> CliRun {
 }
 
 /// The rows of a `herald get` table, split on runs of spaces, header first.
+/// The Prometheus text an admin listener serves on `/metrics`.
+pub async fn metrics_text(admin: &str) -> String {
+    reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub fn table_rows(stdout: &str) -> Vec<Vec<String>> {
     stdout
         .lines()
