@@ -89,9 +89,17 @@ pub(super) async fn replay(
             ),
         ));
     }
+    // Deliveries between the seek and the lag read below (the route resumes at once) would
+    // be missing from the count: they are added back from the route's counters.
+    let route = herald_dispatcher::RouteId::trigger(trigger.clone());
+    let settled_before = plane.route_settled(&route);
     match handle.channel.seek(&handle.subscription, position).await {
         Ok(offset) => {
-            let lag = handle.channel.lag(&handle.subscription).await;
+            let lag = handle
+                .channel
+                .lag(&handle.subscription)
+                .await
+                .map(|lag| lag + plane.route_settled(&route).saturating_sub(settled_before));
             tracing::info!(%trigger, offset, ?lag, "replay started");
             Ok(Json(ReplayResponse {
                 trigger: trigger.to_string(),

@@ -134,6 +134,21 @@ pub struct RouteCounters {
 }
 
 impl DataPlane {
+    /// Events route `id` has settled so far by delivering or dead-lettering them (0 for one
+    /// that never did): what a replay's count adds to the lag it reads after its seek.
+    pub fn route_settled(&self, id: &RouteId) -> u64 {
+        let labels = RouteLabels {
+            kind: id.kind.to_string(),
+            namespace_name: id.key.namespace.clone(),
+            name: id.key.name.clone(),
+        };
+        let herald = &self.metrics.herald;
+        [&herald.delivered, &herald.dead_letters]
+            .iter()
+            .map(|f| f.get(&labels).map_or(0, |c| c.get()))
+            .sum()
+    }
+
     /// The counters of the running route `id`; `None` when it does not run here.
     pub async fn route_counters(&self, id: &RouteId) -> Option<RouteCounters> {
         let (channel, subscription, lot) = {
