@@ -16,6 +16,9 @@ logs="$(mktemp -d)"
 pids=()
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
+  # One signal each, then the rest: a second SIGTERM makes herald exit without its graceful
+  # shutdown, which is what stops a ContainerSource's program.
+  wait "${pids[@]}" 2>/dev/null || true
   pkill -P $$ 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$logs"
