@@ -1,7 +1,8 @@
 //! Sources at runtime in a running `herald serve`: a GitHubSource applied through the admin
 //! API starts receiving webhooks (its status shows `sinkUri`, the webhook `address` and its
 //! `eventCounts`), a changed sink applies from the new generation on, and a deleted source
-//! stops at once (its endpoint answers 404, nothing more reaches the sink).
+//! stops at once (its endpoint answers 404, nothing more reaches the sink). A second signal
+//! makes Herald exit at once, and it takes its ContainerSource programs with it.
 
 mod replicas;
 
@@ -132,4 +133,96 @@ fn a_source_is_applied_changed_and_deleted_in_a_running_serve() {
         }
         assert!(sink.records().iter().all(|r| r.id != "d-3"));
     });
+}
+
+/// A ContainerSource program that ignores SIGTERM: the graceful stop waits out its grace, and
+/// a second signal to Herald meanwhile must still end it (and the children of its shell)
+/// rather than leave it running with Herald gone.
+#[test]
+fn a_second_signal_ends_container_source_programs_with_herald() {
+    run(async {
+        let work = tempfile::tempdir().unwrap();
+        let config = work.path().join("config");
+        std::fs::create_dir_all(&config).unwrap();
+        let pid_file = work.path().join("program.pid");
+        std::fs::write(
+            config.join("source.yaml"),
+            format!(
+                "apiVersion: sources.knative.dev/v1\nkind: ContainerSource\nmetadata: {{name: stubborn, namespace: ns}}\n\
+                 spec:\n  template:\n    spec:\n      containers:\n        - name: c\n          image: ignored.example/c\n\
+                 \x20         command: [sh, -c]\n          args:\n            - trap '' TERM; echo $$ > {}; while :; do sleep 0.1; done\n\
+                 \x20 sink: {{uri: \"http://127.0.0.1:9/\"}}\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        let mut herald = Replica::serve("herald", &config, &work.path().join("data"), &[]).await;
+        let mut group = None;
+        until(
+            WAIT,
+            || {
+                group = std::fs::read_to_string(&pid_file)
+                    .ok()
+                    .and_then(|p| p.trim().parse::<u32>().ok());
+                group.is_some()
+            },
+            || "the program did not start".into(),
+        )
+        .await;
+        let group = group.unwrap();
+        assert!(!group_members(group).is_empty(), "the program runs");
+
+        let signal = |pid: u32| {
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap()
+        };
+        signal(herald.proc.pid());
+        herald
+            .proc
+            .wait_line("shutting down: draining accepted events")
+            .await;
+        signal(herald.proc.pid());
+        until(
+            WAIT,
+            || !herald.proc.alive(),
+            || "herald did not exit".into(),
+        )
+        .await;
+        until(
+            WAIT,
+            || group_members(group).is_empty(),
+            || {
+                format!(
+                    "herald exited and left its program's group {group} running: {:?}\n{}",
+                    group_members(group),
+                    herald.proc.log_tail()
+                )
+            },
+        )
+        .await;
+    });
+}
+
+/// The live (not zombie) processes of process group `group`.
+fn group_members(group: u32) -> Vec<u32> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...; comm may hold spaces, so split after its ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == group.to_string() {
+            members.push(pid);
+        }
+    }
+    members
 }

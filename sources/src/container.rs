@@ -4,18 +4,48 @@
 //! into a Broker. The program POSTs its events to `$K_SINK` itself (and applies the
 //! overrides itself, as programs built on Knative's adapter SDK do). When it exits it is
 //! started again after a [`RestartBackoff`] (counted in `herald_source_restarts_total`); on
-//! shutdown it gets SIGTERM, then SIGKILL after a grace.
+//! shutdown its process group (the program and what it started) gets SIGTERM, then SIGKILL
+//! after a grace. A process that must exit at once calls [`kill_running`] first.
 
 use crate::backoff::RestartBackoff;
 use crate::error::ConfigError;
 use crate::{Source, SourceContext, SourceError};
 use herald_core::{Check, ContainerSource, Kind};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::process::Command;
 
 /// How long a stopped program has between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The process groups of the programs running now. `kill_on_drop` needs a destructor to
+/// run, and `process::exit` (a second signal) runs none: without this list the programs
+/// would outlive Herald.
+static RUNNING: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+fn running() -> std::sync::MutexGuard<'static, BTreeSet<u32>> {
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// SIGKILLs every ContainerSource program (and its process group) still running, for a
+/// process about to exit without a graceful shutdown.
+pub fn kill_running() {
+    for group in std::mem::take(&mut *running()) {
+        signal_group(group, libc::SIGKILL);
+    }
+}
+
+/// Signals the process group `group` (the program is its leader, see `Container::command`).
+fn signal_group(group: u32, signal: libc::c_int) {
+    let Ok(group) = libc::pid_t::try_from(group) else {
+        return;
+    };
+    // SAFETY: kill(2) with a negative pid only sends a signal; it touches no memory.
+    unsafe {
+        libc::kill(-group, signal);
+    }
+}
 
 pub struct Container {
     program: String,
@@ -69,6 +99,12 @@ impl Container {
         cmd.args(&self.args)
             .envs(self.env.iter().cloned())
             .env("K_SINK", sink)
+            // Its own group, so stopping it reaches what it started too (a shell's
+            // children), and a terminal's Ctrl-C reaches Herald, which stops it in order.
+            .process_group(0)
+            // As in a container: nothing to read (a background group reading a terminal
+            // would be stopped by SIGTTIN).
+            .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         if !self.overrides.is_empty() {
             let json = serde_json::json!({ "extensions": self.overrides });
@@ -100,13 +136,22 @@ impl Source for Container {
                 Ok(mut child) => {
                     ctx.report(Check::Ok);
                     tracing::info!(source = %ctx.key, program = %self.program, pid = child.id(), "ContainerSource command started");
+                    let group = child.id();
+                    running().extend(group);
                     let status = tokio::select! {
                         s = child.wait() => s,
                         _ = ctx.shutdown.cancelled() => {
                             stop(&mut child).await;
+                            if let Some(group) = group {
+                                running().remove(&group);
+                            }
                             return Ok(());
                         }
                     };
+                    // Reaped: the pid is free for reuse from here on.
+                    if let Some(group) = group {
+                        running().remove(&group);
+                    }
                     Some(match status {
                         Ok(s) => s.to_string(),
                         Err(e) => e.to_string(),
@@ -130,16 +175,16 @@ impl Source for Container {
     }
 }
 
+/// SIGTERM to the program's group, so it can finish the event it is sending; SIGKILL to the
+/// group after the grace.
 async fn stop(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        // SIGTERM first, so the program can finish the event it is sending.
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
-        if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok() {
-            return;
-        }
+    let Some(group) = child.id() else { return };
+    signal_group(group, libc::SIGTERM);
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        signal_group(group, libc::SIGKILL);
+        let _ = child.kill().await;
     }
-    let _ = child.kill().await;
 }

@@ -287,6 +287,7 @@ pub async fn run(a: ServeArgs, log_format: LogFormat) -> anyhow::Result<()> {
         // A second signal means now: exit without waiting for the drain.
         signals.recv().await;
         tracing::warn!("second signal: exiting without draining");
+        herald_sources::container::kill_running();
         std::process::exit(130);
     });
     server.wait().await;
