@@ -8,6 +8,7 @@ pub mod backends;
 pub mod cli;
 pub mod display;
 pub mod header_limits;
+pub mod heap;
 pub mod ingress;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;

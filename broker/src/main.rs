@@ -10,6 +10,18 @@ use herald_broker::telemetry::Telemetry;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// Before `main`, and before the first allocation: std's own start-up constructor (priority
+// 99) allocates nothing, and mimalloc's arena is only touched by the first allocation, so no
+// page of it is ever a huge one (see `heap`).
+#[used]
+#[link_section = ".init_array.00098"]
+static NO_HUGE_PAGES: extern "C" fn() = {
+    extern "C" fn before_main() {
+        herald_broker::heap::no_transparent_huge_pages();
+    }
+    before_main
+};
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
