@@ -73,9 +73,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/herald/target}"
 features=()
 [ -n "$kafka" ] && features=(--features kafka)
 if [ -z "$herald" ]; then
-  echo "== building herald (release${kafka:+, kafka})"
-  cargo build --release --quiet -p herald-broker --bin herald "${features[@]}"
-  herald="$CARGO_TARGET_DIR/release/herald"
+  # The dist profile, as images ship it (whole-program optimised: the first build is long).
+  echo "== building herald (dist profile${kafka:+, kafka})"
+  cargo build --profile dist --quiet -p herald-broker --bin herald "${features[@]}"
+  herald="$CARGO_TARGET_DIR/dist/herald"
 fi
 
 # --- processes and clean-up --------------------------------------------------------------------

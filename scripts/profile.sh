@@ -14,7 +14,7 @@
 # Usage: scripts/profile.sh [--tool perf|callgrind] [--duration 20s] [--connections 8]
 #                           [--channel memory] [--triggers 0] [--herald PATH] [--out DIR]
 # --triggers N adds N non-matching Triggers (as bench.sh's case g). --herald defaults to the
-# release build (built here). Needs wrk, nginx and perf or valgrind.
+# dist-profile build, as images ship it (built here). Needs wrk, nginx and perf or valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,8 +48,8 @@ nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 [ -x "$nginx_bin" ] || { echo "profile.sh: nginx is missing" >&2; exit 1; }
 if [ -z "$herald" ]; then
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/herald/target}"
-  cargo build --release --quiet -p herald-broker --bin herald
-  herald="$CARGO_TARGET_DIR/release/herald"
+  cargo build --profile dist --quiet -p herald-broker --bin herald
+  herald="$CARGO_TARGET_DIR/dist/herald"
 fi
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"

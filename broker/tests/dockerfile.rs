@@ -128,9 +128,12 @@ fn the_dockerfile_builds_the_workspace_binary_and_runs_it() {
             .map(|i| words[i + 1].to_string())
     };
     assert_eq!(after("-p").as_deref(), Some("herald-broker"), "{cargo}");
+    // The profile images ship (whole-program optimised), built from the lock file.
+    assert_eq!(after("--profile").as_deref(), Some("dist"), "{cargo}");
+    assert!(words.contains(&"--locked"), "{cargo}");
     assert!(
-        words.contains(&"--release") && words.contains(&"--locked"),
-        "{cargo}"
+        read("Cargo.toml").contains("[profile.dist]"),
+        "Cargo.toml defines the dist profile"
     );
     let manifest: toml_like::Manifest = toml_like::read(&read("broker/Cargo.toml"));
     assert_eq!(manifest.package, "herald-broker");
@@ -150,10 +153,10 @@ fn the_dockerfile_builds_the_workspace_binary_and_runs_it() {
         "{cargo}"
     );
 
-    // What the build stage copies out is the release binary...
+    // What the build stage copies out is that profile's binary...
     let copied = runs
         .split("&&")
-        .find_map(|c| c.trim().strip_prefix("cp target/release/herald "))
+        .find_map(|c| c.trim().strip_prefix("cp target/dist/herald "))
         .expect("the binary copied out of the cache-mounted target dir")
         .trim()
         .to_string();
