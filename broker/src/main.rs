@@ -10,9 +10,10 @@ use herald_broker::telemetry::Telemetry;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-// Before `main`, and before the first allocation: std's own start-up constructor (priority
-// 99) allocates nothing, and mimalloc's arena is only touched by the first allocation, so no
-// page of it is ever a huge one (see `heap`).
+// Runs before `main` and before any allocation (ahead of std's own start-up constructor, at
+// priority 99); mimalloc's arena is first touched by the first allocation, so no page of it
+// is ever a huge one (see `heap`).
+#[cfg(target_os = "linux")]
 #[used]
 #[link_section = ".init_array.00098"]
 static NO_HUGE_PAGES: extern "C" fn() = {

@@ -28,6 +28,25 @@ fn running() -> std::sync::MutexGuard<'static, BTreeSet<u32>> {
     RUNNING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A program's entry in [`RUNNING`], removed once the program is waited for, or when the
+/// task running it is dropped, so no stale group id (free for reuse) is ever signalled.
+struct Listed(Option<u32>);
+
+impl Listed {
+    fn new(group: Option<u32>) -> Self {
+        running().extend(group);
+        Self(group)
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            running().remove(&group);
+        }
+    }
+}
+
 /// SIGKILLs every ContainerSource program (and its process group) still running, for a
 /// process about to exit without a graceful shutdown.
 pub fn kill_running() {
@@ -136,22 +155,16 @@ impl Source for Container {
                 Ok(mut child) => {
                     ctx.report(Check::Ok);
                     tracing::info!(source = %ctx.key, program = %self.program, pid = child.id(), "ContainerSource command started");
-                    let group = child.id();
-                    running().extend(group);
+                    let listed = Listed::new(child.id());
                     let status = tokio::select! {
                         s = child.wait() => s,
                         _ = ctx.shutdown.cancelled() => {
                             stop(&mut child).await;
-                            if let Some(group) = group {
-                                running().remove(&group);
-                            }
                             return Ok(());
                         }
                     };
                     // Reaped: the pid is free for reuse from here on.
-                    if let Some(group) = group {
-                        running().remove(&group);
-                    }
+                    drop(listed);
                     Some(match status {
                         Ok(s) => s.to_string(),
                         Err(e) => e.to_string(),
