@@ -1,7 +1,7 @@
 //! ContainerSource with real child processes (`sh`, `curl`): the command gets `K_SINK` and
 //! Knative's `K_CE_OVERRIDES` JSON in its environment and what it POSTs there reaches the
 //! sink; a command that exits is started again with a growing backoff, counted in
-//! `herald_source_restarts_total`; shutdown stops it with SIGTERM; a spec that cannot run
+//! `herald_source_restarts_total`; shutdown stops it (and what it started) with SIGTERM; a spec that cannot run
 //! names the source and the field.
 
 mod common;
@@ -243,6 +243,45 @@ while :; do sleep 0.1; done"#;
         !Path::new(&format!("/proc/{pid}")).exists(),
         "process {pid} outlived its source"
     );
+}
+
+/// Shutdown signals the program's process group, so what it started (here a shell's
+/// background `sleep`) stops with it rather than outliving the source.
+#[tokio::test]
+async fn shutdown_stops_what_the_command_started_too() {
+    let sink = TestSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let script = r#"sleep 600 &
+echo $! > "$PID_FILE"
+wait"#;
+    let r = resource(&container(
+        "parent",
+        script,
+        &[("PID_FILE", pid_file.to_str().unwrap())],
+        "",
+    ));
+    let mut running = run(r, &sink.url, Arc::new(SourceEnv::default()));
+    running.until_ok(WAIT).await;
+    until("the pid file", || !lines(&pid_file).is_empty()).await;
+    let child: u32 = lines(&pid_file)[0].parse().unwrap();
+    assert!(alive(child), "the background sleep runs");
+    running.stop().await;
+    until(&format!("process {child} ends with its source"), || {
+        !alive(child)
+    })
+    .await;
+}
+
+/// Whether process `pid` runs (a zombie, waiting to be reaped, does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().next().map(|state| state != "Z")
+        })
+        .unwrap_or(false)
 }
 
 #[test]
