@@ -648,6 +648,7 @@ async fn kill_9_mid_flight_loses_no_accepted_event_on_kafka() {
 /// SIGKILLed and restarted `kills` times, each time with some delivery awaiting its retry;
 /// every 202'd event must be delivered; duplicates are counted and printed.
 async fn kill_9_loop(channel: &str, broker: &str, args: &[&str], events: usize, kills: usize) {
+    const AHEAD: usize = 500;
     let started = Instant::now();
     let senders = 16;
 
@@ -691,15 +692,29 @@ async fn kill_9_loop(channel: &str, broker: &str, args: &[&str], events: usize, 
     let transport = Arc::new(AtomicU64::new(0)); // connection errors and timeouts
     let mut tasks = tokio::task::JoinSet::new();
     for s in 0..senders {
-        let (url, accepted, refused, transport) = (
+        let (url, accepted, refused, transport, recorded) = (
             url.clone(),
             accepted.clone(),
             refused.clone(),
             transport.clone(),
+            sub.inner.clone(),
         );
         tasks.spawn(async move {
             let client = client();
+            let mut changes = recorded.version.subscribe();
             for i in (s..events).step_by(senders) {
+                // At most AHEAD events beyond what was delivered, so sending outlasts every
+                // kill however long a restarted process takes to read again (on Kafka, its
+                // group's session timeout).
+                while accepted.load(Ordering::Relaxed)
+                    > recorded.recorded.lock().unwrap().paths["/crash"]
+                        .delivered
+                        .len()
+                        + AHEAD
+                {
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(100), changes.changed()).await;
+                }
                 let id = format!("e{i}");
                 let body = format!("{{\"id\":\"{id}\",\"sender\":{s}}}");
                 let give_up = Instant::now() + Duration::from_secs(180);
@@ -735,10 +750,12 @@ async fn kill_9_loop(channel: &str, broker: &str, args: &[&str], events: usize, 
         });
     }
 
-    // Kill at evenly spaced points of the run, each time while some delivery awaits a retry.
+    // Kill at evenly spaced points of the run, each time while some delivery of the running
+    // process awaits a retry (one it failed itself, not one left over from before a restart).
     let mut mid_retry_at_kills: HashSet<String> = HashSet::new();
     let mut kills_mid_send = 0;
     let mut restarts = 0;
+    let mut failed_before: HashSet<String> = HashSet::new();
     for k in 1..=kills {
         let target = events * k / (kills + 1);
         let end = Instant::now() + Duration::from_secs(180);
@@ -752,14 +769,25 @@ async fn kill_9_loop(channel: &str, broker: &str, args: &[&str], events: usize, 
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         sub.wait_until(
-            &format!("a delivery awaiting its retry before kill {k}"),
+            &format!("a delivery of this process awaiting its retry before kill {k}"),
             PROMPT,
-            |r| !r.paths["/crash"].pending_retry.is_empty(),
+            |r| {
+                let log = &r.paths["/crash"];
+                log.pending_retry
+                    .iter()
+                    .any(|id| !failed_before.contains(id))
+            },
             |r| format!("{} delivered", r.paths["/crash"].delivered.len()),
         )
         .await;
-        let pending: Vec<String> =
-            sub.with(|r| r.paths["/crash"].pending_retry.iter().cloned().collect());
+        let (pending, failed): (Vec<String>, HashSet<String>) = sub.with(|r| {
+            let log = &r.paths["/crash"];
+            (
+                log.pending_retry.iter().cloned().collect(),
+                log.failed.clone(),
+            )
+        });
+        failed_before = failed;
         let at = accepted.load(Ordering::Relaxed);
         if at < events {
             kills_mid_send += 1;
