@@ -6,7 +6,7 @@
 //! shrinks to almost nothing). The active segment is never removed before its successor
 //! exists, so the head recovered from the file names never goes back.
 
-use super::segment;
+use super::{prealloc, segment};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -33,6 +33,8 @@ struct Files {
     /// A failed append may have left bytes past the active segment's valid end, and cutting
     /// them failed too: cut them before the next append.
     dirty_tail: bool,
+    /// Preparing space failed (a full disk): appends grow the file until the next segment.
+    no_prealloc: bool,
 }
 
 struct Segment {
@@ -42,6 +44,8 @@ struct Segment {
     positions: Vec<u64>,
     /// Bytes of valid records.
     len: u64,
+    /// The file's length: zeros past `len` are prepared space (see `prealloc`).
+    prepared: u64,
 }
 
 impl Segment {
@@ -138,7 +142,17 @@ impl Log {
                 continue;
             }
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
-            if scanned.torn_bytes > 0 {
+            let mut prepared = scanned.valid_len;
+            if scanned.zero_tail && is_last {
+                // Space prepared for appends: kept for them.
+                prepared += scanned.torn_bytes;
+            } else if scanned.zero_tail {
+                // Prepared but never used (a crash while sealing it): nothing lost.
+                if scanned.torn_bytes > 0 {
+                    file.set_len(scanned.valid_len)?;
+                    file.sync_all()?;
+                }
+            } else if scanned.torn_bytes > 0 {
                 if is_last {
                     tracing::warn!(path = %path.display(), bytes = scanned.torn_bytes, valid = scanned.valid_len, "cutting the torn tail of the log (a crash mid-append; none of it was acknowledged)");
                 } else {
@@ -154,6 +168,7 @@ impl Log {
                 file: Arc::new(file),
                 positions: scanned.positions,
                 len: scanned.valid_len,
+                prepared,
             });
         }
         if segments.is_empty() {
@@ -172,6 +187,7 @@ impl Log {
             files: Mutex::new(Files {
                 deleted: false,
                 dirty_tail: false,
+                no_prealloc: false,
             }),
         };
         Ok((log, recovered))
@@ -203,13 +219,14 @@ impl Log {
         if files.deleted {
             return Err(AppendError::Deleted);
         }
-        let (mut base, mut file, mut len, end, records) = {
+        let (mut base, mut file, mut len, mut prepared, end, records) = {
             let segments = self.segments();
             let active = segments.back().expect("a log always has a segment");
             (
                 active.base,
                 active.file.clone(),
                 active.len,
+                active.prepared,
                 active.end(),
                 active.positions.len(),
             )
@@ -219,15 +236,22 @@ impl Log {
             file.set_len(len)
                 .map_err(|e| AppendError::io("cannot cut a failed append from", &path, e))?;
             files.dirty_tail = false;
+            prepared = len;
         }
         // Offsets continue the active segment; a gap (a head recovered from metadata past the
         // last record) needs a segment of its own.
         if end != start || (records > 0 && len >= self.segment_bytes) {
             match self.rotate(start) {
                 Ok(()) => {
+                    files.no_prealloc = false;
                     let segments = self.segments();
                     let active = segments.back().expect("a log always has a segment");
-                    (base, file, len) = (active.base, active.file.clone(), active.len);
+                    (base, file, len, prepared) = (
+                        active.base,
+                        active.file.clone(),
+                        active.len,
+                        active.prepared,
+                    );
                 }
                 Err(e) if end != start => {
                     return Err(AppendError::io("cannot create a segment in", &self.dir, e))
@@ -249,6 +273,20 @@ impl Log {
             positions.push(len + buf.len() as u64);
             segment::encode_into(&mut buf, start + i as u64, append_ms, payload);
         }
+        let needed = len + buf.len() as u64;
+        if !files.no_prealloc {
+            if let Some(to) = prealloc::target(len, needed, prepared, self.segment_bytes) {
+                match prealloc::zero_fill(&file, prepared, to) {
+                    Ok(()) => prepared = to,
+                    Err(e) => {
+                        // Only a speed-up: without it appends grow the file as they go.
+                        tracing::debug!(path = %path.display(), error = %e, "cannot prepare space ahead of appends");
+                        files.no_prealloc = true;
+                        prepared = file.set_len(len).map_or(prepared, |()| len);
+                    }
+                }
+            }
+        }
         let written =
             file.write_all_at(&buf, len).and_then(
                 |()| {
@@ -262,16 +300,22 @@ impl Log {
         if let Err(e) = written {
             // Not durable, so not published: cut it, so the offsets are reused and a restart
             // cannot surface events publishers saw fail.
+            prepared = len;
             if let Err(cut) = file.set_len(len) {
                 tracing::warn!(path = %path.display(), error = %cut, "cannot cut a failed append; retrying before the next one");
                 files.dirty_tail = true;
             }
+            self.segments()
+                .back_mut()
+                .expect("a log always has a segment")
+                .prepared = prepared;
             return Err(AppendError::io("cannot write", &path, e));
         }
         let mut segments = self.segments();
         let active = segments.back_mut().expect("a log always has a segment");
         active.positions.extend(positions);
-        active.len += buf.len() as u64;
+        active.len = needed;
+        active.prepared = prepared.max(needed);
         Ok(buf.len() as u64)
     }
 
@@ -290,8 +334,18 @@ impl Log {
 
     /// Starts a new active segment at `base`. The caller holds `files`.
     fn rotate(&self, base: u64) -> io::Result<()> {
-        let old = self.segments().back().map(|s| s.file.clone());
-        if let Some(old) = old {
+        let old = self
+            .segments()
+            .back()
+            .map(|s| (s.file.clone(), s.len, s.prepared));
+        if let Some((old, len, prepared)) = old {
+            if prepared > len {
+                // A sealed segment keeps no prepared space.
+                old.set_len(len)?;
+                if let Some(active) = self.segments().back_mut() {
+                    active.prepared = len;
+                }
+            }
             // Sealed segments are durable whatever the sync policy.
             old.sync_data()?;
         }
@@ -464,6 +518,7 @@ fn create_segment(dir: &Path, base: u64) -> io::Result<Segment> {
         file: Arc::new(file),
         positions: Vec::new(),
         len: 0,
+        prepared: 0,
     })
 }
 
@@ -541,6 +596,63 @@ mod tests {
         drop(log);
         let (_, rec) = Log::open(dir.path(), 1 << 20, 0).unwrap();
         assert_eq!((rec.first, rec.end), (100, 100));
+    }
+
+    #[test]
+    fn appends_go_into_prepared_zeros_which_a_reopen_keeps_and_a_seal_cuts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+        log.append(0, 1, &payloads(3, 100), true).unwrap();
+        let path = segment::path(dir.path(), 0);
+        let records = 3 * segment::entry_bytes(100);
+        let on_disk = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            on_disk > records,
+            "{on_disk} bytes on disk for {records} of records: nothing prepared"
+        );
+        // A second append lands in the prepared space: the file does not grow.
+        log.append(3, 2, &payloads(2, 100), true).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), on_disk);
+        drop(log);
+        // Reopened: the zeros are prepared space, not a torn tail, and stay.
+        let (log, rec) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+        assert_eq!((rec.end, rec.truncated, rec.last_ms), (5, 0, Some(2)));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), on_disk);
+        log.append(5, 3, &payloads(1, 100), true).unwrap();
+        assert!(read_all(&log, 0, 6).iter().all(Option::is_some));
+        // Sealed by a rotation: cut to its records.
+        log.rotate(6).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            6 * segment::entry_bytes(100)
+        );
+        log.append(6, 4, &payloads(1, 100), true).unwrap();
+        drop(log);
+        let (log, rec) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+        assert_eq!((rec.first, rec.end, rec.truncated), (0, 7, 0));
+        assert!(read_all(&log, 0, 7).iter().all(Option::is_some));
+    }
+
+    #[test]
+    fn a_torn_record_inside_prepared_space_is_cut_and_its_offsets_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+        log.append(0, 1, &payloads(2, 10), true).unwrap();
+        drop(log);
+        let path = segment::path(dir.path(), 0);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = 2 * segment::entry_bytes(10) as usize;
+        assert!(bytes.len() > at + 40, "space prepared past the records");
+        // Half of a third record, then the zeros it was written into.
+        let mut third = Vec::new();
+        segment::encode_into(&mut third, 2, 1, &[9; 40]);
+        bytes[at..at + 30].copy_from_slice(&third[..30]);
+        std::fs::write(&path, &bytes).unwrap();
+        let (log, rec) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+        assert_eq!(rec.end, 2);
+        assert_eq!(rec.truncated, (bytes.len() - at) as u64);
+        log.append(2, 2, &payloads(1, 7), true).unwrap();
+        assert_eq!(read_all(&log, 2, 3)[0].as_deref(), Some(&[0u8; 7][..]));
     }
 
     #[test]

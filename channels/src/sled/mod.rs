@@ -43,6 +43,7 @@ mod config;
 mod log;
 mod meta;
 mod parking;
+mod prealloc;
 mod reader;
 mod seek;
 mod segment;

@@ -10,7 +10,8 @@
 //! Offsets inside a segment are contiguous from its name. A record that is cut short, fails its
 //! CRC or breaks the offset sequence ends the segment's valid part: a crash mid-append leaves
 //! such a torn tail, and since a record counts as written only after the `fdatasync` that
-//! follows it, nothing acknowledged is ever past that point.
+//! follows it, nothing acknowledged is ever past that point. Zeros past the valid part are
+//! space made ready for appends (see `prealloc`), not damage: a zero length is no record.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -99,8 +100,10 @@ pub(crate) struct Scanned {
     pub(crate) positions: Vec<u64>,
     /// Bytes of valid records: where the next append goes.
     pub(crate) valid_len: u64,
-    /// Bytes in the file past `valid_len` (a torn tail, or damage).
+    /// Bytes in the file past `valid_len` (a torn tail, damage, or zeros made ready).
     pub(crate) torn_bytes: u64,
+    /// Whether all of those bytes are zero: space prepared for appends, nothing lost.
+    pub(crate) zero_tail: bool,
     /// Append time of the last valid record.
     pub(crate) last_ms: Option<u64>,
 }
@@ -124,6 +127,7 @@ pub(crate) fn scan(path: &Path, base: u64) -> io::Result<Scanned> {
         positions,
         valid_len: at as u64,
         torn_bytes: (bytes.len() - at) as u64,
+        zero_tail: bytes[at..].iter().all(|&b| b == 0),
         last_ms,
     })
 }
@@ -189,6 +193,15 @@ mod tests {
         assert_eq!(scanned.positions.len(), 2);
         assert_eq!((scanned.valid_len, scanned.torn_bytes), (whole, 10));
         assert_eq!(scanned.last_ms, Some(1001));
+        assert!(!scanned.zero_tail);
+        // Zeros after the records: prepared space, not a torn tail.
+        buf.truncate(whole as usize);
+        buf.extend_from_slice(&[0; 100]);
+        std::fs::write(&file, &buf).unwrap();
+        let scanned = scan(&file, 7).unwrap();
+        assert_eq!(scanned.positions.len(), 2);
+        assert_eq!((scanned.valid_len, scanned.torn_bytes), (whole, 100));
+        assert!(scanned.zero_tail);
         // Named for another base: the first record's offset does not fit.
         assert!(scan(&file, 3).unwrap().positions.is_empty());
     }
