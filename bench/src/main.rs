@@ -6,7 +6,7 @@ use herald_bench::{BenchConfig, ChannelKind};
 // Herald under test runs in this process; the same allocator as the `herald` binary keeps the
 // figures those of a real deployment.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: herald_broker::heap::Heap = herald_broker::heap::Heap;
 
 /// Benchmark Herald against a bare HTTP forwarder (and raw NATS/Kafka clients) on this machine.
 #[derive(Parser)]

@@ -6,9 +6,9 @@ use herald_broker::cli::{run, Cli};
 use herald_broker::telemetry::Telemetry;
 
 // Herald allocates per event (parsing, headers, bodies); mimalloc handles that pattern
-// markedly better than the system allocator under concurrency.
+// markedly better than the system allocator under concurrency (see `heap::Heap`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: herald_broker::heap::Heap = herald_broker::heap::Heap;
 
 // Runs before `main` and before any allocation (ahead of std's own start-up constructor, at
 // priority 99); mimalloc's arena is first touched by the first allocation, so no page of it

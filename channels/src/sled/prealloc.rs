@@ -3,10 +3,10 @@
 //!
 //! Growing a file makes each `fdatasync` commit the file system's journal (the new size and
 //! blocks) besides flushing the data; overwriting written blocks leaves only the data flush.
-//! On this project's ext4 VMs a 6.6 kB append plus `fdatasync` took a mean 0.4–2.4 ms (p99
-//! 8–10 ms) growing the file and 0.11–0.2 ms (p99 2–3.5 ms) into zeros written beforehand;
-//! `fallocate` alone helps less, as its unwritten extents still need a journal commit on
-//! first write. PostgreSQL zero-fills its WAL segments for the same reason.
+//! On this project's ext4 VMs a 6.6 kB append plus `fdatasync` took a mean 0.2–2.4 ms (p99
+//! 1.3–10 ms) growing the file and 0.11–0.2 ms (p99 0.2–3.5 ms) into zeros written
+//! beforehand; `fallocate` alone helps less, as its unwritten extents still need a journal
+//! commit on first write. PostgreSQL zero-fills its WAL segments for the same reason.
 //!
 //! The zeros are written in the writer's append, before the records, and made durable by
 //! that append's own `fdatasync`: one journal commit per prepared stretch rather than per
