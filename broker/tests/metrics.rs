@@ -124,6 +124,7 @@ fn metrics_count_a_known_traffic_pattern_exactly() {
             (ingress("nope", "", "404"), 1.0),
             (filter("a", "a", "202"), 3.0),
             (filter("b", "b", "500"), 2.0),
+            (route("herald_delivered_total", "a"), 3.0),
             (route("herald_delivery_retries_total", "b"), 2.0),
             (route("herald_dead_letters_total", "b"), 2.0),
             // Only the 3 events of type a reach a's filter: the Broker's shared reader rules

@@ -11,7 +11,7 @@ use crate::reply::{prepare_reply, take_ttl, TTL_EXTENSION};
 use crate::route::{ReplyTarget, Route, RouteId, TtlHandling};
 use crate::trace;
 use herald_channels::{Channel, ParkedWhy, Parking, TraceContext, WireEvent};
-use herald_core::metrics::{Metrics, RouteLabels};
+use herald_core::metrics::Metrics;
 use rustls::pki_types::CertificateDer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -134,12 +134,10 @@ impl DeliveryEngine {
             target: &route.reply,
             ttl,
         };
-        let labels = route.metric_labels();
         let started = Instant::now();
         let delivered = self
             .with_retries(
                 route,
-                &labels,
                 Destination::Subscriber,
                 &route.subscriber,
                 &event,
@@ -155,7 +153,7 @@ impl DeliveryEngine {
             .record(route, &self.metrics, status.unwrap_or(0), started.elapsed());
         let failure = match delivered {
             Ok(_) => {
-                self.metrics.herald.delivered.get_or_create(&labels).inc();
+                route.dispatch_metrics.count_delivered(route, &self.metrics);
                 return Disposition::Delivered;
             }
             Err(f) => f,
@@ -183,21 +181,14 @@ impl DeliveryEngine {
         };
         let dead = dead_letter_event(&event, &route.subscriber, &failure);
         match self
-            .with_retries(
-                route,
-                &labels,
-                Destination::DeadLetterSink,
-                dls,
-                &dead,
-                None,
-            )
+            .with_retries(route, Destination::DeadLetterSink, dls, &dead, None)
             .await
         {
             Ok(_) => {
                 self.metrics
                     .herald
                     .dead_letters
-                    .get_or_create(&labels)
+                    .get_or_create(&route.metric_labels())
                     .inc();
                 Disposition::DeadLettered(
                     route
@@ -224,11 +215,9 @@ impl DeliveryEngine {
     /// Attempts delivery to `url` up to `1 + policy.retry` times under the route's policy
     /// and format; the status the recipient accepted with. With `reply`, the request asks
     /// for a reply, and a reply is handed on before the attempt counts as successful.
-    /// Retries count under `labels`.
     async fn with_retries(
         &self,
         route: &Route,
-        labels: &RouteLabels,
         to: Destination,
         url: &Url,
         event: &WireEvent,
@@ -263,7 +252,7 @@ impl DeliveryEngine {
                         sent: attempt.sent,
                     };
                     match self
-                        .hand_on_reply(route, labels, answered, reply.expect("wanted"))
+                        .hand_on_reply(route, answered, reply.expect("wanted"))
                         .await
                     {
                         Ok(()) => return Ok(status),
@@ -277,7 +266,8 @@ impl DeliveryEngine {
                 return Err(failure);
             }
             retry += 1;
-            self.metrics.herald.retries.get_or_create(labels).inc();
+            let labels = route.metric_labels();
+            self.metrics.herald.retries.get_or_create(&labels).inc();
             let wait = policy.delay(retry, failure.retry_after);
             tracing::debug!(url = %Redacted(url), retry, ?wait, reason = %failure.reason, "retrying delivery");
             tokio::time::sleep(wait).await;
@@ -287,7 +277,6 @@ impl DeliveryEngine {
     async fn hand_on_reply(
         &self,
         route: &Route,
-        labels: &RouteLabels,
         answered: Answered<'_>,
         reply: ReplyTo<'_>,
     ) -> Result<(), Failure> {
@@ -319,7 +308,7 @@ impl DeliveryEngine {
             // The reply is a delivery of its own: retried under the same policy, and its own
             // answer is not routed further.
             ReplyTarget::Url(url) => {
-                Box::pin(self.with_retries(route, labels, Destination::Reply, url, &answer, None))
+                Box::pin(self.with_retries(route, Destination::Reply, url, &answer, None))
                     .await
                     .map(|_| ())
             }

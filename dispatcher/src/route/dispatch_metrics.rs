@@ -1,12 +1,12 @@
-//! The handles of one route's Knative dispatch metrics (`event_count` and
-//! `event_dispatch_latencies` of the broker filter), looked up once per response code: the
-//! labels are six strings, and building and hashing them for every delivery cost more than
-//! the counting.
+//! The handles of one route's per-delivery metrics (Knative's `event_count` and
+//! `event_dispatch_latencies` of the broker filter, once per response code, and
+//! `herald_delivered_total`), looked up once: building the label strings and hashing them for
+//! every delivery cost more than the counting.
 
 use super::Route;
 use herald_core::metrics::{code_class, millis, Counter, FilterLabels, Histogram, Metrics};
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// Shared by the clones of a route; starts empty.
@@ -18,6 +18,7 @@ struct Handles {
     /// The registry the handles belong to (a route could meet another engine's).
     registry: usize,
     by_code: Vec<(u16, Counter, Histogram)>,
+    delivered: Option<Counter>,
 }
 
 impl fmt::Debug for DispatchMetrics {
@@ -30,12 +31,7 @@ impl DispatchMetrics {
     /// Counts one dispatch of `route` that ended with `code` (`0`: no answer) after `took`;
     /// routes other than a Trigger's have no such metrics.
     pub(crate) fn record(&self, route: &Route, metrics: &Arc<Metrics>, code: u16, took: Duration) {
-        let mut handles = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let registry = Arc::as_ptr(metrics) as usize;
-        if handles.registry != registry {
-            handles.registry = registry;
-            handles.by_code.clear();
-        }
+        let mut handles = self.handles(metrics);
         let at = match handles.by_code.iter().position(|(c, ..)| *c == code) {
             Some(at) => at,
             None => {
@@ -63,5 +59,29 @@ impl DispatchMetrics {
         let (_, count, latencies) = &handles.by_code[at];
         count.inc();
         latencies.observe(millis(took));
+    }
+
+    /// Counts one event of `route` delivered (`herald_delivered_total`).
+    pub(crate) fn count_delivered(&self, route: &Route, metrics: &Arc<Metrics>) {
+        self.handles(metrics)
+            .delivered
+            .get_or_insert_with(|| {
+                let delivered = &metrics.herald.delivered;
+                delivered.get_or_create(&route.metric_labels()).clone()
+            })
+            .inc();
+    }
+
+    /// The handles, emptied first if they belong to another registry than `metrics`.
+    fn handles(&self, metrics: &Arc<Metrics>) -> MutexGuard<'_, Handles> {
+        let mut handles = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let registry = Arc::as_ptr(metrics) as usize;
+        if handles.registry != registry {
+            *handles = Handles {
+                registry,
+                ..Handles::default()
+            };
+        }
+        handles
     }
 }
