@@ -110,7 +110,7 @@ pub struct IngressMetrics {
 /// handles without building five label strings and hashing them twice (which cost more
 /// than the counting).
 #[derive(Default)]
-struct IngressSeries(Mutex<std::collections::HashMap<crate::ResourceKey, Vec<IngressHandles>>>);
+struct IngressSeries(Mutex<foldhash::HashMap<crate::ResourceKey, Vec<IngressHandles>>>);
 
 struct IngressHandles {
     event_type: String,

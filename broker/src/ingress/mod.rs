@@ -16,7 +16,6 @@ use herald_core::metrics::Metrics;
 use herald_core::{Kind, ResourceKey};
 use herald_dispatcher::reply::{DEFAULT_TTL, TTL_EXTENSION};
 use herald_dispatcher::trace;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +27,10 @@ use parse::{is_batch, parse_events, validate};
 
 /// The Brokers this ingress serves, each with its channel; swapped whole by the data plane
 /// on every change, so a request reads one consistent map without taking a lock.
-pub type Brokers = Arc<ArcSwap<HashMap<ResourceKey, Arc<dyn Channel>>>>;
+pub type Brokers = Arc<ArcSwap<BrokerMap>>;
+/// Looked up for every request by a key from its path: foldhash, not SipHash, which cost
+/// more than the lookup (a lookup inserts nothing, so a crafted path cannot grow it).
+pub type BrokerMap = foldhash::HashMap<ResourceKey, Arc<dyn Channel>>;
 
 #[derive(Clone)]
 pub struct IngressState {

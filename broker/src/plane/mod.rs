@@ -46,7 +46,7 @@ pub use view::ResourceView;
 
 use crate::auth::{Authorizations, InternalTokens};
 use crate::backends::{BackendError, Backends, BackendsConfig};
-use crate::ingress::Brokers;
+use crate::ingress::{BrokerMap, Brokers};
 use arc_swap::ArcSwap;
 use brokers::LogEntry;
 use herald_channels::Channel;
@@ -261,8 +261,8 @@ impl DataPlane {
                 closed: false,
                 stopping_watches: Default::default(),
             }),
-            ingress: Arc::new(ArcSwap::from_pointee(HashMap::new())),
-            channel_ingress: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            ingress: Arc::new(ArcSwap::from_pointee(BrokerMap::default())),
+            channel_ingress: Arc::new(ArcSwap::from_pointee(BrokerMap::default())),
             transform_map: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             authorizations: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             internal_tokens,
@@ -461,7 +461,7 @@ impl DataPlane {
     pub async fn shutdown_within(&self, drain_timeout: Duration) {
         let mut state = self.state.lock().await;
         state.closed = true;
-        self.ingress.store(Arc::new(HashMap::new()));
+        self.ingress.store(Arc::new(BrokerMap::default()));
         for c in state.logs.values() {
             c.channel.close().await;
         }
@@ -569,7 +569,7 @@ impl State {
         &self,
         kind: Kind,
         keys: impl Iterator<Item = &'a ResourceKey>,
-    ) -> HashMap<ResourceKey, Arc<dyn Channel>> {
+    ) -> BrokerMap {
         keys.filter_map(|k| self.log(kind, k).map(|c| (k.clone(), c)))
             .collect()
     }

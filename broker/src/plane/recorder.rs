@@ -10,7 +10,6 @@ use super::LogId;
 use herald_channels::WireEvent;
 use herald_core::eventtype::ObservedType;
 use herald_core::metrics::{Counter, LabelledFamily, Metrics, ReasonLabels, RouteLabels};
-use std::collections::HashSet;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -35,8 +34,11 @@ pub struct Observed {
 pub struct EventTypeRecorder(Option<Arc<Shared>>);
 
 struct Shared {
-    seen: Vec<Mutex<HashSet<u64>>>,
-    hasher: std::hash::RandomState,
+    /// Of hashes already: hashed again by foldhash, as SipHash twice per event cost more
+    /// than the rest of recording.
+    seen: Vec<Mutex<foldhash::HashSet<u64>>>,
+    /// Seeded per process, so types and sources cannot be chosen to collide.
+    hasher: foldhash::quality::RandomState,
     queue: mpsc::Sender<Observed>,
     dropped: LabelledFamily<ReasonLabels, Counter>,
     recorded: LabelledFamily<RouteLabels, Counter>,
@@ -59,7 +61,7 @@ impl EventTypeRecorder {
             recorded.clone(),
         );
         let shared = Shared {
-            seen: (0..SHARDS).map(|_| Mutex::new(HashSet::new())).collect(),
+            seen: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: Default::default(),
             queue,
             dropped,
@@ -158,7 +160,7 @@ impl EventTypeRecorder {
 }
 
 impl Shared {
-    fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+    fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, foldhash::HashSet<u64>> {
         // A panic elsewhere while holding it leaves a set that is still a valid cache.
         self.seen[(hash as usize) % SHARDS]
             .lock()
