@@ -241,9 +241,8 @@ impl Log {
         // Offsets continue the active segment; a gap (a head recovered from metadata past the
         // last record) needs a segment of its own.
         if end != start || (records > 0 && len >= self.segment_bytes) {
-            match self.rotate(start) {
+            match self.rotate(&mut files, start) {
                 Ok(()) => {
-                    files.no_prealloc = false;
                     let segments = self.segments();
                     let active = segments.back().expect("a log always has a segment");
                     (base, file, len, prepared) = (
@@ -300,10 +299,12 @@ impl Log {
         if let Err(e) = written {
             // Not durable, so not published: cut it, so the offsets are reused and a restart
             // cannot surface events publishers saw fail.
-            prepared = len;
-            if let Err(cut) = file.set_len(len) {
-                tracing::warn!(path = %path.display(), error = %cut, "cannot cut a failed append; retrying before the next one");
-                files.dirty_tail = true;
+            match file.set_len(len) {
+                Ok(()) => prepared = len,
+                Err(cut) => {
+                    tracing::warn!(path = %path.display(), error = %cut, "cannot cut a failed append; retrying before the next append or rotation");
+                    files.dirty_tail = true;
+                }
             }
             self.segments()
                 .back_mut()
@@ -332,16 +333,17 @@ impl Log {
         }
     }
 
-    /// Starts a new active segment at `base`. The caller holds `files`.
-    fn rotate(&self, base: u64) -> io::Result<()> {
+    /// Starts a new active segment at `base`, under the caller's hold of `files`.
+    fn rotate(&self, files: &mut Files, base: u64) -> io::Result<()> {
         let old = self
             .segments()
             .back()
             .map(|s| (s.file.clone(), s.len, s.prepared));
         if let Some((old, len, prepared)) = old {
-            if prepared > len {
-                // A sealed segment keeps no prepared space.
+            if prepared > len || files.dirty_tail {
+                // A sealed segment keeps no prepared space, nor what a failed append left.
                 old.set_len(len)?;
+                files.dirty_tail = false;
                 if let Some(active) = self.segments().back_mut() {
                     active.prepared = len;
                 }
@@ -351,6 +353,8 @@ impl Log {
         }
         let segment = create_segment(&self.dir, base)?;
         self.segments().push_back(segment);
+        // A new segment: worth preparing space for again.
+        files.no_prealloc = false;
         Ok(())
     }
 
@@ -448,7 +452,7 @@ impl Log {
     /// Removes the segments wholly below `base`, first replacing the active segment if all
     /// of it is below `base` (and it is worth a file). Returns the bytes freed. Blocking.
     pub(crate) fn drop_below(&self, base: u64) -> io::Result<u64> {
-        let files = self.files();
+        let mut files = self.files();
         if files.deleted {
             return Ok(0);
         }
@@ -458,7 +462,7 @@ impl Log {
             (active.end(), active.len)
         };
         if end <= base && len >= ROTATE_CONSUMED_MIN.min(self.segment_bytes) {
-            self.rotate(end)?;
+            self.rotate(&mut files, end)?;
         }
         let gone: Vec<(u64, u64)> = {
             let mut segments = self.segments();
@@ -621,7 +625,7 @@ mod tests {
         log.append(5, 3, &payloads(1, 100), true).unwrap();
         assert!(read_all(&log, 0, 6).iter().all(Option::is_some));
         // Sealed by a rotation: cut to its records.
-        log.rotate(6).unwrap();
+        log.rotate(&mut log.files(), 6).unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
             6 * segment::entry_bytes(100)
@@ -653,6 +657,29 @@ mod tests {
         assert_eq!(rec.truncated, (bytes.len() - at) as u64);
         log.append(2, 2, &payloads(1, 7), true).unwrap();
         assert_eq!(read_all(&log, 2, 3)[0].as_deref(), Some(&[0u8; 7][..]));
+    }
+
+    #[test]
+    fn a_seal_cuts_what_a_failed_append_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+        log.append(0, 1, &payloads(10, 100), true).unwrap();
+        // A failed append whose cut failed too: its record is still in the file.
+        let path = segment::path(dir.path(), 0);
+        let mut left = Vec::new();
+        segment::encode_into(&mut left, 10, 2, &[7; 50]);
+        let len = log.segments().back().unwrap().len;
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&left, len).unwrap();
+        log.files().dirty_tail = true;
+        log.segments().back_mut().unwrap().prepared = len;
+        // Sealed (as retention or a full segment does) before any append cut it.
+        log.rotate(&mut log.files(), 10).unwrap();
+        log.append(10, 3, &payloads(1, 9), true).unwrap();
+        drop(log);
+        let (log, rec) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+        assert_eq!((rec.first, rec.end), (0, 11));
+        assert_eq!(read_all(&log, 10, 11)[0].as_deref(), Some(&[0u8; 9][..]));
     }
 
     #[test]
