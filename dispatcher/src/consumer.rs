@@ -63,20 +63,25 @@ impl RouteConsumer {
         let lanes = (self.current().order == DeliveryOrder::Ordered)
             .then(|| self.start_lanes(&mut tasks, &abort));
         let mut processing = ProcessingHistogram::default();
+        // Made once: a fresh `cancelled()` in every select registered and removed a waiter on
+        // the token twice per event.
+        let aborted = abort.cancelled();
+        let stopped = stop.cancelled();
+        tokio::pin!(aborted, stopped);
         loop {
             // With every slot busy on stuck deliveries, abort must still get through.
             let permit = tokio::select! {
                 p = permits.clone().acquire_owned() => p,
-                _ = abort.cancelled() => break,
-                _ = stop.cancelled() => break,
+                _ = &mut aborted => break,
+                _ = &mut stopped => break,
             };
             let Ok(permit) = permit else {
                 break;
             };
             let next = tokio::select! {
                 biased;
-                _ = abort.cancelled() => break,
-                _ = stop.cancelled() => break,
+                _ = &mut aborted => break,
+                _ = &mut stopped => break,
                 n = subscription.next() => n,
             };
             let delivery = match next {
@@ -86,8 +91,8 @@ impl RouteConsumer {
                     tracing::warn!(route = %self.current().id, error = %e, "channel read failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_secs(1))) => continue,
-                        _ = abort.cancelled() => break,
-                        _ = stop.cancelled() => break,
+                        _ = &mut aborted => break,
+                        _ = &mut stopped => break,
                     }
                 }
             };

@@ -154,6 +154,9 @@ impl Group {
         let mut matched = Vec::new();
         let mut committed_at = Instant::now();
         let mut uncommitted = false;
+        // Made once, not per read (each fresh one registers a waiter on the token).
+        let stopped = self.stop.cancelled();
+        tokio::pin!(stopped);
         loop {
             let (from, moves) = {
                 let g = self.lock();
@@ -161,7 +164,7 @@ impl Group {
             };
             let deadline = tokio::time::Instant::from_std(committed_at + COMMIT_EVERY);
             let read = tokio::select! {
-                _ = self.stop.cancelled() => break,
+                _ = &mut stopped => break,
                 _ = tokio::time::sleep_until(deadline), if uncommitted => {
                     self.commit_all();
                     (committed_at, uncommitted) = (Instant::now(), false);
@@ -191,7 +194,7 @@ impl Group {
                     tracing::warn!(error = %e, "shared channel read failed; retrying");
                     let wait = e.retry_after().unwrap_or(Duration::from_secs(1));
                     tokio::select! {
-                        _ = self.stop.cancelled() => break,
+                        _ = &mut stopped => break,
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
