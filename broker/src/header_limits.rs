@@ -7,9 +7,7 @@
 //! [`HeaderLimits::hyper_max_buf`]) so that a request far over them is still refused (a bare
 //! 431) before it is buffered whole.
 
-use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 #[derive(Clone, Copy, Debug)]
@@ -77,19 +75,19 @@ impl HeaderLimits {
         Ok(())
     }
 
-    /// The middleware: refuses with 431 before the handler runs.
-    pub async fn enforce(self, request: Request, next: Next) -> Response {
-        match self.check(request.headers()) {
-            Ok(()) => next.run(request).await,
-            Err(message) => {
-                tracing::debug!(%message, "request refused");
-                (
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    format!("{message}\n"),
-                )
-                    .into_response()
-            }
-        }
+    /// The 431 answer for `headers`, when they are over a limit; the listener checks every
+    /// request with it before any handler runs (a check in the listener's service, not an
+    /// axum middleware layer, which boxed every request's future twice more).
+    pub fn refusal(&self, headers: &http::HeaderMap) -> Option<Response> {
+        let message = self.check(headers).err()?;
+        tracing::debug!(%message, "request refused");
+        Some(
+            (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("{message}\n"),
+            )
+                .into_response(),
+        )
     }
 }
 

@@ -41,7 +41,7 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// A TLS client must finish its handshake within this time of connecting.
     pub tls_handshake_timeout: Duration,
-    /// Header fields and bytes per request: checked exactly by [`HeaderLimits::enforce`]
+    /// Header fields and bytes per request: checked exactly by [`HeaderLimits::refusal`]
     /// (431 with a message), and loosely by hyper as a backstop.
     pub headers: HeaderLimits,
 }
@@ -267,13 +267,19 @@ async fn serve_connection<S>(
     });
     let counted = state.clone();
     let clock = open.started;
+    let header_limits = limits.headers;
     let service =
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let mut app = app.clone();
             let state = counted.clone();
             state.busy.fetch_add(1, Ordering::AcqRel);
+            // An oversized head is refused before any handler runs.
+            let refused = header_limits.refusal(request.headers());
             async move {
-                let response = app.call(request.map(axum::body::Body::new)).await;
+                let response = match refused {
+                    Some(refusal) => Ok(refusal),
+                    None => app.call(request.map(axum::body::Body::new)).await,
+                };
                 state.served.fetch_add(1, Ordering::AcqRel);
                 state
                     .idle_since_ms

@@ -309,8 +309,13 @@ pub async fn start(
         config.resync_interval,
         shutdown.clone(),
     ));
-    // Outermost on both listeners: an oversized head is refused before any handler runs.
-    let headers = config.connections.headers;
+    // Ingress bounds its body reads itself (one deadline for the whole body); the other
+    // routes get tower-http's per-frame timeout. Header limits are the listener's.
+    let others = crate::transform_endpoint::router(plane.transforms())
+        .merge(herald_sources::github::router(plane.webhooks()))
+        .merge(admin::probes(plane.clone()))
+        // A body that stops arriving ends the request.
+        .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
     let app = router(IngressState {
         brokers: plane.ingress(),
         channels: plane.channel_ingress(),
@@ -321,15 +326,9 @@ pub async fn start(
         auth,
         authorizations: plane.authorizations(),
     })
-    .merge(crate::transform_endpoint::router(plane.transforms()))
-    .merge(herald_sources::github::router(plane.webhooks()))
-    .merge(admin::probes(plane.clone()))
-    // A body that stops arriving ends the request.
-    .layer(RequestBodyTimeoutLayer::new(config.body_timeout))
-    .layer(axum::middleware::from_fn(move |r, n| headers.enforce(r, n)));
+    .merge(others);
     let admin_app = admin::router(plane.clone(), config.admin_token.clone())
-        .layer(RequestBodyTimeoutLayer::new(config.body_timeout))
-        .layer(axum::middleware::from_fn(move |r, n| headers.enforce(r, n)));
+        .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
     // Open event streams end as Herald stops; else the listener would wait out its grace for them.
     tokio::spawn({
         let (plane, stop) = (plane.clone(), shutdown.clone());

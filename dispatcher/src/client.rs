@@ -14,17 +14,31 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use url::Url;
 
 /// How long an idle pooled connection is kept (reqwest's default, which Herald had).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Targets whose request URI is kept, at most; past it the cache starts over (deliveries
+/// go to the few URLs of the routes, so it only fills when those change a lot).
+const TARGETS_KEPT: usize = 1024;
+
 /// A pooled HTTP client; cheap to clone (the pool is shared).
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// The request URI and credentials of each URL sent to: parsing a URL into a `Uri` cost
+    /// more than looking it up, for every delivery.
+    targets: Arc<Mutex<foldhash::HashMap<Box<str>, Target>>>,
+}
+
+/// What a request to one URL carries: its URI, and its user info as Basic credentials.
+#[derive(Clone, Debug)]
+struct Target {
+    uri: Uri,
+    basic: Option<HeaderValue>,
 }
 
 /// Why the client could not be built.
@@ -86,7 +100,32 @@ impl HttpClient {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            targets: Arc::default(),
+        })
+    }
+
+    /// A POST to `url` carrying `body`: see [`request_to`]; the URI comes from the cache of
+    /// targets when `url` was sent to before.
+    pub fn request_to(&self, url: &Url, body: Bytes) -> Result<http::Request<Full<Bytes>>, String> {
+        let cached = {
+            let targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+            targets.get(url.as_str()).cloned()
+        };
+        let target = match cached {
+            Some(t) => t,
+            None => {
+                let target = Target::of(url)?;
+                let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+                if targets.len() >= TARGETS_KEPT {
+                    targets.clear();
+                }
+                targets.insert(url.as_str().into(), target.clone());
+                target
+            }
+        };
+        Ok(target.request(body))
     }
 
     /// Sends `request` (its URI and headers set; see [`request_to`]) and reads the whole
@@ -125,17 +164,29 @@ impl HttpClient {
 /// info, if any, as Basic credentials (as reqwest sent them). Fails on a URL HTTP cannot
 /// address.
 pub fn request_to(url: &Url, body: Bytes) -> Result<http::Request<Full<Bytes>>, String> {
-    let uri = target_uri(url)?;
-    let mut request = http::Request::new(Full::new(body));
-    *request.method_mut() = http::Method::POST;
-    *request.uri_mut() = uri;
-    request
-        .headers_mut()
-        .insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
-    if let Some(basic) = basic_auth(url) {
-        request.headers_mut().insert(AUTHORIZATION, basic);
+    Ok(Target::of(url)?.request(body))
+}
+
+impl Target {
+    fn of(url: &Url) -> Result<Self, String> {
+        Ok(Self {
+            uri: target_uri(url)?,
+            basic: basic_auth(url),
+        })
     }
-    Ok(request)
+
+    fn request(self, body: Bytes) -> http::Request<Full<Bytes>> {
+        let mut request = http::Request::new(Full::new(body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = self.uri;
+        request
+            .headers_mut()
+            .insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        if let Some(basic) = self.basic {
+            request.headers_mut().insert(AUTHORIZATION, basic);
+        }
+        request
+    }
 }
 
 fn target_uri(url: &Url) -> Result<Uri, String> {
@@ -204,5 +255,21 @@ mod tests {
         // base64("u@x:p:w")
         assert_eq!(request.headers()[AUTHORIZATION], "Basic dUB4OnA6dw==");
         assert_eq!(request.method(), http::Method::POST);
+    }
+
+    #[test]
+    fn a_cached_target_sends_as_a_fresh_one() {
+        let client = HttpClient::new(&[], 1).unwrap();
+        let url = Url::parse("https://u%40x:p%3Aw@example.com/x?y=1#f").unwrap();
+        let other = Url::parse("http://127.0.0.1:9/other").unwrap();
+        for _ in 0..2 {
+            for url in [&url, &other] {
+                let cached = client.request_to(url, Bytes::new()).unwrap();
+                let fresh = request_to(url, Bytes::new()).unwrap();
+                assert_eq!(cached.uri(), fresh.uri());
+                assert_eq!(cached.headers(), fresh.headers());
+            }
+        }
+        assert_eq!(client.targets.lock().unwrap().len(), 2);
     }
 }

@@ -3,7 +3,7 @@
 //! contract. The event goes out as it was accepted ([`WireEvent`]): attribute strings, data
 //! bytes, and the W3C trace context that came with it as `traceparent`/`tracestate` headers.
 
-use crate::client::{self, HttpClient, SendError};
+use crate::client::{HttpClient, SendError};
 use crate::redact::{self, Redacted};
 use bytes::Bytes;
 use herald_channels::event::json;
@@ -93,7 +93,7 @@ pub async fn send(client: &HttpClient, r: &Request<'_>) -> Outcome {
         DeliveryFormat::Binary => event.body_bytes().unwrap_or_default(),
         DeliveryFormat::Json => Bytes::from(json::to_vec(event)),
     };
-    let mut request = match client::request_to(url, body) {
+    let mut request = match client.request_to(url, body) {
         Ok(r) => r,
         Err(e) => {
             return Outcome::Failed(Failure::transport(format!(
