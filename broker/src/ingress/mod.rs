@@ -365,9 +365,18 @@ async fn read_body(
         })?;
     read.map_err(|e| {
         // to_bytes reports the limit through its error source chain.
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
+        let source = std::error::Error::source(&e);
+        // Routes under tower-http's body timeout (the admin API's send) meet its error down
+        // the chain.
+        let timed_out = std::iter::successors(source, |s| s.source())
+            .any(|s| s.is::<tower_http::timeout::TimeoutError>());
+        if source.is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
             too_large()
+        } else if timed_out {
+            Rejection::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request body stalled for longer than {timeout:?}"),
+            )
         } else {
             Rejection::new(
                 StatusCode::BAD_REQUEST,
