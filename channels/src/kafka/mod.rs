@@ -101,11 +101,18 @@ impl Backend for KafkaBackend {
         }
     }
 
+    /// After every channel closed and every delivery settled: their consumers commit and
+    /// leave their groups before Herald exits (bounded by the request timeout).
     async fn close(&self) {
         self.opened
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        if !reader::consumers_closed(self.config.request_timeout).await {
+            tracing::warn!(
+                "Kafka consumers did not leave their groups in time; the next start waits out their session timeout"
+            );
+        }
     }
 }
 

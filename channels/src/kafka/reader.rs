@@ -102,6 +102,33 @@ impl ReaderShared {
     }
 }
 
+/// Group consumers not yet closed, in the whole process, and a wake-up as each closes: a
+/// stopping Herald waits for them ([`consumers_closed`]), else its exit would cut their
+/// close short, so the group would neither get their last commit nor hear them leave (and
+/// the next process would wait out their session timeout, or, on a coordinator that loses
+/// track of members, never be assigned their partitions).
+static OPEN_CONSUMERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static CONSUMER_CLOSED: Notify = Notify::const_new();
+
+/// Waits up to `timeout` until every group consumer created so far has committed and left
+/// its group; whether they all did.
+pub(crate) async fn consumers_closed(timeout: std::time::Duration) -> bool {
+    use std::sync::atomic::Ordering;
+    tokio::time::timeout(timeout, async {
+        loop {
+            let closed = CONSUMER_CLOSED.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if OPEN_CONSUMERS.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
 /// A consumer that, when the last reference goes, commits what is acknowledged and leaves the
 /// group on a thread of its own: librdkafka's close waits for the coordinator.
 struct ConsumerHandle {
@@ -112,6 +139,22 @@ struct ConsumerHandle {
 }
 
 impl ConsumerHandle {
+    /// Counted among the open consumers until its close has run.
+    fn new(
+        consumer: GroupConsumer,
+        acks: Arc<Mutex<Acks>>,
+        topic: String,
+        left: oneshot::Sender<()>,
+    ) -> Self {
+        OPEN_CONSUMERS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self {
+            consumer: Some(consumer),
+            acks,
+            topic,
+            left: Some(left),
+        }
+    }
+
     fn consumer(&self) -> &GroupConsumer {
         self.consumer.as_ref().expect("present until dropped")
     }
@@ -138,6 +181,8 @@ impl Drop for ConsumerHandle {
             if let Some(left) = left {
                 let _ = left.send(());
             }
+            OPEN_CONSUMERS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            CONSUMER_CLOSED.notify_waiters();
         };
         detached(close);
     }
@@ -293,12 +338,12 @@ impl KafkaReader {
         let (left_tx, left_rx) = oneshot::channel();
         // Wrapped at once, so even a consumer that fails to subscribe is closed off the
         // runtime.
-        let handle = Arc::new(ConsumerHandle {
-            consumer: Some(consumer),
-            acks: self.shared.acks.clone(),
-            topic: self.topic.clone(),
-            left: Some(left_tx),
-        });
+        let handle = Arc::new(ConsumerHandle::new(
+            consumer,
+            self.shared.acks.clone(),
+            self.topic.clone(),
+            left_tx,
+        ));
         handle
             .consumer()
             .subscribe(&[&self.topic])
