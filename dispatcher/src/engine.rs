@@ -158,6 +158,20 @@ impl DeliveryEngine {
             }
             Err(f) => f,
         };
+        // Boxed: the failure path (another round of attempts, to the dead-letter sink) would
+        // otherwise size the future of every delivery, which tokio copies as it goes.
+        Box::pin(self.after_failure(route, event, failure, ttl.filter(|_| had_ttl))).await
+    }
+
+    /// What becomes of an event its subscriber did not take: dead-lettered, or parked as
+    /// undeliverable. `ttl` is the TTL it arrived with, put back on what is parked.
+    async fn after_failure(
+        &self,
+        route: &Route,
+        event: WireEvent,
+        failure: Failure,
+        ttl: Option<i64>,
+    ) -> Disposition {
         tracing::warn!(
             route = %route.id, event.id = event.id(), status = ?failure.status,
             reason = %failure.reason, "delivery failed after all attempts"
@@ -165,7 +179,7 @@ impl DeliveryEngine {
         // What is parked is the event as it arrived, TTL included, so a redrive is the same
         // delivery again.
         let parked = |mut event: WireEvent, why: ParkedWhy, failure: &Failure| {
-            if let (Some(ttl), true) = (ttl, had_ttl) {
+            if let Some(ttl) = ttl {
                 event.set_extension(TTL_EXTENSION, ttl);
             }
             Box::new(Parking {
@@ -251,8 +265,8 @@ impl DeliveryEngine {
                         original: event,
                         sent: attempt.sent,
                     };
-                    match self
-                        .hand_on_reply(route, answered, reply.expect("wanted"))
+                    // Boxed, as the retry wait below: neither sizes every delivery's future.
+                    match Box::pin(self.hand_on_reply(route, answered, reply.expect("wanted")))
                         .await
                     {
                         Ok(()) => return Ok(status),
@@ -270,7 +284,7 @@ impl DeliveryEngine {
             self.metrics.herald.retries.get_or_create(&labels).inc();
             let wait = policy.delay(retry, failure.retry_after);
             tracing::debug!(url = %Redacted(url), retry, ?wait, reason = %failure.reason, "retrying delivery");
-            tokio::time::sleep(wait).await;
+            Box::pin(tokio::time::sleep(wait)).await;
         }
     }
 

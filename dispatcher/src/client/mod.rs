@@ -159,7 +159,9 @@ impl HttpClient {
         outgoing: Outgoing,
         timeout: Duration,
     ) -> Option<Result<Response, SendError>> {
-        tokio::time::timeout(timeout, self.exchange(outgoing))
+        // Boxed: the exchange's state would otherwise size the future of every delivery
+        // (and each layer around it), which tokio copies as it goes; one allocation is less.
+        tokio::time::timeout(timeout, Box::pin(self.exchange(outgoing)))
             .await
             .ok()
     }
@@ -174,7 +176,9 @@ impl HttpClient {
             let reused = kept.is_some();
             let mut sender = match kept.take() {
                 Some(sender) => sender,
-                None => self.connect(&target).await?,
+                // Boxed: a handshake's state (a TLS session among it) would otherwise make
+                // every delivery's future kilobytes larger, which tokio copies as it goes.
+                None => Box::pin(self.connect(&target)).await?,
             };
             if let Err(e) = sender.ready().await {
                 if reused {
