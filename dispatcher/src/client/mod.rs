@@ -31,6 +31,9 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// they change a lot).
 const TARGETS_KEPT: usize = 8192;
 
+/// Header fields a delivery request has room for from the start.
+const REQUEST_HEADERS: usize = 16;
+
 /// A pooled HTTP client; cheap to clone (the pool is shared).
 #[derive(Clone, Debug)]
 pub struct HttpClient {
@@ -38,7 +41,7 @@ pub struct HttpClient {
     pool: Arc<Pool>,
     /// What a request to each URL sent to carries: parsing a URL into a `Uri` cost more than
     /// looking it up, for every delivery.
-    targets: Arc<Mutex<foldhash::HashMap<Box<str>, Target>>>,
+    targets: Arc<Mutex<foldhash::HashMap<Box<str>, Arc<Target>>>>,
 }
 
 /// What a request to one URL carries.
@@ -59,7 +62,7 @@ struct Target {
 #[derive(Debug)]
 pub struct Outgoing {
     request: http::Request<Full<Bytes>>,
-    target: Target,
+    target: Arc<Target>,
 }
 
 impl Outgoing {
@@ -140,7 +143,7 @@ impl HttpClient {
         let target = match cached {
             Some(t) => t,
             None => {
-                let target = Target::of(url)?;
+                let target = Arc::new(Target::of(url)?);
                 let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
                 if targets.len() >= TARGETS_KEPT {
                     targets.clear();
@@ -264,10 +267,13 @@ impl Target {
         })
     }
 
-    fn request(self, body: Bytes) -> Outgoing {
+    fn request(self: Arc<Self>, body: Bytes) -> Outgoing {
         let mut request = http::Request::new(Full::new(body));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = self.path.clone();
+        // Room for what a delivery carries (attributes, trace context, hyper's
+        // Content-Length) without growing and rehashing on the way.
+        *request.headers_mut() = HeaderMap::with_capacity(REQUEST_HEADERS);
         let headers = request.headers_mut();
         headers.insert(HOST, self.host.clone());
         headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
@@ -336,13 +342,13 @@ mod tests {
     #[test]
     fn a_request_leaves_out_user_info_and_fragment() {
         let url = Url::parse("http://127.0.0.1:8080/a/b?c=d#frag").unwrap();
-        let sent = Target::of(&url).unwrap().request(Bytes::new());
+        let sent = Arc::new(Target::of(&url).unwrap()).request(Bytes::new());
         assert_eq!(&*sent.target.origin, "http://127.0.0.1:8080");
         assert_eq!(sent.request.uri(), "/a/b?c=d");
         assert_eq!(sent.request.headers()[HOST], "127.0.0.1:8080");
         assert!(sent.request.headers().get(AUTHORIZATION).is_none());
         let url = Url::parse("https://u%40x:p%3Aw@example.com/x#f").unwrap();
-        let sent = Target::of(&url).unwrap().request(Bytes::new());
+        let sent = Arc::new(Target::of(&url).unwrap()).request(Bytes::new());
         assert_eq!(&*sent.target.origin, "https://example.com");
         assert_eq!(sent.target.origin_uri, "https://example.com/");
         assert_eq!(sent.request.uri(), "/x");
@@ -360,7 +366,7 @@ mod tests {
         for _ in 0..2 {
             for url in [&url, &other] {
                 let cached = client.request_to(url, Bytes::new()).unwrap();
-                let fresh = Target::of(url).unwrap().request(Bytes::new());
+                let fresh = Arc::new(Target::of(url).unwrap()).request(Bytes::new());
                 assert_eq!(cached.request.uri(), fresh.request.uri());
                 assert_eq!(cached.request.headers(), fresh.request.headers());
                 assert_eq!(cached.target.origin, fresh.target.origin);
