@@ -45,7 +45,7 @@ pub struct HttpClient {
 }
 
 /// What a request to one URL carries.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Target {
     /// Scheme and authority: the pool's key.
     origin: Arc<str>,
@@ -178,21 +178,15 @@ impl HttpClient {
         loop {
             let reused = kept.is_some();
             let mut sender = match kept.take() {
-                Some(sender) => sender,
+                Some(mut sender) => match sender.ready().await {
+                    Ok(()) => sender,
+                    // Closed while it was kept: a new one instead.
+                    Err(_) => continue,
+                },
                 // Boxed: a handshake's state (a TLS session among it) would otherwise make
                 // every delivery's future kilobytes larger, which tokio copies as it goes.
                 None => Box::pin(self.connect(&target)).await?,
             };
-            if let Err(e) = sender.ready().await {
-                if reused {
-                    continue;
-                }
-                return Err(SendError::Request(format!(
-                    "connecting to {}: {}",
-                    target.origin,
-                    chain(&e)
-                )));
-            }
             let response = match sender.try_send_request(request).await {
                 Ok(response) => response,
                 Err(mut e) => match e.take_message() {
@@ -220,7 +214,8 @@ impl HttpClient {
         }
     }
 
-    /// A new connection to the target's origin (TLS for https), its connection task started.
+    /// A new connection to the target's origin (TLS for https), its connection task started,
+    /// ready for a request.
     async fn connect(&self, target: &Target) -> Result<Sender, SendError> {
         let failed = |e: &dyn std::error::Error| {
             SendError::Request(format!("connecting to {}: {}", target.origin, chain(e)))
@@ -233,7 +228,7 @@ impl HttpClient {
             .call(target.origin_uri.clone())
             .await
             .map_err(|e| failed(&*e))?;
-        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
             .handshake(io)
             .await
             .map_err(|e| failed(&e))?;
@@ -242,6 +237,7 @@ impl HttpClient {
                 tracing::debug!(error = %chain(&e), "delivery connection ended with an error");
             }
         });
+        sender.ready().await.map_err(|e| failed(&e))?;
         Ok(sender)
     }
 }
