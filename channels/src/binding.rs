@@ -9,7 +9,9 @@
 //! the attributes from header-safe copies of the decoded values, and the exact strings, the
 //! body bytes and the trace context headers are what the event holds.
 
+use crate::event::parts::EventParts;
 use crate::event::{json, TraceContext, WireData, WireEvent};
+use cloudevents::event::SpecVersion;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::borrow::Cow;
 
@@ -18,6 +20,20 @@ pub const HEADER_PREFIX: &str = "ce-";
 
 /// Content type of a structured-mode (JSON format) CloudEvent.
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// The context attributes' header names, made once (`from_static` checks its input each
+/// time it runs outside a constant).
+pub mod names {
+    use http::HeaderName;
+    pub const SPECVERSION: HeaderName = HeaderName::from_static("ce-specversion");
+    pub const ID: HeaderName = HeaderName::from_static("ce-id");
+    pub const TYPE: HeaderName = HeaderName::from_static("ce-type");
+    pub const SOURCE: HeaderName = HeaderName::from_static("ce-source");
+    pub const DATASCHEMA: HeaderName = HeaderName::from_static("ce-dataschema");
+    pub const SCHEMAURL: HeaderName = HeaderName::from_static("ce-schemaurl");
+    pub const SUBJECT: HeaderName = HeaderName::from_static("ce-subject");
+    pub const TIME: HeaderName = HeaderName::from_static("ce-time");
+}
 
 /// Percent-encodes an attribute value for a header: space, `"`, `%` and everything outside
 /// printable ASCII (U+0021..U+007E), byte by byte of its UTF-8 form.
@@ -136,7 +152,7 @@ pub fn attribute_headers(event: &WireEvent) -> Vec<(HeaderName, HeaderValue)> {
 /// Names of context attributes are static (no allocation per delivery); the SDK's attribute
 /// iterator, which formats every value into a new `String`, is used for none of them.
 pub fn for_each_attribute_header(event: &WireEvent, mut put: impl FnMut(HeaderName, HeaderValue)) {
-    use cloudevents::event::{ExtensionValue, SpecVersion};
+    use cloudevents::event::ExtensionValue;
     use cloudevents::AttributesReader as _;
     if let Some(ct) = event.content_type() {
         match HeaderValue::from_str(ct) {
@@ -149,21 +165,24 @@ pub fn for_each_attribute_header(event: &WireEvent, mut put: impl FnMut(HeaderNa
     }
     let v03 = matches!(event.specversion(), SpecVersion::V03);
     put(
-        HeaderName::from_static("ce-specversion"),
+        names::SPECVERSION,
         HeaderValue::from_static(if v03 { "0.3" } else { "1.0" }),
     );
-    let schema = if v03 { "ce-schemaurl" } else { "ce-dataschema" };
+    let schema = if v03 {
+        names::SCHEMAURL
+    } else {
+        names::DATASCHEMA
+    };
     let context = [
-        ("ce-id", Some(event.id())),
-        ("ce-type", Some(event.ty())),
-        ("ce-source", Some(event.source().as_str())),
+        (names::ID, Some(event.id())),
+        (names::TYPE, Some(event.ty())),
+        (names::SOURCE, Some(event.source().as_str())),
         (schema, event.dataschema()),
-        ("ce-subject", event.subject()),
-        ("ce-time", event.time()),
+        (names::SUBJECT, event.subject()),
+        (names::TIME, event.time()),
     ];
     for (name, value) in context {
         if let Some(value) = value {
-            let name = HeaderName::from_static(name);
             match HeaderValue::from_str(&encode_header_value(value)) {
                 Ok(v) => put(name, v),
                 Err(_) => left_out(event, name.as_str()),
@@ -212,7 +231,7 @@ pub fn headers_to_event(
     body: impl Into<bytes::Bytes>,
 ) -> Result<WireEvent, String> {
     let body = body.into();
-    let mut event = if is_structured(headers) || !headers.contains_key("ce-specversion") {
+    let mut event = if is_structured(headers) || !headers.contains_key(names::SPECVERSION) {
         json::from_slice(&body).map_err(|e| e.to_string())?
     } else {
         binary_to_event(headers, body)?
@@ -221,17 +240,27 @@ pub fn headers_to_event(
     Ok(event)
 }
 
-/// One pass over the headers: each `ce-` value is decoded once and handed to the SDK's event
-/// builder as a string (which validates and types it), so any decoded value, line breaks
-/// and all, is the attribute exactly; `time` and `dataschema` keep their strings as well.
+/// One pass over the headers: each `ce-` value is decoded once and becomes the attribute's
+/// string as it is ([`EventParts`] checks and types them as the SDK would), so any decoded
+/// value, line breaks and all, is the attribute exactly.
 fn binary_to_event(headers: &HeaderMap, body: bytes::Bytes) -> Result<WireEvent, String> {
-    let mut decoded = DecodedHeaders {
-        specversion: String::new(),
-        attributes: Vec::with_capacity(headers.len()),
-        content_type: None,
+    let decode = |name: &HeaderName, value: &HeaderValue| {
+        decode_header_value(value.as_bytes()).map_err(|reason| {
+            HeaderValueError {
+                name: name.to_string(),
+                reason,
+            }
+            .to_string()
+        })
     };
-    let mut time = None;
-    let mut dataschema = None;
+    let spec = match headers.get(names::SPECVERSION) {
+        Some(v) => decode(&names::SPECVERSION, v)?,
+        None => String::new(),
+    };
+    let spec = SpecVersion::try_from(spec.as_str()).map_err(|_| {
+        format!("attribute specversion {spec:?} is not one Herald reads (0.3 or 1.0)")
+    })?;
+    let mut parts = EventParts::new(spec);
     let mut previous: Option<&HeaderName> = None;
     for (name, value) in headers {
         // A name's values come one after the other: a repeat is the same name again.
@@ -243,78 +272,26 @@ fn binary_to_event(headers: &HeaderMap, body: bytes::Bytes) -> Result<WireEvent,
         if repeated {
             return Err(format!("header {name} appears more than once"));
         }
-        let text = decode_header_value(value.as_bytes()).map_err(|reason| {
-            HeaderValueError {
-                name: name.to_string(),
-                reason,
-            }
-            .to_string()
-        })?;
-        let typed = matches!(attr, "specversion" | "time" | "dataschema" | "schemaurl");
+        if attr == "specversion" {
+            continue;
+        }
+        let text = decode(name, value)?;
+        let typed = attr == "time" || attr == "dataschema" || attr == "schemaurl";
         if typed && (text.contains('\t') || !is_plain_header_text(&text)) {
             return Err(format!(
                 "attribute {attr} must be printable ASCII, got {text:?}"
             ));
         }
-        match attr {
-            "specversion" => {
-                decoded.specversion = text;
-                continue;
-            }
-            "time" => time = Some(text.clone()),
-            "dataschema" | "schemaurl" => dataschema = Some(text.clone()),
-            _ => {}
-        }
-        decoded.attributes.push((attr, text));
+        parts.set(Cow::Borrowed(attr), text);
     }
     if let Some(ct) = headers.get(http::header::CONTENT_TYPE) {
-        let ct = ct.to_str().map_err(|e| {
-            cloudevents::message::Error::Other {
-                source: Box::new(e),
-            }
-            .to_string()
-        })?;
-        decoded.content_type = Some(ct.to_string());
+        let ct = ct
+            .to_str()
+            .map_err(|_| format!("header content-type is not visible ASCII: {ct:?}"))?;
+        parts.set(Cow::Borrowed("datacontenttype"), ct.to_string());
     }
-    use cloudevents::message::BinaryDeserializer as _;
-    let sdk = decoded.into_event().map_err(|e| e.to_string())?;
     let data = (!body.is_empty()).then_some(WireData::Binary(body));
-    Ok(WireEvent::assemble(sdk, time, dataschema, data))
-}
-
-/// Decoded `ce-` headers, read by the SDK's event builder as its binary decoder would read
-/// them (same attribute/extension split, `content-type` as `datacontenttype`).
-struct DecodedHeaders<'a> {
-    specversion: String,
-    attributes: Vec<(&'a str, String)>,
-    content_type: Option<String>,
-}
-
-impl cloudevents::message::BinaryDeserializer for DecodedHeaders<'_> {
-    fn deserialize_binary<R: Sized, V: cloudevents::message::BinarySerializer<R>>(
-        self,
-        mut visitor: V,
-    ) -> cloudevents::message::Result<R> {
-        use cloudevents::event::SpecVersion;
-        use cloudevents::message::MessageAttributeValue;
-        let spec = SpecVersion::try_from(self.specversion.as_str())?;
-        let names = spec.attribute_names();
-        visitor = visitor.set_spec_version(spec)?;
-        for (name, value) in self.attributes {
-            let value = MessageAttributeValue::String(value);
-            visitor = if names.contains(&name) {
-                visitor.set_attribute(name, value)?
-            } else {
-                visitor.set_extension(name, value)?
-            };
-        }
-        if let Some(ct) = self.content_type {
-            visitor =
-                visitor.set_attribute("datacontenttype", MessageAttributeValue::String(ct))?;
-        }
-        // The data is the event's own (WireData), never the SDK's.
-        visitor.end()
-    }
+    parts.into_event(data).map_err(|e| e.0)
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
 //! Reply events and the broker TTL that stops reply loops (Knative's `knativebrokerttl`).
 
-use crate::attributes::attribute;
 use herald_channels::WireEvent;
 
 pub const TTL_EXTENSION: &str = "knativebrokerttl";
@@ -9,11 +8,13 @@ pub const DEFAULT_TTL: i64 = 255;
 /// Removes the TTL from an event about to be delivered (subscribers never see it) and returns
 /// it; a missing or unreadable TTL counts as the default.
 pub fn take_ttl(event: &mut WireEvent) -> i64 {
-    let ttl = attribute(event, TTL_EXTENSION)
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(DEFAULT_TTL);
-    event.remove_extension(TTL_EXTENSION);
-    ttl
+    use cloudevents::event::ExtensionValue;
+    // One lookup, and an integer read as it is (not printed and parsed again).
+    match event.remove_extension(TTL_EXTENSION) {
+        Some(ExtensionValue::Integer(n)) => n,
+        Some(ExtensionValue::String(s)) => s.parse().unwrap_or(DEFAULT_TTL),
+        _ => DEFAULT_TTL,
+    }
 }
 
 /// Stamps a reply with the TTL one hop lower than the event it answers, or returns `None`
@@ -30,6 +31,7 @@ pub fn prepare_reply(mut reply: WireEvent, incoming_ttl: i64) -> Option<WireEven
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attributes::attribute;
     use cloudevents::{EventBuilder, EventBuilderV10};
 
     #[test]

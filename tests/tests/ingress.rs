@@ -210,7 +210,7 @@ fn breakages() -> Vec<Breakage> {
             binary: vec![("ce-id", None)],
             json: vec![("id", None)],
             binary_says: "attribute id",
-            json_says: "`id`",
+            json_says: "missing required attribute id",
         },
         Breakage {
             name: "empty id",
@@ -224,21 +224,21 @@ fn breakages() -> Vec<Breakage> {
             binary: vec![("ce-source", None)],
             json: vec![("source", None)],
             binary_says: "attribute source",
-            json_says: "`source`",
+            json_says: "missing required attribute source",
         },
         Breakage {
             name: "missing type",
             binary: vec![("ce-type", None)],
             json: vec![("type", None)],
             binary_says: "attribute type",
-            json_says: "`type`",
+            json_says: "missing required attribute type",
         },
         Breakage {
             name: "missing specversion",
             binary: vec![("ce-specversion", None)],
             json: vec![("specversion", None)],
             binary_says: "ce-specversion",
-            json_says: "`specversion`",
+            json_says: "missing required attribute specversion",
         },
         Breakage {
             name: "unknown specversion",
@@ -519,6 +519,18 @@ async fn unknown_broker_or_namespace_is_404() {
     }
     let f = fence(&url, &sub).await;
     assert_eq!(sub.ids(), [f]);
+}
+
+#[tokio::test]
+async fn a_percent_escaped_path_names_the_same_broker() {
+    // Event posts with plain segments skip the router; an escaped one goes through it, which
+    // decodes it: both reach the same Broker.
+    let (sub, server, url) = setup().await;
+    let escaped = server.url().join("/n%73/%62").unwrap();
+    let r = send_binary(&escaped, &event("escaped", "t")).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let f = fence(&url, &sub).await;
+    assert_eq!(sub.ids(), ["escaped".to_string(), f]);
 }
 
 #[tokio::test]

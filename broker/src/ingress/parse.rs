@@ -44,7 +44,7 @@ pub fn parse_events(
         return Ok(events);
     }
     let structured = content_type(headers).starts_with("application/cloudevents+json");
-    if !structured && !headers.contains_key("ce-specversion") {
+    if !structured && !headers.contains_key(binding::names::SPECVERSION) {
         return Err(bad(
             "not a CloudEvent: binary mode needs a ce-specversion header, structured mode the \
              content type application/cloudevents+json"

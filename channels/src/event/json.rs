@@ -1,21 +1,25 @@
 //! The CloudEvents JSON event format (structured mode, batch elements), read and written
 //! without loss: `data` is kept as its JSON text (serde_json's `RawValue`), `time` and
-//! `dataschema` as their strings. The SDK still validates every context attribute and reads
-//! the extensions' types, from the members other than the data.
+//! `dataschema` as their strings. Members are read once, as their JSON text, and checked and
+//! typed as the SDK would ([`EventParts`]).
 
+use super::parts::EventParts;
 use super::{is_json_media_type, EventError, WireData, WireEvent};
 use base64::Engine;
 use bytes::Bytes;
 use cloudevents::event::{ExtensionValue, SpecVersion};
-use cloudevents::{AttributesReader, Event};
+use cloudevents::AttributesReader;
+use serde::de::{MapAccess, Visitor};
+use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::fmt;
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// Reads one event in the JSON format.
 pub fn from_slice(body: &[u8]) -> Result<WireEvent, EventError> {
-    let members: HashMap<String, &RawValue> =
+    let Members(members) =
         serde_json::from_slice(body).map_err(|e| EventError(format!("not a JSON object: {e}")))?;
     from_members(members)
 }
@@ -25,36 +29,114 @@ pub fn from_raw(raw: &RawValue) -> Result<WireEvent, EventError> {
     from_slice(raw.get().as_bytes())
 }
 
-fn string_member(
-    members: &HashMap<String, &RawValue>,
-    name: &str,
-) -> Result<Option<String>, EventError> {
-    match members.get(name) {
-        None => Ok(None),
-        Some(raw) => match serde_json::from_str::<Option<String>>(raw.get()) {
-            Ok(s) => Ok(s),
-            Err(_) => Err(EventError(format!(
-                "attribute {name} must be a string, got {}",
-                raw.get()
-            ))),
-        },
+/// An object's members in order, names unescaped (borrowed when they need no unescaping),
+/// values as their JSON text.
+struct Members<'de>(Vec<(Cow<'de, str>, &'de RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> Visitor<'de> for Object {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(Name(name)) = map.next_key()? {
+                    members.push((name, map.next_value()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Object)
     }
 }
 
-fn from_members(members: HashMap<String, &RawValue>) -> Result<WireEvent, EventError> {
-    let time = string_member(&members, "time")?;
-    if let Some(t) = &time {
-        if chrono::DateTime::parse_from_rfc3339(t).is_err() {
-            return Err(EventError(format!(
-                "attribute time must be an RFC 3339 timestamp, got {t:?}"
-            )));
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> Visitor<'de> for Text {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(Text)
+    }
+}
+
+/// A member's string value, or `None` for `null`.
+fn string_value(name: &str, raw: &RawValue) -> Result<Option<String>, EventError> {
+    let text = raw.get();
+    // A JSON string without escapes is its own text between the quotes (the parser that
+    // split the members has checked it).
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        if !inner.contains('\\') {
+            return Ok(Some(inner.to_string()));
         }
     }
-    let spec03 = string_member(&members, "specversion")?.as_deref() == Some("0.3");
-    let dataschema = string_member(&members, if spec03 { "schemaurl" } else { "dataschema" })?;
+    serde_json::from_str::<Option<String>>(text)
+        .map_err(|_| EventError(format!("attribute {name} must be a string, got {text}")))
+}
+
+/// An extension member's value: a string, a boolean or an integer (the types the SDK keeps),
+/// or `None` for `null`.
+fn extension_value(name: &str, raw: &RawValue) -> Result<Option<ExtensionValue>, EventError> {
+    let text = raw.get();
+    let bad = || {
+        EventError(format!(
+            "extension {name} must be a string, a boolean or a 64-bit integer, got {text}"
+        ))
+    };
+    Ok(Some(match text.as_bytes().first() {
+        Some(b'"') => ExtensionValue::String(string_value(name, raw)?.unwrap_or_default()),
+        Some(b't' | b'f') => ExtensionValue::Boolean(text == "true"),
+        Some(b'n') => return Ok(None),
+        Some(b'-' | b'0'..=b'9') => {
+            ExtensionValue::Integer(serde_json::from_str::<i64>(text).map_err(|_| bad())?)
+        }
+        _ => return Err(bad()),
+    }))
+}
+
+fn from_members(members: Vec<(Cow<'_, str>, &RawValue)>) -> Result<WireEvent, EventError> {
+    let last = |name: &str| {
+        members
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+    };
+    let spec = match last("specversion") {
+        Some(raw) => string_value("specversion", raw)?,
+        None => None,
+    };
+    let spec = match spec.as_deref() {
+        None => return Err(EventError("missing required attribute specversion".into())),
+        Some("1.0") => SpecVersion::V10,
+        Some("0.3") => SpecVersion::V03,
+        Some(other) => {
+            return Err(EventError(format!(
+                "attribute specversion {other:?} is not one Herald reads (0.3 or 1.0)"
+            )))
+        }
+    };
+    let spec03 = spec == SpecVersion::V03;
     let base64_03 = spec03
-        && string_member(&members, "datacontentencoding")?
-            .is_some_and(|e| e.eq_ignore_ascii_case("base64"));
+        && match last("datacontentencoding") {
+            Some(raw) => string_value("datacontentencoding", raw)?
+                .is_some_and(|e| e.eq_ignore_ascii_case("base64")),
+            None => false,
+        };
     let decode = |name: &str, raw: &RawValue| -> Result<Bytes, EventError> {
         let text: String = serde_json::from_str(raw.get())
             .map_err(|_| EventError(format!("{name} must be a base64 string")))?;
@@ -63,7 +145,7 @@ fn from_members(members: HashMap<String, &RawValue>) -> Result<WireEvent, EventE
             .map(Bytes::from)
             .map_err(|e| EventError(format!("{name} is not valid base64: {e}")))
     };
-    let data = match (members.get("data"), members.get("data_base64")) {
+    let data = match (last("data"), last("data_base64")) {
         (Some(_), Some(_)) => {
             return Err(EventError(
                 "data and data_base64 are mutually exclusive".into(),
@@ -74,19 +156,23 @@ fn from_members(members: HashMap<String, &RawValue>) -> Result<WireEvent, EventE
         (None, Some(raw)) if !spec03 => Some(WireData::Base64(decode("data_base64", raw)?)),
         _ => None,
     };
-    // The SDK validates and types everything but the data, which it would parse lossily.
-    let mut rest = serde_json::Map::new();
-    for (name, raw) in &members {
-        if name == "data" || name == "data_base64" {
-            continue;
+    let mut parts = EventParts::new(spec);
+    for (name, raw) in members {
+        match &*name {
+            "specversion" | "data" | "data_base64" => continue,
+            // 0.3: how the data member is encoded, not an attribute (as the SDK reads it).
+            "datacontentencoding" if spec03 => continue,
+            n if parts.is_context_attribute(n) => match string_value(n, raw)? {
+                Some(value) => parts.set(name, value),
+                None => parts.clear(name),
+            },
+            n => match extension_value(n, raw)? {
+                Some(value) => parts.set_extension(name, value),
+                None => parts.clear(name),
+            },
         }
-        let value: serde_json::Value = serde_json::from_str(raw.get())
-            .map_err(|e| EventError(format!("member {name}: {e}")))?;
-        rest.insert(name.clone(), value);
     }
-    let sdk: Event = serde_json::from_value(serde_json::Value::Object(rest))
-        .map_err(|e| EventError(e.to_string()))?;
-    Ok(WireEvent::assemble(sdk, time, dataschema, data))
+    parts.into_event(data)
 }
 
 /// Writes the event in the JSON format: attributes as accepted, then the data in the form it
@@ -139,21 +225,47 @@ pub fn to_string(event: &WireEvent) -> String {
     String::from_utf8(to_vec(event)).unwrap_or_default()
 }
 
-/// `"name":value` for every attribute, comma-separated (no leading comma), and
-/// `datacontentencoding` never (it belongs to the data member).
+/// `"name":value` for every attribute, comma-separated (no leading comma), in the SDK's
+/// order (context attributes, then extensions), and `datacontentencoding` never (it belongs
+/// to the data member).
 pub(crate) fn write_attributes(out: &mut Vec<u8>, event: &WireEvent) {
-    let mut first = true;
-    for (name, text) in event.iter() {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
+    let spec = event.specversion();
+    let schema = match spec {
+        SpecVersion::V03 => "schemaurl",
+        SpecVersion::V10 => "dataschema",
+    };
+    // specversion goes first, so every other member follows a comma.
+    let member = |out: &mut Vec<u8>, name: &str| {
+        out.push(b',');
         write_json_string(out, name);
         out.push(b':');
-        match event.extension(name) {
-            Some(ExtensionValue::Boolean(b)) => out.extend_from_slice(b.to_string().as_bytes()),
-            Some(ExtensionValue::Integer(i)) => out.extend_from_slice(i.to_string().as_bytes()),
-            _ => write_json_string(out, &text),
+    };
+    let context = [
+        ("id", Some(event.id())),
+        ("type", Some(event.ty())),
+        ("source", Some(event.source().as_str())),
+        ("datacontenttype", event.datacontenttype()),
+        (schema, event.dataschema()),
+        ("subject", event.subject()),
+        ("time", event.time()),
+    ];
+    out.extend_from_slice(br#""specversion":""#);
+    out.extend_from_slice(spec.as_str().as_bytes());
+    out.push(b'"');
+    for (name, value) in context {
+        if let Some(value) = value {
+            member(out, name);
+            write_json_string(out, value);
+        }
+    }
+    for (name, value) in event.iter_extensions() {
+        member(out, name);
+        match value {
+            ExtensionValue::String(s) => write_json_string(out, s),
+            ExtensionValue::Boolean(b) => {
+                out.extend_from_slice(if *b { b"true" } else { b"false" })
+            }
+            ExtensionValue::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
         }
     }
 }
@@ -252,6 +364,65 @@ mod tests {
             let e = from_slice(body.as_bytes()).unwrap_err();
             assert!(e.0.contains(needle), "{body}: {e}");
         }
+    }
+
+    #[test]
+    fn members_read_as_the_sdk_reads_them() {
+        // Escaped names and values, a repeat (the last wins), a null (absent), typed
+        // extensions.
+        let e = read(
+            r#"{"specversion":"1.0","i\u0064":"1","source":"/s","type":"a","type":"t\n","subject":null,"x":"1","x":"2","gone":"x","gone":null,"n":-7,"b":false}"#,
+        );
+        assert_eq!((e.id(), e.ty()), ("1", "t\n"));
+        assert_eq!(e.subject(), None);
+        assert_eq!(e.extension("x"), Some(&ExtensionValue::String("2".into())));
+        assert_eq!(e.extension("gone"), None);
+        assert_eq!(e.extension("n"), Some(&ExtensionValue::Integer(-7)));
+        assert_eq!(e.extension("b"), Some(&ExtensionValue::Boolean(false)));
+        for (body, needle) in [
+            (
+                r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","f":1.5}"#,
+                "extension f",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","o":{}}"#,
+                "extension o",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","big":9223372036854775808}"#,
+                "64-bit integer",
+            ),
+            (
+                r#"{"specversion":"1.0","id":1,"source":"/s","type":"t"}"#,
+                "attribute id must be a string",
+            ),
+            (
+                r#"{"specversion":"2.0","id":"1","source":"/s","type":"t"}"#,
+                "\"2.0\"",
+            ),
+            (
+                r#"{"id":"1","source":"/s","type":"t"}"#,
+                "missing required attribute specversion",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"/s","type":null}"#,
+                "missing required attribute type",
+            ),
+        ] {
+            let e = from_slice(body.as_bytes()).unwrap_err();
+            assert!(e.0.contains(needle), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn attributes_are_written_in_the_sdks_order() {
+        let e = read(
+            r#"{"n":7,"time":"2018-04-05T03:56:24Z","subject":"s","dataschema":"http://s/1","datacontenttype":"text/plain","source":"/s","type":"t","id":"1","specversion":"1.0"}"#,
+        );
+        assert_eq!(
+            to_string(&e),
+            r#"{"specversion":"1.0","id":"1","type":"t","source":"/s","datacontenttype":"text/plain","dataschema":"http://s/1","subject":"s","time":"2018-04-05T03:56:24Z","n":7}"#
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ use cloudevents::{AttributesReader, Data, Event};
 use std::borrow::Cow;
 
 pub mod json;
+pub(crate) mod parts;
 pub mod record;
 
 /// A CloudEvent with its attributes as accepted and its data as sent. See the module docs.
