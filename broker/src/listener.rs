@@ -13,7 +13,6 @@
 
 use crate::header_limits::HeaderLimits;
 use crate::tls::ServerTls;
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::collections::HashMap;
@@ -106,11 +105,39 @@ impl Open {
     }
 }
 
+/// What a listener serves: a router, or a service in front of one (see
+/// [`crate::ingress::Ingress`]). It must always be ready: each request is called at once.
+pub trait App:
+    Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Serves `app` on `listener` until `stop`, then gives open connections until `deadline`
 /// (read when `stop` fires) to finish their requests and closes the rest.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: impl App,
     limits: ConnectionLimits,
     tls: Option<Arc<ServerTls>>,
     stop: CancellationToken,
@@ -253,7 +280,7 @@ async fn refuse_plain_http(mut stream: TcpStream) {
 
 async fn serve_connection<S>(
     stream: S,
-    app: Router,
+    app: impl App,
     limits: &ConnectionLimits,
     state: Arc<ConnState>,
     open: &Open,

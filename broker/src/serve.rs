@@ -7,7 +7,7 @@
 use crate::admin;
 use crate::auth::{AuthConfig, AuthError, IngressAuth};
 use crate::backends::BackendsConfig;
-use crate::ingress::{router, IngressState};
+use crate::ingress::{Ingress, IngressState};
 use crate::listener;
 pub use crate::listener::ConnectionLimits;
 use crate::plane::{ApplyError, DataPlane, Owner, PlaneConfig, PlaneError};
@@ -316,17 +316,19 @@ pub async fn start(
         .merge(admin::probes(plane.clone()))
         // A body that stops arriving ends the request.
         .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
-    let app = router(IngressState {
-        brokers: plane.ingress(),
-        channels: plane.channel_ingress(),
-        max_body_bytes: config.max_body_bytes,
-        max_batch_events: config.max_batch_events,
-        body_timeout: config.body_timeout,
-        metrics: plane.metrics().clone(),
-        auth,
-        authorizations: plane.authorizations(),
-    })
-    .merge(others);
+    let app = Ingress::new(
+        IngressState {
+            brokers: plane.ingress(),
+            channels: plane.channel_ingress(),
+            max_body_bytes: config.max_body_bytes,
+            max_batch_events: config.max_batch_events,
+            body_timeout: config.body_timeout,
+            metrics: plane.metrics().clone(),
+            auth,
+            authorizations: plane.authorizations(),
+        },
+        others,
+    );
     let admin_app = admin::router(plane.clone(), config.admin_token.clone())
         .layer(RequestBodyTimeoutLayer::new(config.body_timeout));
     // Open event streams end as Herald stops; else the listener would wait out its grace for them.
