@@ -5,9 +5,9 @@
 //! header block. Also the one place that says what no binding can carry, which ingress
 //! refuses before it accepts an event.
 //!
-//! Reading keeps what the wire carried ([`WireEvent`]): the SDK's binary decoder validates
-//! the attributes from header-safe copies of the decoded values, and the exact strings, the
-//! body bytes and the trace context headers are what the event holds.
+//! Reading keeps what the wire carried ([`WireEvent`]): each decoded value is the attribute's
+//! string as it is, checked and typed as the SDK would (`crate::event::parts`), and the body
+//! bytes and the trace context headers are what the event holds.
 
 use crate::event::parts::EventParts;
 use crate::event::{json, TraceContext, WireData, WireEvent};
@@ -144,14 +144,19 @@ pub fn check_carriable(event: &WireEvent) -> Result<(), String> {
 /// rather than failing the whole message.
 pub fn attribute_headers(event: &WireEvent) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::with_capacity(8);
-    for_each_attribute_header(event, |n, v| out.push((n, v)));
+    for_each_attribute_header(event, None, |n, v| out.push((n, v)));
     out
 }
 
-/// The headers of [`attribute_headers`], handed to `put` one by one (no list in between).
-/// Names of context attributes are static (no allocation per delivery); the SDK's attribute
-/// iterator, which formats every value into a new `String`, is used for none of them.
-pub fn for_each_attribute_header(event: &WireEvent, mut put: impl FnMut(HeaderName, HeaderValue)) {
+/// The headers of [`attribute_headers`], handed to `put` one by one (no list in between),
+/// without the extension `omit` (a delivery leaves the broker TTL out). Names of context
+/// attributes are static (no allocation per delivery); the SDK's attribute iterator, which
+/// formats every value into a new `String`, is used for none of them.
+pub fn for_each_attribute_header(
+    event: &WireEvent,
+    omit: Option<&str>,
+    mut put: impl FnMut(HeaderName, HeaderValue),
+) {
     use cloudevents::event::ExtensionValue;
     use cloudevents::AttributesReader as _;
     if let Some(ct) = event.content_type() {
@@ -191,6 +196,9 @@ pub fn for_each_attribute_header(event: &WireEvent, mut put: impl FnMut(HeaderNa
     }
     let mut name_buf = String::with_capacity(32);
     for (attr, value) in event.iter_extensions() {
+        if omit == Some(attr) {
+            continue;
+        }
         let text = match value {
             ExtensionValue::String(s) => Cow::Borrowed(s.as_str()),
             other => Cow::Owned(other.to_string()),

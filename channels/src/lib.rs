@@ -175,11 +175,9 @@ impl Delivery {
         self.settle(Settlement::Delivered).await
     }
 
-    /// Separates the event from its acknowledgement; the event is copied only if another
-    /// subscription still shares it.
-    pub fn into_parts(self) -> (WireEvent, Box<dyn Acknowledge>) {
-        let event = Arc::try_unwrap(self.event).unwrap_or_else(|shared| (*shared).clone());
-        (event, self.ack)
+    /// Separates the event (still shared) from its acknowledgement.
+    pub fn into_parts(self) -> (Arc<WireEvent>, Box<dyn Acknowledge>) {
+        (self.event, self.ack)
     }
 }
 

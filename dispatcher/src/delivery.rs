@@ -74,6 +74,9 @@ pub struct Request<'a> {
     /// The trace context to send instead of the event's own (the hop's span, when spans are
     /// exported: see [`crate::hop`]).
     pub trace: Option<&'a TraceContext>,
+    /// An extension the event keeps but the request leaves out (the broker TTL, which
+    /// subscribers never see).
+    pub omit: Option<&'a str>,
 }
 
 /// Sends the event once, in binary or structured mode per `format`. With `want_reply`, the
@@ -88,10 +91,11 @@ pub async fn send(client: &HttpClient, r: &Request<'_>) -> Outcome {
         want_reply,
         authorization,
         trace,
+        omit,
     } = *r;
     let body = match format {
         DeliveryFormat::Binary => event.body_bytes().unwrap_or_default(),
-        DeliveryFormat::Json => Bytes::from(json::to_vec(event)),
+        DeliveryFormat::Json => Bytes::from(json::to_vec_without(event, omit)),
     };
     let mut request = match client.request_to(url, body) {
         Ok(r) => r,
@@ -124,7 +128,7 @@ pub async fn send(client: &HttpClient, r: &Request<'_>) -> Outcome {
         None => trace_headers(event, headers),
     }
     match format {
-        DeliveryFormat::Binary => attribute_headers(event, headers),
+        DeliveryFormat::Binary => attribute_headers(event, omit, headers),
         DeliveryFormat::Json => structured_content_type(headers),
     }
     match client.send(request, timeout).await {
@@ -157,11 +161,11 @@ pub async fn send(client: &HttpClient, r: &Request<'_>) -> Outcome {
 /// with it as [`WireEvent::body_bytes`], under its (possibly implied) content type.
 pub fn binary_headers(event: &WireEvent, headers: &mut HeaderMap) {
     trace_headers(event, headers);
-    attribute_headers(event, headers);
+    attribute_headers(event, None, headers);
 }
 
-fn attribute_headers(event: &WireEvent, headers: &mut HeaderMap) {
-    binding::for_each_attribute_header(event, |name, value| {
+fn attribute_headers(event: &WireEvent, omit: Option<&str>, headers: &mut HeaderMap) {
+    binding::for_each_attribute_header(event, omit, |name, value| {
         headers.append(name, value);
     });
 }

@@ -7,7 +7,7 @@ use crate::dead_letter::dead_letter_event;
 use crate::delivery::{Failure, Outcome, Request};
 use crate::hop::{self, Destination};
 use crate::redact::{self, Redacted};
-use crate::reply::{prepare_reply, take_ttl, TTL_EXTENSION};
+use crate::reply::{prepare_reply, ttl_of, TTL_EXTENSION};
 use crate::route::{ReplyTarget, Route, RouteId, TtlHandling};
 use crate::trace;
 use herald_channels::{Channel, ParkedWhy, Parking, TraceContext, WireEvent};
@@ -121,14 +121,13 @@ impl DeliveryEngine {
 
     /// Delivers `event` for `route`, handing any reply to the route's reply target. Returns
     /// only when the event is delivered, dead-lettered or found undeliverable (then with the
-    /// event as it arrived, to park), so the caller may settle it.
-    pub async fn dispatch(&self, route: &Route, mut event: WireEvent) -> Disposition {
-        let (ttl, had_ttl) = match route.ttl {
-            TtlHandling::Broker => {
-                let had = event.extension(TTL_EXTENSION).is_some();
-                (Some(take_ttl(&mut event)), had)
-            }
-            TtlHandling::PassThrough => (None, false),
+    /// event as it arrived, to park), so the caller may settle it. The event is shared with
+    /// the channel's log (memory) and the other Triggers it matched: nothing here changes
+    /// it, the broker TTL is only left out of what is sent.
+    pub async fn dispatch(&self, route: &Route, event: Arc<WireEvent>) -> Disposition {
+        let (ttl, omit) = match route.ttl {
+            TtlHandling::Broker => (Some(ttl_of(&event)), Some(TTL_EXTENSION)),
+            TtlHandling::PassThrough => (None, None),
         };
         let reply = ReplyTo {
             target: &route.reply,
@@ -142,6 +141,7 @@ impl DeliveryEngine {
                 &route.subscriber,
                 &event,
                 Some(reply),
+                omit,
             )
             .await;
         let status = match &delivered {
@@ -160,42 +160,41 @@ impl DeliveryEngine {
         };
         // Boxed: the failure path (another round of attempts, to the dead-letter sink) would
         // otherwise size the future of every delivery, which tokio copies as it goes.
-        Box::pin(self.after_failure(route, event, failure, ttl.filter(|_| had_ttl))).await
+        Box::pin(self.after_failure(route, event, failure, omit)).await
     }
 
     /// What becomes of an event its subscriber did not take: dead-lettered, or parked as
-    /// undeliverable. `ttl` is the TTL it arrived with, put back on what is parked.
+    /// undeliverable. What is parked is the event as it arrived (its TTL too), so a redrive
+    /// is the same delivery again; the dead letter goes without `omit`, as the delivery did.
     async fn after_failure(
         &self,
         route: &Route,
-        event: WireEvent,
+        event: Arc<WireEvent>,
         failure: Failure,
-        ttl: Option<i64>,
+        omit: Option<&str>,
     ) -> Disposition {
         tracing::warn!(
             route = %route.id, event.id = event.id(), status = ?failure.status,
             reason = %failure.reason, "delivery failed after all attempts"
         );
-        // What is parked is the event as it arrived, TTL included, so a redrive is the same
-        // delivery again.
-        let parked = |mut event: WireEvent, why: ParkedWhy, failure: &Failure| {
-            if let Some(ttl) = ttl {
-                event.set_extension(TTL_EXTENSION, ttl);
-            }
+        let parked = |event: Arc<WireEvent>, why: ParkedWhy, failure: &Failure| {
             Box::new(Parking {
                 why,
                 reason: failure.reason.clone(),
                 status: failure.status,
-                event,
+                event: Arc::unwrap_or_clone(event),
             })
         };
         let Some(dls) = &route.dead_letter_sink else {
             log_undeliverable(route, &event, &failure, "no deadLetterSink is configured");
             return Disposition::Undeliverable(parked(event, ParkedWhy::Undeliverable, &failure));
         };
-        let dead = dead_letter_event(&event, &route.subscriber, &failure);
+        let mut dead = dead_letter_event(&event, &route.subscriber, &failure);
+        if let Some(name) = omit {
+            dead.remove_extension(name);
+        }
         match self
-            .with_retries(route, Destination::DeadLetterSink, dls, &dead, None)
+            .with_retries(route, Destination::DeadLetterSink, dls, &dead, None, None)
             .await
         {
             Ok(_) => {
@@ -228,7 +227,8 @@ impl DeliveryEngine {
 
     /// Attempts delivery to `url` up to `1 + policy.retry` times under the route's policy
     /// and format; the status the recipient accepted with. With `reply`, the request asks
-    /// for a reply, and a reply is handed on before the attempt counts as successful.
+    /// for a reply, and a reply is handed on before the attempt counts as successful. The
+    /// extension `omit` is left out of the request.
     async fn with_retries(
         &self,
         route: &Route,
@@ -236,6 +236,7 @@ impl DeliveryEngine {
         url: &Url,
         event: &WireEvent,
         reply: Option<ReplyTo<'_>>,
+        omit: Option<&str>,
     ) -> Result<u16, Failure> {
         let policy = &route.policy;
         let want_reply = reply.is_some_and(|r| !matches!(r.target, ReplyTarget::Discard));
@@ -251,6 +252,7 @@ impl DeliveryEngine {
             want_reply,
             authorization: authorization.as_deref(),
             trace: None,
+            omit,
         };
         let mut retry = 0;
         loop {
@@ -322,7 +324,7 @@ impl DeliveryEngine {
             // The reply is a delivery of its own: retried under the same policy, and its own
             // answer is not routed further.
             ReplyTarget::Url(url) => {
-                Box::pin(self.with_retries(route, Destination::Reply, url, &answer, None))
+                Box::pin(self.with_retries(route, Destination::Reply, url, &answer, None, None))
                     .await
                     .map(|_| ())
             }

@@ -5,13 +5,13 @@ use herald_channels::WireEvent;
 pub const TTL_EXTENSION: &str = "knativebrokerttl";
 pub const DEFAULT_TTL: i64 = 255;
 
-/// Removes the TTL from an event about to be delivered (subscribers never see it) and returns
-/// it; a missing or unreadable TTL counts as the default.
-pub fn take_ttl(event: &mut WireEvent) -> i64 {
+/// The TTL of an event about to be delivered (which leaves it out: subscribers never see
+/// it); a missing or unreadable TTL counts as the default.
+pub fn ttl_of(event: &WireEvent) -> i64 {
     use cloudevents::event::ExtensionValue;
-    // One lookup, and an integer read as it is (not printed and parsed again).
-    match event.remove_extension(TTL_EXTENSION) {
-        Some(ExtensionValue::Integer(n)) => n,
+    // An integer read as it is, not printed and parsed again.
+    match event.extension(TTL_EXTENSION) {
+        Some(ExtensionValue::Integer(n)) => *n,
         Some(ExtensionValue::String(s)) => s.parse().unwrap_or(DEFAULT_TTL),
         _ => DEFAULT_TTL,
     }
@@ -35,7 +35,7 @@ mod tests {
     use cloudevents::{EventBuilder, EventBuilderV10};
 
     #[test]
-    fn ttl_is_stripped_decremented_and_exhausted() {
+    fn ttl_is_read_decremented_and_exhausted() {
         let mut e: WireEvent = EventBuilderV10::new()
             .id("1")
             .source("/s")
@@ -44,11 +44,15 @@ mod tests {
             .build()
             .unwrap()
             .into();
-        assert_eq!(take_ttl(&mut e), 2);
-        assert!(e.extension(TTL_EXTENSION).is_none());
+        assert_eq!(ttl_of(&e), 2);
         let reply = prepare_reply(e.clone(), 2).unwrap();
         assert_eq!(attribute(&reply, TTL_EXTENSION).as_deref(), Some("1"));
         assert!(prepare_reply(e.clone(), 1).is_none());
-        assert_eq!(take_ttl(&mut e), DEFAULT_TTL);
+        e.set_extension(TTL_EXTENSION, "7");
+        assert_eq!(ttl_of(&e), 7, "a string TTL (binary mode) reads too");
+        e.set_extension(TTL_EXTENSION, "many");
+        assert_eq!(ttl_of(&e), DEFAULT_TTL);
+        e.remove_extension(TTL_EXTENSION);
+        assert_eq!(ttl_of(&e), DEFAULT_TTL);
     }
 }

@@ -142,7 +142,7 @@ impl Sink {
             event.set_extension(name, value.clone());
         }
         let id = event.id().to_string();
-        let disposition = self.engine.dispatch(&self.route, event).await;
+        let disposition = self.engine.dispatch(&self.route, Arc::new(event)).await;
         let counter = match &disposition {
             Disposition::Delivered => &self.counts.delivered,
             Disposition::DeadLettered(_) => &self.counts.dead_lettered,

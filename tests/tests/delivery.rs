@@ -60,6 +60,11 @@ async fn failing_attempt_gaps(policy: &str, retry: usize) -> Vec<Duration> {
         ext(dead[0].event(), "knativeerrorcode").as_deref(),
         Some("500")
     );
+    assert_eq!(
+        dead[0].header("ce-knativebrokerttl"),
+        None,
+        "a dead letter goes without the broker TTL, as the delivery did"
+    );
     let attempts = sub.attempts("e");
     assert_eq!(attempts.len(), 1 + retry, "1 attempt + {retry} retries");
     assert_eq!(sub.count(), 1 + retry);

@@ -369,6 +369,11 @@ async fn check_channel(channel: &str, channels: BackendsConfig) {
         soft_eq!(failures, v["subject"], SUBJECT, "{channel}: {id}");
         soft!(
             failures,
+            v.get("knativebrokerttl").is_none(),
+            "{channel}: {id}: the TTL stays inside the broker: {text}"
+        );
+        soft!(
+            failures,
             v.get("datacontenttype").is_none() || id == "b1",
             "{channel}: {id}"
         );

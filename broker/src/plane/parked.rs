@@ -148,7 +148,7 @@ impl DataPlane {
                 trigger: trigger.clone(),
                 id,
             })?;
-        let disposition = self.engine.dispatch(&route, parked.event).await;
+        let disposition = self.engine.dispatch(&route, Arc::new(parked.event)).await;
         let name = disposition.name();
         match disposition {
             Disposition::Undeliverable(again) => {

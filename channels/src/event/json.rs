@@ -179,9 +179,14 @@ fn from_members(members: Vec<(Cow<'_, str>, &RawValue)>) -> Result<WireEvent, Ev
 /// came in (bytes from binary mode: inline when their content type is JSON and they are
 /// JSON, a string under a `text/*` type, `data_base64` otherwise).
 pub fn to_vec(event: &WireEvent) -> Vec<u8> {
+    to_vec_without(event, None)
+}
+
+/// [`to_vec`] without the extension `omit` (a delivery leaves the broker TTL out).
+pub fn to_vec_without(event: &WireEvent, omit: Option<&str>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + event.body().map_or(0, |b| b.len()));
     out.push(b'{');
-    write_attributes(&mut out, event);
+    write_attributes(&mut out, event, omit);
     let spec03 = event.specversion() == SpecVersion::V03;
     let base64_member = |out: &mut Vec<u8>, bytes: &[u8]| {
         if spec03 {
@@ -225,10 +230,10 @@ pub fn to_string(event: &WireEvent) -> String {
     String::from_utf8(to_vec(event)).unwrap_or_default()
 }
 
-/// `"name":value` for every attribute, comma-separated (no leading comma), in the SDK's
+/// `"name":value` for every attribute but `omit`, comma-separated (no leading comma), in the SDK's
 /// order (context attributes, then extensions), and `datacontentencoding` never (it belongs
 /// to the data member).
-pub(crate) fn write_attributes(out: &mut Vec<u8>, event: &WireEvent) {
+pub(crate) fn write_attributes(out: &mut Vec<u8>, event: &WireEvent, omit: Option<&str>) {
     let spec = event.specversion();
     let schema = match spec {
         SpecVersion::V03 => "schemaurl",
@@ -259,6 +264,9 @@ pub(crate) fn write_attributes(out: &mut Vec<u8>, event: &WireEvent) {
         }
     }
     for (name, value) in event.iter_extensions() {
+        if omit == Some(name) {
+            continue;
+        }
         member(out, name);
         match value {
             ExtensionValue::String(s) => write_json_string(out, s),

@@ -28,7 +28,7 @@ pub fn encode_into(event: &WireEvent, out: &mut Vec<u8>) -> Result<(), EventErro
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
     out.push(b'{');
-    json::write_attributes(out, event);
+    json::write_attributes(out, event, None);
     out.push(b'}');
     let len = u32::try_from(out.len() - at - 4)
         .map_err(|_| EventError("attributes longer than 4 GiB".into()))?;
