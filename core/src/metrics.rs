@@ -110,7 +110,14 @@ pub struct IngressMetrics {
 /// handles without building five label strings and hashing them twice (which cost more
 /// than the counting).
 #[derive(Default)]
-struct IngressSeries(Mutex<foldhash::HashMap<crate::ResourceKey, Vec<IngressHandles>>>);
+struct IngressSeries(Mutex<SeriesMap>);
+
+#[derive(Default)]
+struct SeriesMap {
+    by_broker: foldhash::HashMap<crate::ResourceKey, Vec<IngressHandles>>,
+    /// Keys in `by_broker` that named no Broker when first counted.
+    unknown: usize,
+}
 
 struct IngressHandles {
     event_type: String,
@@ -119,30 +126,55 @@ struct IngressHandles {
     latencies: Histogram,
 }
 
-/// Handles kept per Broker; past that (a sender inventing types) the families are used
-/// directly, as before.
-const INGRESS_SERIES_PER_BROKER: usize = 64;
+/// Series one Broker may have (as many as the EventTypes it may record); past that (a
+/// sender inventing types) an event of a new type counts with an empty `event_type`, so
+/// the families cannot grow without bound.
+pub const INGRESS_SERIES_PER_BROKER: usize = 1000;
+/// Names that are no Broker which get series of their own; past that a request to one
+/// counts with empty `namespace_name` and `broker_name`, so requests to made-up paths
+/// cannot grow the families without bound.
+pub const INGRESS_UNKNOWN_BROKERS: usize = 64;
 
 impl IngressMetrics {
     /// Counts one event `broker` answered `code` (with an empty type when the request held
-    /// none that could be read), and how long storing it took when that was tried.
+    /// none that could be read), and how long storing it took when that was tried. `known`
+    /// is false when no Broker has that name.
     pub fn record(
         &self,
         broker: &crate::ResourceKey,
+        known: bool,
         event_type: &str,
         code: u16,
         took: Option<Duration>,
     ) {
         let mut series = self.series.0.lock().unwrap_or_else(|p| p.into_inner());
-        let handles = match series.get_mut(broker) {
+        let SeriesMap { by_broker, unknown } = &mut *series;
+        let nameless;
+        let mut broker = broker;
+        if !known && !by_broker.contains_key(broker) {
+            if *unknown < INGRESS_UNKNOWN_BROKERS {
+                *unknown += 1;
+            } else {
+                nameless = crate::ResourceKey::new(String::new(), String::new());
+                broker = &nameless;
+            }
+        }
+        let handles = match by_broker.get_mut(broker) {
             Some(handles) => handles,
-            None => series.entry(broker.clone()).or_default(),
+            None => by_broker.entry(broker.clone()).or_default(),
         };
-        let cached = handles
+        let mut event_type = event_type;
+        let mut found = handles
             .iter()
-            .find(|h| h.code == code && h.event_type == event_type);
-        let (count, latencies) = match cached {
-            Some(h) => (&h.count, &h.latencies),
+            .position(|h| h.code == code && h.event_type == event_type);
+        if found.is_none() && handles.len() >= INGRESS_SERIES_PER_BROKER {
+            event_type = "";
+            found = handles
+                .iter()
+                .position(|h| h.code == code && h.event_type.is_empty());
+        }
+        let h = match found {
+            Some(i) => &handles[i],
             None => {
                 let labels = IngressLabels {
                     namespace_name: broker.namespace.clone(),
@@ -151,28 +183,18 @@ impl IngressMetrics {
                     response_code: code.to_string(),
                     response_code_class: code_class(code),
                 };
-                let count = self.event_count.get_or_create(&labels).clone();
-                let latencies = self.event_dispatch_latencies.get_or_create(&labels).clone();
-                if handles.len() >= INGRESS_SERIES_PER_BROKER {
-                    count.inc();
-                    if let Some(took) = took {
-                        latencies.observe(millis(took));
-                    }
-                    return;
-                }
                 handles.push(IngressHandles {
+                    count: self.event_count.get_or_create(&labels).clone(),
+                    latencies: self.event_dispatch_latencies.get_or_create(&labels).clone(),
                     event_type: labels.event_type,
                     code,
-                    count,
-                    latencies,
                 });
-                let h = handles.last().expect("pushed");
-                (&h.count, &h.latencies)
+                handles.last().expect("pushed")
             }
         };
-        count.inc();
+        h.count.inc();
         if let Some(took) = took {
-            latencies.observe(millis(took));
+            h.latencies.observe(millis(took));
         }
     }
 }
@@ -385,6 +407,56 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    fn ingress_series(m: &Metrics) -> Vec<String> {
+        m.encode()
+            .lines()
+            .filter(|l| l.starts_with("mt_broker_ingress_event_count_total{"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn requests_to_made_up_brokers_cannot_grow_the_ingress_series_without_bound() {
+        let m = Metrics::new();
+        let known = crate::ResourceKey::new("ns", "default");
+        m.ingress.record(&known, true, "t", 202, None);
+        for i in 0..INGRESS_UNKNOWN_BROKERS + 500 {
+            let key = crate::ResourceKey::new("ns", format!("nope-{i}"));
+            m.ingress.record(&key, false, "", 404, None);
+        }
+        let series = ingress_series(&m);
+        assert_eq!(series.len(), 1 + INGRESS_UNKNOWN_BROKERS + 1, "{series:?}");
+        assert!(series.contains(&r#"mt_broker_ingress_event_count_total{namespace_name="ns",broker_name="nope-0",event_type="",response_code="404",response_code_class="4xx"} 1"#.to_string()));
+        assert!(series.contains(&r#"mt_broker_ingress_event_count_total{namespace_name="",broker_name="",event_type="",response_code="404",response_code_class="4xx"} 500"#.to_string()));
+        // A name counted once keeps its series; a Broker is never folded.
+        m.ingress.record(
+            &crate::ResourceKey::new("ns", "nope-0"),
+            false,
+            "",
+            404,
+            None,
+        );
+        m.ingress
+            .record(&crate::ResourceKey::new("ns", "late"), true, "t", 202, None);
+        let series = ingress_series(&m);
+        assert!(series.contains(&r#"mt_broker_ingress_event_count_total{namespace_name="ns",broker_name="nope-0",event_type="",response_code="404",response_code_class="4xx"} 2"#.to_string()));
+        assert!(series.contains(&r#"mt_broker_ingress_event_count_total{namespace_name="ns",broker_name="late",event_type="t",response_code="202",response_code_class="2xx"} 1"#.to_string()));
+    }
+
+    #[test]
+    fn a_sender_inventing_types_cannot_grow_a_brokers_series_without_bound() {
+        let m = Metrics::new();
+        let key = crate::ResourceKey::new("ns", "default");
+        for i in 0..INGRESS_SERIES_PER_BROKER + 300 {
+            m.ingress.record(&key, true, &format!("t{i}"), 202, None);
+        }
+        m.ingress.record(&key, true, "t0", 202, None);
+        let series = ingress_series(&m);
+        assert_eq!(series.len(), INGRESS_SERIES_PER_BROKER + 1);
+        assert!(series.contains(&r#"mt_broker_ingress_event_count_total{namespace_name="ns",broker_name="default",event_type="",response_code="202",response_code_class="2xx"} 300"#.to_string()));
+        assert!(series.contains(&r#"mt_broker_ingress_event_count_total{namespace_name="ns",broker_name="default",event_type="t0",response_code="202",response_code_class="2xx"} 2"#.to_string()));
     }
 
     #[test]

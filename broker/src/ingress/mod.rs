@@ -262,6 +262,8 @@ fn record(
         Ok(s) => s.as_u16(),
         Err(r) => r.status.as_u16(),
     };
+    // Only a missing Broker is answered 404 here.
+    let known = code != StatusCode::NOT_FOUND.as_u16();
     let mut types = admitted.types;
     if types.is_empty() {
         types.push(String::new());
@@ -269,7 +271,7 @@ fn record(
     for event_type in types {
         metrics
             .ingress
-            .record(key, &event_type, code, admitted.publish);
+            .record(key, known, &event_type, code, admitted.publish);
     }
 }
 
