@@ -20,7 +20,8 @@
 #                         [--kafka HOST:PORT] [--nats-url nats://127.0.0.1:4222]
 #                         [--herald PATH] [--only c,g,...]
 # --herald runs that binary instead of building one (e.g. an older build, for a before/after
-# in the same conditions); --only runs the named Herald cases (a and b always run).
+# in the same conditions); --only runs the named Herald cases (a and b always run). Herald
+# logs at its default level (info), as `herald serve` runs, unless RUST_LOG says otherwise.
 # Installs wrk and nginx-light with apt-get when missing (needs root). Everything listens on
 # 127.0.0.1; configs, data and logs live in a temporary directory removed on exit (kept with
 # HERALD_BENCH_KEEP=1).
@@ -45,7 +46,7 @@ while [ $# -gt 0 ]; do
     --nats-url) nats_url="$2"; shift 2 ;;
     --herald) herald="$2"; shift 2 ;;
     --only) only=",$2,"; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -391,7 +392,7 @@ herald_case() {
   dir="$tmp/herald-$channel-$nonmatching-$matching"
   herald_config "$dir/config" "$nonmatching" "$matching"
   port="$(free_port)"
-  RUST_LOG=warn "$herald" serve --config "$dir/config" --listen "127.0.0.1:$port" \
+  "$herald" serve --config "$dir/config" --listen "127.0.0.1:$port" \
     --admin-addr 127.0.0.1:0 --channel "$channel" --data-dir "$dir/data" "$@" >"$dir/herald.log" 2>&1 &
   pid=$!
   pids+=("$pid")

@@ -13,8 +13,10 @@
 #
 # Usage: scripts/profile.sh [--tool perf|callgrind] [--duration 20s] [--connections 8]
 #                           [--channel memory] [--triggers 0] [--herald PATH] [--out DIR]
+#                           [--log LEVEL]
 # --triggers N adds N non-matching Triggers (as bench.sh's case g). --herald defaults to the
-# dist-profile build, as images ship it (built here). Needs wrk, nginx and perf or valgrind.
+# dist-profile build, as images ship it (built here). --log sets Herald's RUST_LOG (default:
+# $RUST_LOG, else info, the level `herald serve` logs at). Needs wrk, nginx and perf or valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +27,7 @@ channel=memory
 triggers=0
 herald=""
 out=profile-out
+log="${RUST_LOG:-info}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --tool) tool="$2"; shift 2 ;;
@@ -34,6 +37,7 @@ while [ $# -gt 0 ]; do
     --triggers) triggers="$2"; shift 2 ;;
     --herald) herald="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --log) log="$2"; shift 2 ;;
     -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -110,9 +114,9 @@ port="$(free_port)"
 serve=("$herald" serve --config "$tmp/config" --listen "127.0.0.1:$port" --admin-addr 127.0.0.1:0
   --channel "$channel" --data-dir "$tmp/data")
 case "$tool" in
-  perf) RUST_LOG=warn perf record -e cpu-clock -F 999 -g --call-graph dwarf,16384 -o "$tmp/perf.data" \
+  perf) RUST_LOG="$log" perf record -e cpu-clock -F 999 -g --call-graph dwarf,16384 -o "$tmp/perf.data" \
           -- "${serve[@]}" >"$tmp/herald.log" 2>&1 & ;;
-  callgrind) RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$tmp/callgrind.out" \
+  callgrind) RUST_LOG="$log" valgrind --tool=callgrind --callgrind-out-file="$tmp/callgrind.out" \
           -- "${serve[@]}" >"$tmp/herald.log" 2>&1 & ;;
 esac
 recorder=$!

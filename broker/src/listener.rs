@@ -13,6 +13,7 @@
 
 use crate::header_limits::HeaderLimits;
 use crate::tls::ServerTls;
+use herald_dispatcher::cancellation::Cancellation;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::collections::HashMap;
@@ -336,6 +337,9 @@ async fn serve_connection<S>(
     let mut reads_when_idle = 0;
     let mut idle_since = Instant::now();
     let mut head_since: Option<Instant> = None;
+    // Polled with the connection at each of its wake-ups: made once, cheap to poll again.
+    let mut stopped = Cancellation::new(stop.clone());
+    let mut evicted = Cancellation::new(state.evict.clone());
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -344,11 +348,11 @@ async fn serve_connection<S>(
                 }
                 return;
             }
-            _ = stop.cancelled(), if !closing => {
+            _ = &mut stopped, if !closing => {
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
-            _ = state.evict.cancelled(), if !closing => {
+            _ = &mut evicted, if !closing => {
                 tracing::debug!("connection closed to make room (connection limit)");
                 closing = true;
                 connection.as_mut().graceful_shutdown();

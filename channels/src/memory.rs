@@ -125,7 +125,8 @@ struct Log {
     /// Offset of `events[0]`.
     base: u64,
     events: VecDeque<Arc<WireEvent>>,
-    subscriptions: HashMap<String, Cursor>,
+    /// Looked up on every read and settlement: foldhash, not SipHash.
+    subscriptions: foldhash::HashMap<String, Cursor>,
     closing: bool,
     /// Source of cursor epochs.
     epochs: u64,

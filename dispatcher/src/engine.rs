@@ -148,14 +148,15 @@ impl DeliveryEngine {
             Ok(status) => Some(*status),
             Err(f) => f.status,
         };
-        route
-            .dispatch_metrics
-            .record(route, &self.metrics, status.unwrap_or(0), started.elapsed());
+        route.dispatch_metrics.record(
+            route,
+            &self.metrics,
+            status.unwrap_or(0),
+            started.elapsed(),
+            delivered.is_ok(),
+        );
         let failure = match delivered {
-            Ok(_) => {
-                route.dispatch_metrics.count_delivered(route, &self.metrics);
-                return Disposition::Delivered;
-            }
+            Ok(_) => return Disposition::Delivered,
             Err(f) => f,
         };
         // Boxed: the failure path (another round of attempts, to the dead-letter sink) would
@@ -311,7 +312,7 @@ impl DeliveryEngine {
                 Some(a) => a,
                 None => {
                     tracing::warn!(
-                        event.id = original.id(),
+                        route = %route.id, event.id = original.id(),
                         "reply dropped: knativebrokerttl exhausted (reply loop?)"
                     );
                     return Ok(());

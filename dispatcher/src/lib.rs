@@ -7,6 +7,7 @@
 //! [`reply`]. [`trace`] owns the spans and the W3C trace context they continue.
 
 pub mod attributes;
+pub mod cancellation;
 pub mod client;
 pub mod consumer;
 pub mod dead_letter;

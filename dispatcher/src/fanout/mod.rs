@@ -16,6 +16,7 @@
 mod index;
 mod member;
 
+use crate::cancellation::Cancellation;
 use crate::route::Route;
 use herald_channels::{ChannelError, Read, SharedLog, Subscription, WireEvent};
 use index::FilterIndex;
@@ -154,9 +155,8 @@ impl Group {
         let mut matched = Vec::new();
         let mut committed_at = Instant::now();
         let mut uncommitted = false;
-        // Made once, not per read (each fresh one registers a waiter on the token).
-        let stopped = self.stop.cancelled();
-        tokio::pin!(stopped);
+        // Made once, not per read, and cheap to poll again.
+        let mut stopped = Cancellation::new(self.stop.clone());
         loop {
             let (from, moves) = {
                 let g = self.lock();

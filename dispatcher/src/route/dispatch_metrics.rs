@@ -28,10 +28,27 @@ impl fmt::Debug for DispatchMetrics {
 }
 
 impl DispatchMetrics {
-    /// Counts one dispatch of `route` that ended with `code` (`0`: no answer) after `took`;
-    /// routes other than a Trigger's have no such metrics.
-    pub(crate) fn record(&self, route: &Route, metrics: &Arc<Metrics>, code: u16, took: Duration) {
+    /// Counts one dispatch of `route` that ended with `code` (`0`: no answer) after `took`,
+    /// and the event as delivered when it was (under one lock); routes other than a
+    /// Trigger's have no per-code metrics.
+    pub(crate) fn record(
+        &self,
+        route: &Route,
+        metrics: &Arc<Metrics>,
+        code: u16,
+        took: Duration,
+        delivered: bool,
+    ) {
         let mut handles = self.handles(metrics);
+        if delivered {
+            handles
+                .delivered
+                .get_or_insert_with(|| {
+                    let delivered = &metrics.herald.delivered;
+                    delivered.get_or_create(&route.metric_labels()).clone()
+                })
+                .inc();
+        }
         let at = match handles.by_code.iter().position(|(c, ..)| *c == code) {
             Some(at) => at,
             None => {
@@ -59,17 +76,6 @@ impl DispatchMetrics {
         let (_, count, latencies) = &handles.by_code[at];
         count.inc();
         latencies.observe(millis(took));
-    }
-
-    /// Counts one event of `route` delivered (`herald_delivered_total`).
-    pub(crate) fn count_delivered(&self, route: &Route, metrics: &Arc<Metrics>) {
-        self.handles(metrics)
-            .delivered
-            .get_or_insert_with(|| {
-                let delivered = &metrics.herald.delivered;
-                delivered.get_or_create(&route.metric_labels()).clone()
-            })
-            .inc();
     }
 
     /// The handles, emptied first if they belong to another registry than `metrics`.
