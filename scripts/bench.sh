@@ -18,9 +18,11 @@
 #
 # Usage: scripts/bench.sh [--duration 10s] [--warmup 2s] [--connections 32] [--threads 2]
 #                         [--kafka HOST:PORT] [--nats-url nats://127.0.0.1:4222]
-#                         [--herald PATH] [--only c,g,...]
+#                         [--herald PATH] [--only c,g,...] [--rounds 1]
 # --herald runs that binary instead of building one (e.g. an older build, for a before/after
-# in the same conditions); --only runs the named Herald cases (a and b always run). Herald
+# in the same conditions); --only runs the named Herald cases (a and b always run); --rounds N
+# runs everything N times, each round with its own baseline, and ends with the median of each
+# case's figures over the rounds (a 2-core VM varies by 10% from run to run). Herald
 # logs at its default level (info), as `herald serve` runs, unless RUST_LOG says otherwise.
 # Installs wrk and nginx-light with apt-get when missing (needs root). Everything listens on
 # 127.0.0.1; configs, data and logs live in a temporary directory removed on exit (kept with
@@ -36,6 +38,7 @@ kafka=""
 nats_url="nats://127.0.0.1:4222"
 herald=""
 only=",c,d,e,f,g,h,"
+rounds=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
@@ -46,10 +49,12 @@ while [ $# -gt 0 ]; do
     --nats-url) nats_url="$2"; shift 2 ;;
     --herald) herald="$2"; shift 2 ;;
     --only) only=",$2,"; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --rounds) rounds="$2"; shift 2 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "--rounds takes a whole number from 1, got $rounds" >&2; exit 2; }
 
 # --- tools -----------------------------------------------------------------------------------
 missing=()
@@ -266,8 +271,7 @@ wait_delivered() {
   awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }'
 }
 
-results="$tmp/results"
-: >"$results"
+results=""
 baseline_rps=""
 
 # Measures one case: warm-up, then DURATION; records a results row. FANOUT: deliveries per
@@ -319,8 +323,9 @@ per_kev() {
 }
 
 # --- Herald --------------------------------------------------------------------------------------
-# A namespace per run, so NATS streams and Kafka topics (named after the Broker) start empty.
-ns="bench$(date +%s)"
+# A namespace per round (set below), so NATS streams and Kafka topics (named after the Broker)
+# start empty.
+ns=""
 
 # Writes DIR/config.yaml: Broker NS/b, NONMATCHING Triggers that never match (half prefix, half
 # CESQL), and MATCHING (default 1) Triggers on type bench.event, all subscribed to the sink.
@@ -389,7 +394,7 @@ herald_case() {
   local name="$1" channel="$2" nonmatching="$3" matching="$4" port pid dir idle server_pid=""
   shift 4
   case "$only" in *",${name:1:1},"*) ;; *) return 0 ;; esac
-  dir="$tmp/herald-$channel-$nonmatching-$matching"
+  dir="$tmp/$ns/herald-$channel-$nonmatching-$matching"
   herald_config "$dir/config" "$nonmatching" "$matching"
   port="$(free_port)"
   "$herald" serve --config "$dir/config" --listen "127.0.0.1:$port" \
@@ -420,50 +425,105 @@ herald_case() {
   stop "$pid"
 }
 
-echo "== $(nproc) cores; wrk -t$threads -c$connections, ${warmup} warm-up + $duration per case; 1 KiB binary-mode events"
-direct_port="$(free_port)"
-start_nginx direct "$direct_port" "return 202;"
-measure "(a) nginx 202" "http://127.0.0.1:$direct_port/"
+for ((round = 1; round <= rounds; round++)); do
+  [ "$rounds" = 1 ] || echo "== round $round of $rounds"
+  results="$tmp/results-$round"
+  : >"$results"
+  baseline_rps=""
+  ns="bench$(date +%s)r$round"
+  echo "== $(nproc) cores; wrk -t$threads -c$connections, ${warmup} warm-up + $duration per case; 1 KiB binary-mode events"
+  direct_port="$(free_port)"
+  start_nginx direct "$direct_port" "return 202;"
+  measure "(a) nginx 202" "http://127.0.0.1:$direct_port/"
 
-fwd_port="$(free_port)"
-start_nginx forwarder "$fwd_port" "proxy_pass http://sink; proxy_http_version 1.1; proxy_set_header Connection \"\";" \
-  "upstream sink { server 127.0.0.1:$sink_port; keepalive 64; }"
-measure "(b) nginx forwarder" "http://127.0.0.1:$fwd_port/"
+  fwd_port="$(free_port)"
+  start_nginx forwarder "$fwd_port" "proxy_pass http://sink; proxy_http_version 1.1; proxy_set_header Connection \"\";" \
+    "upstream sink { server 127.0.0.1:$sink_port; keepalive 64; }"
+  measure "(b) nginx forwarder" "http://127.0.0.1:$fwd_port/"
 
-herald_case "(c) herald memory" memory 0 1
-herald_case "(d) herald sled (durable)" sled 0 1
-nats_host_port="${nats_url#nats://}"
-if listening "${nats_host_port##*:}"; then
-  herald_case "(e) herald nats" nats 0 1 --nats-url "$nats_url"
-else
-  printf '%s\tskipped: no nats-server on %s\n' "(e) herald nats" "$nats_url" >>"$results"
-fi
-if [ -n "$kafka" ]; then
-  herald_case "(f) herald kafka" kafka 0 1 --kafka-bootstrap-servers "$kafka"
-else
-  printf '%s\tskipped: no --kafka HOST:PORT\n' "(f) herald kafka" >>"$results"
-fi
-herald_case "(g) herald memory 1000+1 triggers" memory 1000 1
-herald_case "(h) herald memory fan-out 10 of 100" memory 90 10
+  herald_case "(c) herald memory" memory 0 1
+  herald_case "(d) herald sled (durable)" sled 0 1
+  nats_host_port="${nats_url#nats://}"
+  if listening "${nats_host_port##*:}"; then
+    herald_case "(e) herald nats" nats 0 1 --nats-url "$nats_url"
+  else
+    printf '%s\tskipped: no nats-server on %s\n' "(e) herald nats" "$nats_url" >>"$results"
+  fi
+  if [ -n "$kafka" ]; then
+    herald_case "(f) herald kafka" kafka 0 1 --kafka-bootstrap-servers "$kafka"
+  else
+    printf '%s\tskipped: no --kafka HOST:PORT\n' "(f) herald kafka" >>"$results"
+  fi
+  herald_case "(g) herald memory 1000+1 triggers" memory 1000 1
+  herald_case "(h) herald memory fan-out 10 of 100" memory 90 10
+  echo "$baseline_rps" >"$tmp/baseline-$round"
+done
 
 # --- report ------------------------------------------------------------------------------------
+header() {
+  printf "%-40s %8s %6s %7s %7s %8s %6s %11s %6s %7s %6s %6s %7s %7s\n" "case" "req/s" "ratio" \
+    "p50 ms" "p99 ms" "p99.9ms" "errors" "delivered/s" "of (c)" "drain s" "idleMB" "peakMB" \
+    "cpu/kev" "srv/kev"
+}
+# One round's rows with their ratios: req/s to (b)'s, (g) and (h)'s delivered/s to (c)'s.
+#   rows ROUND   (tab-separated: the results columns, then ratio, of_c as numbers or -)
+rows() {
+  awk -F'\t' -v OFS='\t' -v base="$(cat "$tmp/baseline-$1")" '
+    NF == 2 { print; next }
+    {
+      if ($1 ~ /^\(c\)/) c_delivered = $8
+      ratio = base > 0 ? $2 / base * 100 : "-"
+      of_c = ($1 ~ /^\([gh]\)/ && c_delivered > 0) ? $8 / c_delivered * 100 : "-"
+      print $0, ratio, of_c
+    }' "$tmp/results-$1"
+}
+# Prints rows as the table.
+table() {
+  awk -F'\t' '
+    function ms(us) { return us == "-" ? "-" : sprintf("%.2f", us / 1000) }
+    function pct(x) { return x == "-" ? "-" : sprintf("%.0f%%", x) }
+    NF == 2 { printf "%-40s %s\n", $1, $2; next }
+    {
+      printf "%-40s %8s %6s %7s %7s %8s %6s %11s %6s %7s %6s %6s %7s %7s\n", $1, $2, pct($14),
+        ms($3), ms($4), ms($5), $6 + $7, $8, pct($15), $9, $10, $11, $12, $13
+    }'
+}
 echo
-awk -F'\t' -v base="$baseline_rps" '
-  function ms(us) { return sprintf("%.2f", us / 1000) }
-  BEGIN {
-    printf "%-40s %8s %6s %7s %7s %8s %6s %11s %6s %7s %6s %6s %7s %7s\n", "case", "req/s", "ratio",
-      "p50 ms", "p99 ms", "p99.9ms", "errors", "delivered/s", "of (c)", "drain s", "idleMB", "peakMB",
-      "cpu/kev", "srv/kev"
-  }
-  NF == 2 { printf "%-40s %s\n", $1, $2; next }
-  {
-    ratio = base > 0 ? sprintf("%.0f%%", $2 / base * 100) : "-"
-    if ($1 ~ /^\(c\)/) c_delivered = $8
-    of_c = ($1 ~ /^\([gh]\)/ && c_delivered > 0) ? sprintf("%.0f%%", $8 / c_delivered * 100) : "-"
-    printf "%-40s %8s %6s %7s %7s %8s %6s %11s %6s %7s %6s %6s %7s %7s\n", $1, $2, ratio, ms($3),
-      ms($4), ms($5), $6 + $7, $8, of_c, $9, $10, $11, $12, $13
-  }' "$results"
-echo
+for ((round = 1; round <= rounds; round++)); do
+  [ "$rounds" = 1 ] || echo "round $round:"
+  header
+  rows "$round" | table
+  echo
+done
+if [ "$rounds" -gt 1 ]; then
+  # Each column's median over the rounds, case by case (in the order they ran).
+  echo "median of $rounds rounds:"
+  header
+  for ((round = 1; round <= rounds; round++)); do rows "$round"; done | awk -F'\t' -v OFS='\t' '
+    function median(list,   a, n, i, j, t) {
+      n = split(list, a, " ")
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+      if (n == 0 || a[1] == "-") return "-"
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    !($1 in seen) { seen[$1] = 1; order[++cases] = $1 }
+    NF == 2 { skipped[$1] = $2; next }
+    { for (i = 2; i <= 15; i++) col[$1, i] = col[$1, i] " " $i }
+    END {
+      for (c = 1; c <= cases; c++) {
+        name = order[c]
+        if (name in skipped) { print name, skipped[name]; continue }
+        line = name
+        for (i = 2; i <= 15; i++) {
+          m = median(col[name, i])
+          fmt = i == 9 ? "%.2f" : i == 10 ? "%.1f" : "%.0f"
+          line = line OFS (m == "-" || i >= 14 ? m : sprintf(fmt, m))
+        }
+        print line
+      }
+    }' | table
+  echo
+fi
 echo "ratio: req/s as a share of (b). delivered/s: deliveries of accepted events / (run + time"
 echo "until the sink had them all); of (c): that as a share of (c)'s. idleMB: resident set of the"
 echo "Herald process once ready (VmRSS); peakMB: its peak (VmHWM). errors: non-2xx + socket errors."

@@ -10,8 +10,12 @@
 #                     slow (~50x), but the counts do not depend on what else the machine runs,
 #                     so before/after comparisons hold on a noisy machine. OUT/report.txt holds
 #                     the instructions per function (inclusive) and per accepted event.
+#   --tool syscalls   counts Herald's system calls and context switches with perf stat
+#                     (syscall tracepoints: needs root or perf_event_paranoid <= -1) and
+#                     reports each per accepted event. On a VM whose loopback TCP stack
+#                     takes most of the CPU, these counts say more than user-space samples.
 #
-# Usage: scripts/profile.sh [--tool perf|callgrind] [--duration 20s] [--connections 8]
+# Usage: scripts/profile.sh [--tool perf|callgrind|syscalls] [--duration 20s] [--connections 8]
 #                           [--channel memory] [--triggers 0] [--herald PATH] [--out DIR]
 #                           [--log LEVEL]
 # --triggers N adds N non-matching Triggers (as bench.sh's case g). --herald defaults to the
@@ -38,14 +42,18 @@ while [ $# -gt 0 ]; do
     --herald) herald="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --log) log="$2"; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$tool" in
   perf) command -v perf >/dev/null || { echo "profile.sh: perf is missing (Debian: linux-perf)" >&2; exit 1; } ;;
   callgrind) command -v valgrind >/dev/null || { echo "profile.sh: valgrind is missing" >&2; exit 1; } ;;
-  *) echo "--tool is perf or callgrind, not $tool" >&2; exit 2 ;;
+  syscalls)
+    command -v perf >/dev/null || { echo "profile.sh: perf is missing (Debian: linux-perf)" >&2; exit 1; }
+    [ -n "$(perf list 2>/dev/null | grep 'syscalls:sys_enter_write ')" ] \
+      || { echo "profile.sh: perf sees no syscall tracepoints (run as root)" >&2; exit 1; } ;;
+  *) echo "--tool is perf, callgrind or syscalls, not $tool" >&2; exit 2 ;;
 esac
 command -v wrk >/dev/null || { echo "profile.sh: wrk is missing" >&2; exit 1; }
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
@@ -118,6 +126,9 @@ case "$tool" in
           -- "${serve[@]}" >"$tmp/herald.log" 2>&1 & ;;
   callgrind) RUST_LOG="$log" valgrind --tool=callgrind --callgrind-out-file="$tmp/callgrind.out" \
           -- "${serve[@]}" >"$tmp/herald.log" 2>&1 & ;;
+  # Counted from start to shutdown: start-up and the ready probe add a few hundred calls.
+  syscalls) RUST_LOG="$log" perf stat -x, -o "$tmp/stat.csv" -e 'syscalls:sys_enter_*' \
+          -e context-switches,cpu-migrations -- "${serve[@]}" >"$tmp/herald.log" 2>&1 & ;;
 esac
 recorder=$!
 pids+=("$recorder")
@@ -141,6 +152,8 @@ wrk -t1 -c"$connections" -d"$duration" --timeout 30s -s "$tmp/post.lua" "http://
 requests="$(awk '/requests in/ {print $1}' "$tmp/wrk.out")"
 # Deliveries still queued finish before the profile ends (SIGINT: graceful shutdown).
 sleep 1
+# perf stat does not pass the signal on: Herald is its child.
+[ "$tool" = syscalls ] && pkill -INT -P "$recorder" herald
 kill -INT "$recorder"
 wait "$recorder" || true
 pids=("${pids[@]/$recorder}")
@@ -153,7 +166,11 @@ set +o pipefail
   case "$tool" in
     perf)
       # --no-inline and -g none: resolving inlined frames runs addr2line per sample, which
-      # takes minutes on a debug build.
+      # takes minutes on a debug build. First the split between Herald, the kernel and libc.
+      echo "# by binary:"
+      perf report -i "$tmp/perf.data" --stdio --no-children --no-inline -g none --sort comm,dso \
+        --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
+      echo "# by function, own samples:"
       perf report -i "$tmp/perf.data" --stdio --no-children --no-inline -g none --sort dso,symbol \
         --percent-limit 0.5 2>/dev/null \
         | grep -v '^$' | head -80 ;;
@@ -164,9 +181,16 @@ set +o pipefail
       callgrind_annotate "$tmp/callgrind.out" 2>/dev/null | sed -n '/file:function/,$p' | sed -n '3,42p'
       echo "# Herald's own functions, inclusive:"
       callgrind_annotate --inclusive=yes "$tmp/callgrind.out" 2>/dev/null | grep 'herald_' | head -40 ;;
+    syscalls)
+      echo "# per accepted event (count / requests), most frequent first:"
+      awk -F, -v n="${requests:-0}" '$1 ~ /^[0-9]+$/ && $1 > 0 && n > 0 {
+          name = $3; sub(/^syscalls:sys_enter_/, "", name); total += ($3 ~ /^syscalls:/) ? $1 : 0
+          printf "%10.3f  %s\n", $1 / n, name }
+        END { if (n > 0) printf "%10.3f  (all system calls)\n", total / n }' "$tmp/stat.csv" \
+        | sort -rn | head -30 ;;
   esac
 } >"$out/report.txt"
-cp "$tmp"/perf.data "$tmp"/callgrind.out "$out"/ 2>/dev/null || true
+cp "$tmp"/perf.data "$tmp"/callgrind.out "$tmp"/stat.csv "$out"/ 2>/dev/null || true
 if [ "$tool" = perf ] && command -v inferno-collapse-perf >/dev/null && command -v inferno-flamegraph >/dev/null; then
   perf script -i "$tmp/perf.data" 2>/dev/null | inferno-collapse-perf | inferno-flamegraph >"$out/herald.svg"
 fi

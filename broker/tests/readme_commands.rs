@@ -443,12 +443,13 @@ impl Drop for KillOnDrop {
     }
 }
 /// The Development section's profiling recipe, briefly: `scripts/profile.sh` with each tool
-/// (perf sampling, callgrind counting) against this build's `herald`, under wrk load, writes a
-/// report that names Herald's own code. A missing tool (perf, valgrind, wrk, nginx) fails it.
+/// (perf sampling, callgrind counting, syscall counting) against this build's `herald`, under
+/// wrk load, writes a report that names Herald's own code, or its system calls per event. A
+/// missing tool (perf, valgrind, wrk, nginx) fails it.
 #[test]
 fn the_profile_script_reports_where_the_time_goes_with_each_tool() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for tool in ["perf", "callgrind"] {
+    for tool in ["perf", "callgrind", "syscalls"] {
         let out = tempfile::tempdir().unwrap();
         let run = std::process::Command::new("bash")
             .arg(repo.join("scripts/profile.sh"))
@@ -463,6 +464,19 @@ fn the_profile_script_reports_where_the_time_goes_with_each_tool() {
             "profile.sh --tool {tool} failed: {stderr}"
         );
         let report = std::fs::read_to_string(out.path().join("report.txt")).unwrap();
+        if tool == "syscalls" {
+            // Each event is read from a socket: at least one recvfrom per event, counted.
+            let per_event = |name: &str| {
+                report.lines().find_map(|l| {
+                    let (count, call) = l.trim().split_once("  ")?;
+                    (call.trim() == name).then(|| count.parse::<f64>().ok())?
+                })
+            };
+            let reads = per_event("recvfrom").unwrap_or(0.0);
+            assert!(reads >= 1.0, "recvfrom per event is {reads}:\n{report}");
+            assert!(per_event("(all system calls)").is_some(), "{report}");
+            continue;
+        }
         // Below the `#` header lines: samples or instruction counts in Herald's own binary.
         assert!(
             report
