@@ -10,6 +10,10 @@
 #   (f) Herald on Kafka                          (with --kafka HOST:PORT; builds --features kafka)
 #   (g) Herald, memory, 1,000 non-matching Triggers (half prefix, half CESQL) + 1 matching
 #   (h) Herald, memory, fan-out: 100 Triggers of which 10 match (10 deliveries per event)
+#   (i) Herald, memory, 10x overload: the subscriber (nginx limit_req in front of the sink)
+#       takes 2,000 events/s while wrk sends as fast as Herald answers; the channel's default
+#       bound must refuse the excess with 429/503 and keep RSS bounded, and every accepted
+#       event must reach the sink afterwards
 # and prints req/s, the ratio to (b) from the same run, latency p50/p99/p99.9 (wrk's own
 # histogram), and for Herald the idle and peak RSS (VmRSS once ready, VmHWM) and the rate at
 # which the sink actually received the deliveries (an accepted event may still be queued on
@@ -37,7 +41,7 @@ threads=2
 kafka=""
 nats_url="nats://127.0.0.1:4222"
 herald=""
-only=",c,d,e,f,g,h,"
+only=",c,d,e,f,g,h,i,"
 rounds=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -50,7 +54,7 @@ while [ $# -gt 0 ]; do
     --herald) herald="$2"; shift 2 ;;
     --only) only=",$2,"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -232,6 +236,31 @@ function delay()
 end
 EOF
 } >"$tmp/paced.lua"
+
+# The same requests, tallying the answers by status (for the overload case).
+{
+  cat "$tmp/post.lua"
+  cat <<'EOF'
+ok, r429, r503, other = 0, 0, 0, 0
+function response(status, headers, body)
+  if status < 300 then ok = ok + 1
+  elseif status == 429 then r429 = r429 + 1
+  elseif status == 503 then r503 = r503 + 1
+  else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local t = { ok = 0, r429 = 0, r503 = 0, other = 0 }
+  for _, thread in ipairs(threads) do
+    for k, _ in pairs(t) do t[k] = t[k] + thread:get(k) end
+  end
+  local e = summary.errors
+  io.write(string.format(
+    "STATUSES seconds=%.3f ok=%d r429=%d r503=%d other=%d socket_errors=%d\n",
+    summary.duration / 1e6, t.ok, t.r429, t.r503, t.other,
+    e.connect + e.read + e.write + e.timeout))
+end
+EOF
+} >"$tmp/overload.lua"
 
 # Runs wrk against URL for DURATION (at RATE req/s in all when given); prints its RESULT line.
 #   run_wrk URL DURATION [RATE]
@@ -425,6 +454,45 @@ herald_case() {
   stop "$pid"
 }
 
+# (i): Herald on memory (default bound: 10,000 events) with a subscriber that takes RATE events/s
+# (nginx limit_req, delaying the excess, in front of the counting sink), under wrk at full
+# speed for DURATION. Records offered and accepted req/s, the refusals by status, idle and
+# peak RSS, and how long the accepted events took to reach the sink afterwards.
+overload_case() {
+  local name="$1" rate="$2" slow_port dir port pid idle base r secs ok drain rss
+  case "$only" in *",${name:1:1},"*) ;; *) return 0 ;; esac
+  slow_port="$(free_port)"
+  [ -d "$tmp/slow" ] || start_nginx slow "$slow_port" \
+    "limit_req zone=slow burst=1000000; proxy_pass http://fast; proxy_http_version 1.1; proxy_set_header Connection \"\";" \
+    "limit_req_zone \$server_addr zone=slow:1m rate=${rate}r/s; upstream fast { server 127.0.0.1:$sink_port; keepalive 64; }"
+  [ -z "${slow_sink:-}" ] && slow_sink="http://127.0.0.1:$slow_port/"
+  dir="$tmp/$ns/herald-overload"
+  sink="$slow_sink" herald_config "$dir/config" 0 1
+  port="$(free_port)"
+  "$herald" serve --config "$dir/config" --listen "127.0.0.1:$port" \
+    --admin-addr 127.0.0.1:0 --channel memory --data-dir "$dir/data" >"$dir/herald.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  wait_port "$port" "$pid" herald "$dir/herald.log" 60
+  idle="$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")"
+  base="$(sink_count)"
+  wrk -t"$threads" -c"$connections" -d"$duration" --timeout 10s -s "$tmp/overload.lua" \
+    "http://127.0.0.1:$port/$ns/b" >"$tmp/wrk.out" 2>&1 || { cat "$tmp/wrk.out" >&2; exit 1; }
+  r="$(grep '^STATUSES ' "$tmp/wrk.out")" || { cat "$tmp/wrk.out" >&2; exit 1; }
+  rss="$(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")"
+  secs="$(field seconds "$r")" ok="$(field ok "$r")"
+  drain="$(wait_delivered "$base" "$ok")" || exit 1
+  printf '%s\t%s\n' "$name" "$(awk -v s="$secs" -v ok="$ok" -v a="$(field r429 "$r")" \
+    -v b="$(field r503 "$r")" -v o="$(field other "$r")" -v e="$(field socket_errors "$r")" \
+    -v rate="$rate" -v idle="$idle" -v rss="$rss" -v d="$drain" 'BEGIN {
+      all = ok + a + b + o
+      printf "offered %.0f req/s (%.0fx the subscriber), accepted %.0f/s; refused %.1f%% (429: %d, 503: %d), other %d, socket errors %d; RSS idle %s MiB, peak %s MiB; all %d accepted at the sink %.1f s after",
+        all / s, all / s / rate, ok / s, (all > 0 ? (a + b) * 100 / all : 0), a, b, o, e, idle, rss, ok, d
+    }')" >>"$results"
+  echo "   $name: $(tail -1 "$results" | cut -f2)" >&2
+  stop "$pid"
+}
+
 for ((round = 1; round <= rounds; round++)); do
   [ "$rounds" = 1 ] || echo "== round $round of $rounds"
   results="$tmp/results-$round"
@@ -456,6 +524,7 @@ for ((round = 1; round <= rounds; round++)); do
   fi
   herald_case "(g) herald memory 1000+1 triggers" memory 1000 1
   herald_case "(h) herald memory fan-out 10 of 100" memory 90 10
+  overload_case "(i) herald memory 10x overload" 2000
   echo "$baseline_rps" >"$tmp/baseline-$round"
 done
 

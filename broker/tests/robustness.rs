@@ -413,6 +413,43 @@ fn the_memory_channel_reports_what_it_loses() {
     assert!(line.contains(&format!("{n} accepted events")), "{line}");
 }
 
+/// Without flags the memory channel holds 10,000 undelivered events per Broker (as
+/// `--max-lag-events` says), then answers 429 with Retry-After: the durable channels'
+/// 1,000,000 would be gigabytes of RSS before an overload met its first refusal.
+#[test]
+fn the_memory_channel_refuses_past_its_default_bound() {
+    let (sub, _) = subscriber(Mode::Hang);
+    let herald = Served::serve(
+        &broker_yaml("memory", &sub, "retry: 0, timeout: PT600S"),
+        &[],
+    );
+    let batch = |from: usize| {
+        let events: Vec<String> = (from..from + 500)
+            .map(|i| event_json(&i.to_string()))
+            .collect();
+        format!("[{}]", events.join(","))
+    };
+    let mut accepted = 0;
+    let (status, text) = loop {
+        let (status, text) = post(
+            herald.addr,
+            "application/cloudevents-batch+json",
+            batch(accepted).as_bytes(),
+        );
+        if status != 202 {
+            break (status, text);
+        }
+        accepted += 500;
+        assert!(
+            accepted <= 10_000,
+            "accepted {accepted} events past the bound"
+        );
+    };
+    assert_eq!((status, accepted), (429, 10_000), "{text}");
+    assert!(text.to_ascii_lowercase().contains("retry-after"), "{text}");
+    assert!(text.contains("capacity 10000"), "{text}");
+}
+
 #[test]
 fn batches_are_capped_and_memory_stays_bounded() {
     let (sub, _) = subscriber(Mode::Accept);

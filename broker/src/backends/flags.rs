@@ -113,8 +113,10 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 }
 
 /// What the `herald` binary uses where neither the file nor a flag says otherwise: durable
-/// sled by default, and memory held to the same lag limit as sled.
-const BINARY_DEFAULTS: &str = "default: sled\nmemory: {capacity: 1000000}\n";
+/// sled by default. Memory keeps its own bound (10,000 events, as `--max-lag-events` says):
+/// the durable channels' 1,000,000 undelivered events are on disk, but held in memory they
+/// are gigabytes of RSS before a 10x overload meets its first 429.
+const BINARY_DEFAULTS: &str = "default: sled\n";
 
 impl ChannelArgs {
     /// The file (if any) over the binary's defaults, then the flags given.
@@ -243,7 +245,7 @@ mod tests {
         assert_eq!(c.sled.data_dir, PathBuf::from("herald-data"));
         assert_eq!(c.sled.store.sync, SyncPolicy::Group);
         assert_eq!(c.sled.store.max_lag_events, 1_000_000);
-        assert_eq!(c.memory.capacity, 1_000_000);
+        assert_eq!(c.memory.capacity, 10_000);
         assert_eq!(c.sled.store.retention, Default::default());
         assert_eq!(c.nats.url, NatsConfig::default().url);
         assert_eq!(c.nats.ack_wait, Duration::from_secs(30));
