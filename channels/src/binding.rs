@@ -298,7 +298,10 @@ fn binary_to_event(headers: &HeaderMap, body: bytes::Bytes) -> Result<WireEvent,
             .map_err(|_| format!("header content-type is not visible ASCII: {ct:?}"))?;
         parts.set(Cow::Borrowed("datacontenttype"), ct.to_string());
     }
-    let data = (!body.is_empty()).then_some(WireData::Binary(body));
+    // A copy of its own: a body read off a connection is a slice of that connection's read
+    // buffer, and an event a channel keeps (a backlog, a log's tail) would keep the whole
+    // buffer alive with it.
+    let data = (!body.is_empty()).then(|| WireData::Binary(bytes::Bytes::copy_from_slice(&body)));
     parts.into_event(data).map_err(|e| e.0)
 }
 
@@ -306,6 +309,30 @@ fn binary_to_event(headers: &HeaderMap, body: bytes::Bytes) -> Result<WireEvent,
 mod tests {
     use super::*;
     use cloudevents::{EventBuilder, EventBuilderV10};
+
+    #[test]
+    fn a_binary_body_is_copied_out_of_the_buffer_it_was_read_from() {
+        // As a connection reads it: the body a slice of a larger buffer.
+        let buffer = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+        let body = buffer.slice(100..1124);
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+        ] {
+            headers.insert(name, value.parse().unwrap());
+        }
+        let event = headers_to_event(&headers, body.clone()).unwrap();
+        let data = event.body_bytes().unwrap();
+        assert_eq!(data, body);
+        let within = buffer.as_ptr_range();
+        assert!(
+            !within.contains(&data.as_ptr()),
+            "the event's data still points into the read buffer"
+        );
+    }
 
     #[test]
     fn encoding_follows_the_http_binding_example() {
