@@ -26,7 +26,8 @@
 # --herald runs that binary instead of building one (e.g. an older build, for a before/after
 # in the same conditions); --only runs the named Herald cases (a and b always run); --rounds N
 # runs everything N times, each round with its own baseline, and ends with the median of each
-# case's figures over the rounds (a 2-core VM varies by 10% from run to run). Herald
+# case's figures over the rounds (a 2-core VM varies by 10% from run to run; the overload
+# case's line there is the last round's). Herald
 # logs at its default level (info), as `herald serve` runs, unless RUST_LOG says otherwise.
 # Installs wrk and nginx-light with apt-get when missing (needs root). Everything listens on
 # 127.0.0.1; configs, data and logs live in a temporary directory removed on exit (kept with
@@ -54,7 +55,7 @@ while [ $# -gt 0 ]; do
     --herald) herald="$2"; shift 2 ;;
     --only) only=",$2,"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -461,11 +462,14 @@ herald_case() {
 overload_case() {
   local name="$1" rate="$2" slow_port dir port pid idle base r secs ok drain rss
   case "$only" in *",${name:1:1},"*) ;; *) return 0 ;; esac
-  slow_port="$(free_port)"
-  [ -d "$tmp/slow" ] || start_nginx slow "$slow_port" \
-    "limit_req zone=slow burst=1000000; proxy_pass http://fast; proxy_http_version 1.1; proxy_set_header Connection \"\";" \
-    "limit_req_zone \$server_addr zone=slow:1m rate=${rate}r/s; upstream fast { server 127.0.0.1:$sink_port; keepalive 64; }"
-  [ -z "${slow_sink:-}" ] && slow_sink="http://127.0.0.1:$slow_port/"
+  # Started by the first round, kept for the others.
+  if [ -z "${slow_sink:-}" ]; then
+    slow_port="$(free_port)"
+    start_nginx slow "$slow_port" \
+      "limit_req zone=slow burst=1000000; proxy_pass http://fast; proxy_http_version 1.1; proxy_set_header Connection \"\";" \
+      "limit_req_zone \$server_addr zone=slow:1m rate=${rate}r/s; upstream fast { server 127.0.0.1:$sink_port; keepalive 64; }"
+    slow_sink="http://127.0.0.1:$slow_port/"
+  fi
   dir="$tmp/$ns/herald-overload"
   sink="$slow_sink" herald_config "$dir/config" 0 1
   port="$(free_port)"

@@ -153,7 +153,7 @@ requests="$(awk '/requests in/ {print $1}' "$tmp/wrk.out")"
 # Deliveries still queued finish before the profile ends (SIGINT: graceful shutdown).
 sleep 1
 # perf stat does not pass the signal on: Herald is its child.
-[ "$tool" = syscalls ] && pkill -INT -P "$recorder" herald
+[ "$tool" != syscalls ] || pkill -INT -P "$recorder" herald || true
 kill -INT "$recorder"
 wait "$recorder" || true
 pids=("${pids[@]/$recorder}")
